@@ -1,0 +1,21 @@
+/* Builds the first frame of a coroutine for aarch64/switch.S. */
+#include <stdint.h>
+#include <string.h>
+#include "../../context.h"
+
+void weft__ctx_entry(void);
+
+/* Any thread; touches only the new stack. */
+void *weft__ctx_make(void *stack_top, void (*fn)(void *), void *arg)
+{
+    uintptr_t top = (uintptr_t)stack_top & ~(uintptr_t)15;
+    uint64_t *sp = (uint64_t *)(top - 176);
+    memset(sp, 0, 176);
+    sp[0] = (uint64_t)(uintptr_t)fn;              /* x19 */
+    sp[1] = (uint64_t)(uintptr_t)arg;             /* x20 */
+    sp[11] = (uint64_t)(uintptr_t)weft__ctx_entry; /* x30: ret jumps here */
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    sp[20] = fpcr;
+    return sp;
+}

@@ -1,0 +1,26 @@
+/* Builds the first frame of a coroutine for x86_64/switch.S. */
+#include <stdint.h>
+#include "../../context.h"
+
+void weft__ctx_entry(void);
+
+/* Any thread; touches only the new stack. */
+void *weft__ctx_make(void *stack_top, void (*fn)(void *), void *arg)
+{
+    uintptr_t top = (uintptr_t)stack_top & ~(uintptr_t)15;
+    uint64_t *sp = (uint64_t *)top;
+    *--sp = 0;                              /* alignment slot above the return address */
+    *--sp = (uint64_t)(uintptr_t)weft__ctx_entry; /* return address */
+    *--sp = 0;                              /* rbp */
+    *--sp = 0;                              /* rbx */
+    *--sp = (uint64_t)(uintptr_t)fn;        /* r12 */
+    *--sp = (uint64_t)(uintptr_t)arg;       /* r13 */
+    *--sp = 0;                              /* r14 */
+    *--sp = 0;                              /* r15 */
+    uint32_t mxcsr;
+    uint16_t fpcw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpcw));
+    *--sp = (uint64_t)mxcsr | ((uint64_t)fpcw << 32);
+    return sp;
+}

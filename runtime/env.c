@@ -1,0 +1,168 @@
+/*
+ * Settings: weft_config fields, else environment variables, else defaults.
+ * A malformed or out-of-range value is an error (-EINVAL) with one line on
+ * stderr naming the variable; it is never silently ignored.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Parses a whole unsigned decimal; suffixes K/M/G when sizes is true. */
+static int parse_u64(const char *s, bool sizes, unsigned long long *out)
+{
+    if (!s || !isdigit((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    if (sizes && *end) {
+        unsigned long long m = 1;
+        switch (*end) {
+        case 'k': case 'K': m = 1ull << 10; break;
+        case 'm': case 'M': m = 1ull << 20; break;
+        case 'g': case 'G': m = 1ull << 30; break;
+        default: return -1;
+        }
+        if (v > ULLONG_MAX / m)
+            return -1;
+        v *= m;
+        end++;
+    }
+    if (*end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int bad(const char *var, const char *val, const char *want)
+{
+    weft__log("weft: %s=%s is invalid: expected %s", var, val, want);
+    return -EINVAL;
+}
+
+static int env_uint(const char *var, unsigned lo, unsigned hi, unsigned *out, bool *set)
+{
+    const char *v = getenv(var);
+    *set = false;
+    if (!v)
+        return 0;
+    unsigned long long x;
+    if (parse_u64(v, false, &x) < 0 || x < lo || x > hi) {
+        char want[96];
+        snprintf(want, sizeof want, "an integer from %u to %u", lo, hi);
+        return bad(var, v, want);
+    }
+    *out = (unsigned)x;
+    *set = true;
+    return 0;
+}
+
+static int env_bool(const char *var, bool *out)
+{
+    const char *v = getenv(var);
+    if (!v)
+        return 0;
+    if (strcmp(v, "0") == 0)
+        *out = false;
+    else if (strcmp(v, "1") == 0)
+        *out = true;
+    else
+        return bad(var, v, "0 or 1");
+    return 0;
+}
+
+static size_t round_page(size_t n)
+{
+    return (n + 4095) & ~(size_t)4095;
+}
+
+/* weft_run: resolves cfg and the environment into out. */
+int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
+{
+    weft_config c = cfg ? *cfg : WEFT_CONFIG_DEFAULT;
+    bool set;
+    int rc;
+    memset(out, 0, sizeof *out);
+
+    if (c.workers > WEFT_MAX_WORKERS) {
+        weft__log("weft: weft_config.workers=%u is invalid: expected at most %u", c.workers,
+                  WEFT_MAX_WORKERS);
+        return -EINVAL;
+    }
+    out->workers = c.workers;
+    if (!out->workers) {
+        unsigned v = 0;
+        if ((rc = env_uint("WEFT_WORKERS", 1, WEFT_MAX_WORKERS, &v, &set)) < 0)
+            return rc;
+        out->workers = set ? v : 0; /* 0: one per CPU, decided by topo.c */
+    }
+
+    if (c.stack_size) {
+        if (c.stack_size < WEFT_MIN_STACK_SIZE || c.stack_size > WEFT_MAX_STACK_SIZE) {
+            weft__log("weft: weft_config.stack_size=%zu is invalid: expected %zu to %zu bytes",
+                      c.stack_size, WEFT_MIN_STACK_SIZE, WEFT_MAX_STACK_SIZE);
+            return -EINVAL;
+        }
+        out->stack_size = c.stack_size;
+    } else {
+        const char *v = getenv("WEFT_STACK_SIZE");
+        unsigned long long x;
+        if (v) {
+            if (parse_u64(v, true, &x) < 0 || x < WEFT_MIN_STACK_SIZE || x > WEFT_MAX_STACK_SIZE)
+                return bad("WEFT_STACK_SIZE", v, "a size from 16K to 1G (bytes, suffix K/M/G)");
+            out->stack_size = (size_t)x;
+        } else {
+            out->stack_size = WEFT_DEFAULT_STACK_SIZE;
+        }
+    }
+    out->stack_size = round_page(out->stack_size);
+
+    out->blocking_threads = c.blocking_threads;
+    if (!out->blocking_threads) {
+        unsigned v = 0;
+        if ((rc = env_uint("WEFT_BLOCKING_THREADS", 1, 65536, &v, &set)) < 0)
+            return rc;
+        out->blocking_threads = set ? v : 512;
+    }
+
+    if (c.pin < -1 || c.pin > 1) {
+        weft__log("weft: weft_config.pin=%d is invalid: expected -1, 0 or 1", c.pin);
+        return -EINVAL;
+    }
+    out->pin = true;
+    if (c.pin == -1) {
+        if ((rc = env_bool("WEFT_PIN", &out->pin)) < 0)
+            return rc;
+    } else {
+        out->pin = c.pin;
+    }
+
+    if (c.debug < -1 || c.debug > 1) {
+        weft__log("weft: weft_config.debug=%d is invalid: expected -1, 0 or 1", c.debug);
+        return -EINVAL;
+    }
+    out->debug = false;
+    if (c.debug == -1) {
+        if ((rc = env_bool("WEFT_DEBUG", &out->debug)) < 0)
+            return rc;
+    } else {
+        out->debug = c.debug;
+    }
+
+    unsigned slow = 100;
+    if ((rc = env_uint("WEFT_SLOW_MS", 1, 3600000, &slow, &set)) < 0)
+        return rc;
+    out->slow_ns = (int64_t)slow * WEFT_MS;
+
+    const char *g = getenv("WEFT_GUARD");
+    if (g && strcmp(g, "mprotect") != 0 && strcmp(g, "auto") != 0)
+        return bad("WEFT_GUARD", g, "auto or mprotect");
+    return 0;
+}

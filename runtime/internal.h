@@ -1,0 +1,394 @@
+/*
+ * Internal types of the runtime.  Not installed; "weft__" names are internal
+ * and hidden from the shared library by -fvisibility=hidden and weft.map.
+ *
+ * Context rules used in comments throughout (after Go's runtime/proc.go):
+ *   owner worker only   - only the worker thread that owns the object
+ *   any thread          - workers, plain threads, sysmon, signal-free context
+ *   may suspend         - may suspend the calling coroutine (coroutine only)
+ *   may block thread    - may block the calling OS thread
+ *   scheduler stack     - runs on a worker's own stack, between coroutines
+ */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weft.h"
+
+#define WEFT__CACHELINE 64
+#define WEFT__ALIGNED __attribute__((aligned(WEFT__CACHELINE)))
+#define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
+#define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+typedef struct weft__worker weft__worker;
+typedef struct weft__runtime weft__runtime;
+typedef struct weft__stack weft__stack;
+
+/* ------------------------------------------------------------------ */
+/* Spinlock: short critical sections only (a few dozen instructions).  */
+/* C11 atomics so ThreadSanitizer sees the synchronisation.            */
+/* ------------------------------------------------------------------ */
+typedef struct { _Atomic int v; } weft__spin;
+
+static inline void weft__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield" ::: "memory");
+#endif
+}
+
+/* Any thread; may spin.  acquire: pairs with the release in spin_unlock. */
+static inline void weft__spin_lock(weft__spin *l)
+{
+    for (unsigned n = 0;; n++) {
+        if (!atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
+            return;
+        while (atomic_load_explicit(&l->v, memory_order_relaxed)) {
+            if (++n > 64) sched_yield(); else weft__cpu_relax();
+        }
+    }
+}
+/* Any thread.  release: pairs with the acquire in spin_lock. */
+static inline void weft__spin_unlock(weft__spin *l)
+{
+    atomic_store_explicit(&l->v, 0, memory_order_release);
+}
+
+/* ------------------------------------------------------------------ */
+/* Timers (runtime/timer.c)                                            */
+/* ------------------------------------------------------------------ */
+typedef struct weft__timer {
+    int64_t when;            /* deadline, weft_now() clock */
+    int idx;                 /* position in its heap, -1 when not queued */
+    bool fired;              /* set under the heap lock when it fired */
+    weft__worker *heap;      /* whose heap holds it (valid while idx >= 0) */
+} weft__timer;
+
+typedef struct weft__timers {
+    weft__spin lock;
+    weft__timer **heap;      /* min-heap on when */
+    int n, cap;
+    _Atomic int64_t next;    /* earliest when, INT64_MAX when empty; relaxed
+                                peek for the owner, thieves and sysmon; exact
+                                value is re-read under the lock */
+} weft__timers;
+
+/* ------------------------------------------------------------------ */
+/* Tasks (runtime/task.c)                                              */
+/* ------------------------------------------------------------------ */
+enum {
+    WEFT__AFTER_NONE = 0,
+    WEFT__AFTER_YIELD,   /* put back at the tail of the local run queue */
+    WEFT__AFTER_PARK,    /* run park_commit, then sleep until woken */
+    WEFT__AFTER_EXIT,    /* finished: release the stack, wake the joiner */
+};
+
+/* Wake token values (weft_task.park).  See the wake-up protocol in sched.c. */
+enum {
+    WEFT__PARK_RUNNING = 0, /* not waiting: a wake is a no-op */
+    WEFT__PARK_ARMING = 1,  /* switched out, park_commit running */
+    WEFT__PARK_PARKED = 2,  /* asleep: the waker that moves it to 0 enqueues it */
+    WEFT__PARK_WOKEN = 3,   /* woken while arming: the parker resumes itself */
+};
+
+#define WEFT__JOIN_DONE ((uintptr_t)1)
+
+typedef struct weft__local {
+    const void *key;
+    void *value;
+    void (*dtor)(void *);
+} weft__local;
+
+typedef bool (*weft__commit_fn)(weft_task *t, void *arg);
+
+struct weft_task {
+    /* Scheduling.  The fields down to park_arg belong to whoever runs the
+     * task (one worker at a time; hand-over is ordered by the run queues). */
+    weft_task *next;            /* link in the injection queue */
+    void *sp;                   /* saved stack pointer while switched out */
+    weft__stack *stack;         /* NULL until the task first runs */
+    weft_fn fn;
+    void *arg;
+    void *result;
+    int after;                  /* WEFT__AFTER_*: what the scheduler does next */
+    weft__commit_fn park_commit;
+    void *park_arg;
+    int64_t park_deadline;
+    bool park_cancellable;
+    weft__runtime *rt;
+    weft__timer timer;          /* the one deadline this task may wait on */
+    weft__local *locals;
+    unsigned nlocals, caplocals;
+    bool finished_cancelled;    /* cancellation seen by the time it finished */
+    bool is_main;
+
+    /* Shared with other threads. */
+    _Atomic int park;           /* WEFT__PARK_*: the wake token */
+    _Atomic bool cancelled;     /* sticky cancellation request */
+    _Atomic int state;          /* WEFT_TASK_* */
+    _Atomic uintptr_t join_state; /* 0, WEFT__JOIN_DONE, or the joiner */
+    _Atomic int refs;           /* 1 for the handle + 1 while not finished */
+    _Atomic int last_worker;    /* worker it last ran on, -1 before */
+    const char *wait;           /* what it waits on, while WAITING */
+    int64_t since;              /* when it entered its state (debug/observability) */
+
+    /* Registry (runtime/registry.c): every allocated task until freed. */
+    weft_task *reg_prev, *reg_next;
+    struct weft__shard *shard;
+
+    uint64_t id;
+    char *name;                 /* NULL when unnamed; immutable after spawn */
+
+    void *tsan_fiber;           /* sanitizer fiber state (fiber.c) */
+    void *asan_fake;
+};
+
+/* ------------------------------------------------------------------ */
+/* Registry shard: every task, for shutdown cancellation, the debug     */
+/* report and (later) weft_tasks_foreach.                               */
+/* ------------------------------------------------------------------ */
+typedef struct weft__shard {
+    weft__spin lock;
+    weft_task *head;
+    size_t live;                /* tasks in the shard not yet finished */
+    size_t count;               /* tasks in the shard */
+} WEFT__ALIGNED weft__shard;
+
+/* ------------------------------------------------------------------ */
+/* Per-worker run queue (runtime/runq.c)                               */
+/* ------------------------------------------------------------------ */
+#define WEFT__RUNQ_SIZE 256u
+
+typedef struct weft__runq {
+    _Atomic uint32_t head WEFT__ALIGNED;  /* consumers: owner pop, thieves */
+    _Atomic uint32_t tail;                /* written by the owner only */
+    _Atomic(weft_task *) runnext;         /* LIFO slot */
+    _Atomic(weft_task *) slots[WEFT__RUNQ_SIZE];
+} weft__runq;
+
+/* ------------------------------------------------------------------ */
+/* Stacks (runtime/stack.c)                                            */
+/* ------------------------------------------------------------------ */
+struct weft__stack {
+    weft__stack *next;          /* free-list link */
+    char *lo;                   /* lowest usable byte (above the guard) */
+    size_t size;                /* usable bytes */
+    bool guarded;
+    unsigned valgrind_id;
+};
+
+typedef struct weft__stack_cache {
+    weft__stack *free;
+    unsigned n;
+} weft__stack_cache;
+
+/* ------------------------------------------------------------------ */
+/* Worker                                                              */
+/* ------------------------------------------------------------------ */
+struct weft__worker {
+    weft__runq q;                         /* own cache lines */
+
+    /* Owner-only state. */
+    weft__runtime *rt WEFT__ALIGNED;
+    void *sched_sp;                       /* the scheduler context */
+    weft_task *current;
+    int id;
+    uint32_t ticks;                       /* schedule() calls */
+    unsigned lifo_streak;                 /* runnext runs in a row */
+    bool searching;
+    weft__stack_cache stacks;
+    uint64_t next_id, id_end;             /* block of task ids */
+    int *victims;                         /* other workers, nearest first */
+    int epfd, evfd;
+    int cpu;                              /* OS cpu it is pinned to, -1 */
+    pthread_t thread;
+    void *tsan_fiber;                     /* the thread's own fiber */
+    void *asan_fake;
+    const void *asan_bottom;
+    size_t asan_size;
+    void *altstack;
+
+    /* Read by other threads. */
+    _Atomic uint32_t tick WEFT__ALIGNED;  /* bumped at each task switch-in */
+    _Atomic int running;                  /* 1 while a task runs on it */
+    _Atomic bool blocked;                 /* sysmon: stuck in one task */
+    bool in_idle;                         /* under rt->idle_lock */
+    weft__worker *idle_next;              /* under rt->idle_lock */
+
+    weft__timers timers;
+    weft__shard reg;
+
+    /* Debug mode: what runs now, for sysmon's slow-coroutine warning. */
+    weft__spin dbg_lock;
+    uint64_t dbg_id;
+    char dbg_name[48];
+    bool dbg_warned;
+};
+
+/* ------------------------------------------------------------------ */
+/* Runtime                                                             */
+/* ------------------------------------------------------------------ */
+typedef struct weft__settings {
+    unsigned workers;
+    size_t stack_size;
+    unsigned blocking_threads;
+    bool pin;
+    bool debug;
+    int64_t slow_ns;
+} weft__settings;
+
+struct weft__runtime {
+    weft__settings cfg;
+    unsigned nworkers;
+    weft__worker **workers;
+
+    /* Global injection queue: plain-thread spawns and run-queue overflow. */
+    weft__spin inject_lock WEFT__ALIGNED;
+    weft_task *inject_head, *inject_tail;
+    _Atomic size_t inject_len;
+
+    /* Idle workers and searchers (sched.c). */
+    weft__spin idle_lock WEFT__ALIGNED;
+    weft__worker *idle;
+    _Atomic unsigned n_idle WEFT__ALIGNED;
+    _Atomic unsigned n_searching;
+
+    _Atomic bool shutdown WEFT__ALIGNED;  /* main finished: cancel at birth */
+    _Atomic bool stop;                    /* workers exit their loops */
+    _Atomic bool any_blocked;             /* some worker flagged by sysmon */
+
+    weft__shard reg;                      /* tasks spawned from plain threads */
+
+    /* Stacks shared between workers (stack.c). */
+    weft__spin stack_lock WEFT__ALIGNED;
+    weft__stack *stack_free;
+    size_t stack_free_n;
+    struct weft__stack_chunk *chunks;
+    bool madv_guard;                      /* MADV_GUARD_INSTALL works */
+    size_t guard_budget;                  /* mprotect guards left (fallback) */
+    bool guard_warned;
+
+    /* The thread in weft_run waits here for main, then for shutdown. */
+    pthread_mutex_t done_mu;
+    pthread_cond_t done_cv;
+    bool main_done;
+    weft_task *main;
+
+    /* Monitor thread (sysmon.c). */
+    pthread_t sysmon;
+    bool sysmon_started;
+    pthread_mutex_t sysmon_mu;
+    pthread_cond_t sysmon_cv;
+    bool sysmon_stop;
+
+    void *topo;                           /* hwloc topology (topo.c) */
+};
+
+/* ------------------------------------------------------------------ */
+/* Internal calls                                                      */
+/* ------------------------------------------------------------------ */
+
+/* The worker running the calling thread, or NULL.  Never inlined: a
+ * coroutine may resume on another thread, so the thread-local must be read
+ * afresh after every switch (see "Thread-locals and migration" in weft.h). */
+weft__worker *weft__cur_worker(void) __attribute__((noinline));
+void weft__set_cur_worker(weft__worker *w);
+/* The runtime running in this process, or NULL.  Any thread. */
+weft__runtime *weft__cur_rt(void);
+/* The task running on the calling thread, or NULL. */
+weft_task *weft__cur_task(void);
+
+/* sched.c */
+void weft__ready(weft_task *t, bool lifo);
+bool weft__wake(weft_task *t);
+bool weft__wake_lifo(weft_task *t);
+void weft__park(const char *wait, weft__commit_fn commit, void *arg);
+int  weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t deadline,
+                   bool cancellable);
+void weft__yield_now(void);
+void weft__task_exit(void) __attribute__((noreturn));
+void weft__notify(weft__runtime *rt);
+void *weft__worker_main(void *arg);
+void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size_t n);
+
+/* runq.c */
+bool weft__runq_put(weft__worker *w, weft_task *t);         /* owner; false: overflowed */
+weft_task *weft__runq_get(weft__worker *w);                 /* owner */
+unsigned weft__runq_steal(weft__worker *thief, weft__worker *victim, bool take_runnext, weft_task **out);
+uint32_t weft__runq_len(weft__worker *w);                   /* any thread, approximate */
+bool weft__runq_empty(weft__worker *w);                     /* any thread, approximate */
+
+/* timer.c */
+int  weft__timers_init(weft__timers *ts);
+void weft__timers_free(weft__timers *ts);
+int  weft__timer_add(weft__worker *w, weft__timer *tm, int64_t when);
+void weft__timer_del(weft__timer *tm);
+unsigned weft__timers_run(weft__worker *w, weft__worker *owner, int64_t now);
+static inline int64_t weft__timers_next(weft__timers *ts)
+{
+    return atomic_load_explicit(&ts->next, memory_order_relaxed);
+}
+
+/* stack.c */
+int  weft__stacks_init(weft__runtime *rt);
+void weft__stacks_free(weft__runtime *rt);
+weft__stack *weft__stack_get(weft__worker *w);
+void weft__stack_put(weft__worker *w, weft__stack *s);
+void weft__stack_cache_flush(weft__worker *w);
+bool weft__stack_guard_hit(const void *addr, const weft__stack *s);
+
+/* registry.c */
+void weft__reg_add(weft__shard *sh, weft_task *t);
+void weft__reg_finished(weft_task *t);
+void weft__reg_remove(weft_task *t);
+void weft__reg_cancel_all(weft__runtime *rt);
+size_t weft__reg_live(weft__runtime *rt);
+void weft__reg_free_all(weft__runtime *rt);
+
+/* task.c */
+void weft__task_free(weft_task *t);
+weft_task *weft__task_new(weft__runtime *rt, const char *name, weft_fn fn, void *arg);
+void weft__task_release(weft_task *t);
+void weft__task_entry(void *arg) __attribute__((noreturn));
+
+/* fiber.c: sanitizer and valgrind bookkeeping around switches */
+void weft__fiber_create(weft_task *t);
+void weft__fiber_destroy(weft_task *t);
+void weft__fiber_thread_init(weft__worker *w);
+void weft__fiber_to_task(weft__worker *w, weft_task *t);   /* before switching in */
+void weft__fiber_in_sched(weft__worker *w);                /* after switching back */
+void weft__fiber_to_sched(weft__worker *w, weft_task *t, bool dying);
+void weft__fiber_in_task(weft__worker *w, weft_task *t);
+unsigned weft__valgrind_stack_register(void *lo, void *hi);
+void weft__valgrind_stack_deregister(unsigned id);
+
+/* env.c */
+int weft__settings_resolve(const weft_config *cfg, weft__settings *out);
+
+/* topo.c */
+int  weft__topo_cpus(weft__runtime *rt, int **cpus_out, unsigned *n_out);
+int  weft__topo_victims(weft__runtime *rt);
+void weft__topo_pin(int cpu);
+void weft__topo_free(weft__runtime *rt);
+
+/* sysmon.c */
+int  weft__sysmon_start(weft__runtime *rt);
+void weft__sysmon_stop(weft__runtime *rt);
+
+/* signal.c */
+int  weft__signal_install(void);
+void weft__signal_uninstall(void);
+int  weft__altstack_setup(weft__worker *w);
+void weft__altstack_teardown(weft__worker *w);
+
+void weft__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,154 @@
+/*
+ * The per-worker run queue: a bounded ring of WEFT__RUNQ_SIZE task pointers
+ * plus one LIFO slot (runnext), after Go's runq / Tokio's local queue.
+ *
+ * Which operations may run at the same time on one worker's queue:
+ *
+ *   operation            | run by        | concurrent with
+ *   ---------------------+---------------+------------------------------------
+ *   runq_put (tail push) | owner only    | runq_steal (any number of thieves)
+ *   runq_get (head pop)  | owner only    | runq_steal
+ *   runq_steal           | any worker    | runq_put, runq_get, other steals
+ *   runnext exchange     | owner only    | runnext CAS by a thief
+ *   runnext CAS to NULL  | any worker    | owner exchange, other thieves
+ *   runq_len / _empty    | any thread    | everything (an approximate answer)
+ *
+ * The owner is the only writer of tail; head moves by CAS from the owner's
+ * pop and from thieves.  Slots are atomics (relaxed) because a thief may read
+ * a slot the owner is rewriting after another consumer advanced head: the
+ * thief's CAS on head then fails and it discards what it read.
+ *
+ * Why a ring and not a Chase-Lev deque: both were considered.  The ring's
+ * owner pop costs one CAS, the deque's pop a fence plus a rare CAS; but the
+ * ring needs no resizing (bounded, overflow goes to the injection queue in
+ * batches of half, which also feeds idle workers), steals a half in one CAS,
+ * and keeps FIFO order for fairness, which a deque's LIFO owner pop loses.
+ * Measured with weft-bench yield/spawn: the ring is not the bottleneck.
+ */
+#include "internal.h"
+
+/* Owner worker only.  Appends t at the tail; when the ring is full, moves
+ * half of it plus t to the injection queue.  Returns false when it
+ * overflowed (the caller may want to notify idle workers). */
+bool weft__runq_put(weft__worker *w, weft_task *t)
+{
+    weft__runq *q = &w->q;
+    for (;;) {
+        /* acquire: pairs with the release CAS in runq_get / runq_steal, so
+         * the slots they read are free to reuse. */
+        uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+        uint32_t tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        if (tl - h < WEFT__RUNQ_SIZE) {
+            atomic_store_explicit(&q->slots[tl % WEFT__RUNQ_SIZE], t, memory_order_relaxed);
+            /* release: pairs with the acquire loads of tail in get/steal. */
+            atomic_store_explicit(&q->tail, tl + 1, memory_order_release);
+            return true;
+        }
+        /* Full: take the older half off the head and inject it with t. */
+        uint32_t n = (tl - h) / 2;
+        weft_task *batch[WEFT__RUNQ_SIZE / 2];
+        for (uint32_t i = 0; i < n; i++)
+            batch[i] = atomic_load_explicit(&q->slots[(h + i) % WEFT__RUNQ_SIZE],
+                                            memory_order_relaxed);
+        /* acq_rel: claims the slots against thieves (pairs with their CAS). */
+        if (!atomic_compare_exchange_strong_explicit(&q->head, &h, h + n,
+                                                     memory_order_acq_rel,
+                                                     memory_order_relaxed))
+            continue;  /* a thief took some: there is room now */
+        for (uint32_t i = 0; i + 1 < n; i++)
+            batch[i]->next = batch[i + 1];
+        batch[n - 1]->next = t;
+        t->next = NULL;
+        weft__inject_push(w->rt, batch[0], t, n + 1);
+        return false;
+    }
+}
+
+/* Owner worker only.  Pops the head of the ring (not runnext). */
+weft_task *weft__runq_get(weft__worker *w)
+{
+    weft__runq *q = &w->q;
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+        uint32_t tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        if (h == tl)
+            return NULL;
+        weft_task *t = atomic_load_explicit(&q->slots[h % WEFT__RUNQ_SIZE], memory_order_relaxed);
+        /* release: pairs with the acquire of head in runq_put (slot reuse). */
+        if (atomic_compare_exchange_weak_explicit(&q->head, &h, h + 1,
+                                                  memory_order_release,
+                                                  memory_order_relaxed))
+            return t;
+    }
+}
+
+/* Any worker (thief != victim).  Steals half of victim's ring into thief's
+ * ring (which must be empty: thieves steal only when out of work) and returns
+ * one task in *out.  With take_runnext, also takes the victim's LIFO slot
+ * when the ring is empty.  Returns the number of tasks taken. */
+unsigned weft__runq_steal(weft__worker *thief, weft__worker *victim, bool take_runnext,
+                          weft_task **out)
+{
+    weft__runq *vq = &victim->q, *tq = &thief->q;
+    uint32_t ttail = atomic_load_explicit(&tq->tail, memory_order_relaxed);
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&vq->head, memory_order_acquire);
+        /* acquire: pairs with the release store of tail in runq_put, so the
+         * slots and the tasks they point to are visible. */
+        uint32_t tl = atomic_load_explicit(&vq->tail, memory_order_acquire);
+        uint32_t n = tl - h;
+        n -= n / 2;
+        if (n == 0) {
+            if (!take_runnext)
+                return 0;
+            weft_task *t = atomic_load_explicit(&vq->runnext, memory_order_acquire);
+            if (!t)
+                return 0;
+            /* acq_rel: pairs with the owner's exchange of runnext. */
+            if (atomic_compare_exchange_strong_explicit(&vq->runnext, &t, NULL,
+                                                        memory_order_acq_rel,
+                                                        memory_order_relaxed)) {
+                *out = t;
+                return 1;
+            }
+            continue;
+        }
+        if (n > WEFT__RUNQ_SIZE / 2)
+            continue;  /* torn read of head and tail: retry */
+        for (uint32_t i = 0; i < n; i++) {
+            weft_task *t = atomic_load_explicit(&vq->slots[(h + i) % WEFT__RUNQ_SIZE],
+                                                memory_order_relaxed);
+            atomic_store_explicit(&tq->slots[(ttail + i) % WEFT__RUNQ_SIZE], t,
+                                  memory_order_relaxed);
+        }
+        /* acq_rel: claims the slots (pairs with the owner's pop and put). */
+        if (atomic_compare_exchange_strong_explicit(&vq->head, &h, h + n,
+                                                    memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            n--;
+            *out = atomic_load_explicit(&tq->slots[(ttail + n) % WEFT__RUNQ_SIZE],
+                                        memory_order_relaxed);
+            if (n)
+                /* release: publishes the copied slots to our own thieves. */
+                atomic_store_explicit(&tq->tail, ttail + n, memory_order_release);
+            return n + 1;
+        }
+    }
+}
+
+/* Any thread; approximate. */
+uint32_t weft__runq_len(weft__worker *w)
+{
+    uint32_t h = atomic_load_explicit(&w->q.head, memory_order_acquire);
+    uint32_t tl = atomic_load_explicit(&w->q.tail, memory_order_acquire);
+    uint32_t n = tl - h;
+    if (n > WEFT__RUNQ_SIZE)
+        n = 0;
+    return n + (atomic_load_explicit(&w->q.runnext, memory_order_relaxed) != NULL);
+}
+
+/* Any thread; approximate. */
+bool weft__runq_empty(weft__worker *w)
+{
+    return weft__runq_len(w) == 0;
+}

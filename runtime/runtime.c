@@ -1,0 +1,255 @@
+/*
+ * weft_run: setting up the runtime, running main, and the shutdown steps
+ * listed in the scheduler's essay (sched.c, section 9).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* The runtime of this process.  acquire/release: pairs between weft_run's
+ * publication and plain threads that spawn. */
+static _Atomic(weft__runtime *) g_rt;
+
+weft__runtime *weft__cur_rt(void)
+{
+    return atomic_load_explicit(&g_rt, memory_order_acquire);
+}
+
+int64_t weft_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
+}
+
+unsigned weft_workers(void)
+{
+    weft__runtime *rt = weft__cur_rt();
+    return rt ? rt->nworkers : 0;
+}
+
+int weft_worker_id(void)
+{
+    weft__worker *w = weft__cur_worker();
+    return w ? w->id : -1;
+}
+
+/* Any thread: one line on stderr. */
+void weft__log(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof buf - 2)
+        n = sizeof buf - 2;
+    buf[n++] = '\n';
+    ssize_t r = write(2, buf, (size_t)n);
+    (void)r;
+}
+
+static void worker_free(weft__worker *w)
+{
+    if (!w)
+        return;
+    if (w->epfd >= 0)
+        close(w->epfd);
+    if (w->evfd >= 0)
+        close(w->evfd);
+    weft__timers_free(&w->timers);
+    free(w->victims);
+    free(w);
+}
+
+static weft__worker *worker_new(weft__runtime *rt, int id, int cpu)
+{
+    weft__worker *w;
+    if (posix_memalign((void **)&w, WEFT__CACHELINE, sizeof *w))
+        return NULL;
+    memset(w, 0, sizeof *w);
+    w->rt = rt;
+    w->id = id;
+    w->cpu = cpu;
+    w->epfd = w->evfd = -1;
+    if (weft__timers_init(&w->timers) < 0)
+        goto fail;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w->epfd < 0 || w->evfd < 0)
+        goto fail;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
+        goto fail;
+    return w;
+fail:
+    worker_free(w);
+    return NULL;
+}
+
+static void runtime_free(weft__runtime *rt)
+{
+    if (rt->workers)
+        for (unsigned i = 0; i < rt->nworkers; i++)
+            worker_free(rt->workers[i]);
+    free(rt->workers);
+    weft__stacks_free(rt);
+    weft__topo_free(rt);
+    pthread_mutex_destroy(&rt->done_mu);
+    pthread_cond_destroy(&rt->done_cv);
+    free(rt);
+}
+
+/* Waits (on the done condition) until pred(rt) holds. */
+static void wait_until(weft__runtime *rt, bool (*pred)(weft__runtime *))
+{
+    pthread_mutex_lock(&rt->done_mu);
+    while (!pred(rt)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 10 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&rt->done_cv, &rt->done_mu, &ts);
+    }
+    pthread_mutex_unlock(&rt->done_mu);
+}
+
+static bool main_done(weft__runtime *rt) { return rt->main_done; }
+
+static bool none_live(weft__runtime *rt)
+{
+    /* Called with done_mu held; the registry has its own locks. */
+    return weft__reg_live(rt) == 0;
+}
+
+int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
+{
+    if (!main_fn)
+        return -EINVAL;
+    weft__settings set;
+    int rc = weft__settings_resolve(cfg, &set);
+    if (rc < 0)
+        return rc;
+
+    weft__runtime *rt;
+    if (posix_memalign((void **)&rt, WEFT__CACHELINE, sizeof *rt))
+        return -ENOMEM;
+    memset(rt, 0, sizeof *rt);
+    rt->cfg = set;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rt->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&rt->done_mu, NULL);
+
+    weft__runtime *none = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&g_rt, &none, rt, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        runtime_free(rt);
+        return -EBUSY;
+    }
+    /* Not visible to spawners until fully set up: publish NULL-safe fields
+     * first (weft_spawn from a plain thread meanwhile finds no workers yet,
+     * which is fine: the injection queue exists). */
+
+    int *cpus = NULL;
+    unsigned ncpus = 0;
+    if ((rc = weft__topo_cpus(rt, &cpus, &ncpus)) < 0)
+        goto fail_early;
+    rt->nworkers = set.workers ? set.workers : ncpus;
+    rt->workers = calloc(rt->nworkers, sizeof *rt->workers);
+    if (!rt->workers) {
+        rc = -ENOMEM;
+        goto fail_early;
+    }
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        rt->workers[i] = worker_new(rt, (int)i, set.pin ? cpus[i % ncpus] : -1);
+        if (!rt->workers[i]) {
+            rc = errno ? -errno : -ENOMEM;
+            goto fail_early;
+        }
+    }
+    free(cpus);
+    cpus = NULL;
+    if ((rc = weft__topo_victims(rt)) < 0 || (rc = weft__stacks_init(rt)) < 0)
+        goto fail_early;
+
+    weft_task *m = weft__task_new(rt, "main", main_fn, arg);
+    if (!m) {
+        rc = -ENOMEM;
+        goto fail_early;
+    }
+    m->is_main = true;
+    rt->main = m;
+    weft__inject_push(rt, m, m, 1);
+
+    weft__signal_install();
+    unsigned started = 0;
+    for (; started < rt->nworkers; started++) {
+        int e = pthread_create(&rt->workers[started]->thread, NULL, weft__worker_main,
+                               rt->workers[started]);
+        if (e) {
+            rc = -e;
+            break;
+        }
+    }
+    if (started == rt->nworkers && (rc = weft__sysmon_start(rt)) == 0) {
+        /* 1. main runs until it returns. */
+        wait_until(rt, main_done);
+    } else {
+        weft__log("weft: cannot start the runtime's threads: %s", strerror(-rc));
+    }
+
+    /* 2-4. Cancel what is left and wait for it. */
+    atomic_store_explicit(&rt->shutdown, true, memory_order_seq_cst);
+    if (started == rt->nworkers) {
+        weft__reg_cancel_all(rt);
+        wait_until(rt, none_live);
+    }
+    /* 5. Stop the workers and sysmon. */
+    atomic_store_explicit(&rt->stop, true, memory_order_seq_cst);
+    for (unsigned i = 0; i < started; i++) {
+        uint64_t one = 1;
+        ssize_t r = write(rt->workers[i]->evfd, &one, sizeof one);
+        (void)r;
+    }
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(rt->workers[i]->thread, NULL);
+    weft__sysmon_stop(rt);
+    weft__signal_uninstall();
+
+    bool ok = started == rt->nworkers && rc == 0;
+    if (ok && result)
+        *result = m->result;
+    /* 6. Free what was never released. */
+    weft__reg_free_all(rt);
+    atomic_store_explicit(&g_rt, NULL, memory_order_release);
+    runtime_free(rt);
+    return ok ? 0 : rc;
+
+fail_early:
+    free(cpus);
+    atomic_store_explicit(&g_rt, NULL, memory_order_release);
+    runtime_free(rt);
+    return rc;
+}
+
+int weft_run(weft_fn main_fn, void *arg, void **result)
+{
+    return weft_run_config(NULL, main_fn, arg, result);
+}

@@ -1,0 +1,711 @@
+/*
+ * The scheduler.
+ *
+ * 1. Concepts
+ *
+ *  task     A coroutine with its own stack (weft_task).  It runs until it
+ *           reaches a suspension point: yield, park (waiting for something)
+ *           or exit.  A spawned task holds no stack until it first runs.
+ *  worker   One OS thread per CPU (WEFT_WORKERS), optionally pinned.  Each is
+ *           an event loop: a run queue, a timer heap and an epoll instance
+ *           (an eventfd for wake-ups now; sockets join it in the I/O layer).
+ *           A worker switches between its scheduler context (the thread's
+ *           own stack) and task contexts; every task switch goes through the
+ *           scheduler context, as Go's g0 does.
+ *  runtime  The workers, the global injection queue, the idle list, the task
+ *           registry and the monitor thread (sysmon).
+ *
+ * 2. Queues
+ *
+ *  Each worker has a 256-slot ring (runq.c) and a LIFO slot, runnext.  A task
+ *  woken or spawned by a coroutine goes to its worker's runnext, pushing the
+ *  previous occupant to the ring's tail: the wakee runs next, on a warm cache,
+ *  so a ping-pong between two tasks stays on one core.  At most
+ *  WEFT__LIFO_MAX runnext runs in a row; then runnext goes to the ring's tail
+ *  so two tasks ping-ponging cannot starve the ring.  A full ring moves half
+ *  of itself to the global injection queue (a spinlocked list), which also
+ *  takes spawns from plain threads.  Every WEFT__INJECT_EVERY schedules a
+ *  worker looks at the injection queue before its own ring, so injected
+ *  tasks are never starved by a busy ring.
+ *
+ * 3. Stealing and searching
+ *
+ *  A worker out of work becomes a searcher and tries, four rounds over the
+ *  other workers in order of hwloc distance (topo.c: shared core, shared
+ *  cache, NUMA node, the rest): steal half of a ring in one CAS.  In the last
+ *  round it may take a victim's runnext too, after a short back-off while the
+ *  victim runs (Go's rule: a wakee parked in runnext of a busy worker would
+ *  otherwise be stuck there - the Tokio stall of tokio#4941 - yet an
+ *  immediate steal would break the ping-pong locality).  At most half of the
+ *  busy workers search at once, so one new task does not stir every worker.
+ *
+ * 4. Parking and the wake-up protocol for workers
+ *
+ *  Waking a parked thread costs microseconds, a steal tens of nanoseconds, so
+ *  wake-ups are cut first.  Invariant: while there is queued work and an idle
+ *  worker, some worker is awake and searching, or the work's own worker is
+ *  running and will reach it.
+ *   a. A producer (ready, spawn, overflow, inject) calls notify(): when
+ *      n_idle > 0 and n_searching == 0, it claims the single searching token
+ *      (CAS n_searching 0 -> 1), pops one idle worker and writes its eventfd.
+ *   b. A searcher that finds work drops its searching state; if it was the
+ *      last searcher it calls notify() in turn (Go's resetspinning), so a
+ *      burst of work wakes workers one at a time, only as needed.
+ *   c. A worker about to park pushes itself on the idle list, increments
+ *      n_idle, issues a seq_cst fence, and checks every queue once more; the
+ *      fence pairs with the lock (a full barrier) of inject_push, so either
+ *      the producer sees n_idle > 0 or the parker sees the work.  For pushes
+ *      to a worker's own ring no fence is paid: that worker is awake and will
+ *      run what it pushed; sysmon covers it if it blocks.
+ *   d. It then waits in epoll_pwait2 until its earliest timer.  On waking it
+ *      removes itself from the idle list, or finds it was popped by a
+ *      notifier, which handed it the searching token.
+ *
+ * 5. The wake-up protocol for tasks (park / wake)
+ *
+ *  A task that waits calls weft__park(): it switches to the scheduler, which
+ *  sets the task's token to ARMING, queues its deadline timer, runs the
+ *  caller's commit function (registering the task where a waker will find
+ *  it) and then moves the token ARMING -> PARKED.  A waker moves PARKED ->
+ *  RUNNING and enqueues the task; one that finds ARMING moves it to WOKEN
+ *  and the parking scheduler resumes the task itself.  Exactly one party
+ *  enqueues a parked task; nobody runs it before its context is saved.
+ *  Stores of the token and of cancellation are seq_cst, so a canceller and a
+ *  parker never miss each other.  Wake-ups may be spurious (a cancel or a
+ *  late joiner wake): every caller of park loops on its own condition.
+ *  Whoever finds a task on a wait list must wake it while holding the lock
+ *  that the task takes to leave the list (or hold a reference to it), since
+ *  a woken task may run, finish and be freed at once.
+ *
+ * 6. Fairness and blocked workers
+ *
+ *  A coroutine that blocks its worker (a blocking system call, a long loop)
+ *  holds up only itself: sysmon (sysmon.c) samples each worker's tick every
+ *  millisecond; a worker whose tick has not moved for 2 ms while running is
+ *  flagged blocked.  Its ring is stealable as always; its runnext and its due
+ *  timers become stealable at once; sysmon wakes an idle worker to take them,
+ *  and busy workers look at blocked workers every WEFT__INJECT_EVERY
+ *  schedules.  In debug mode the blocking task is named on stderr.
+ *
+ * 7. Timers
+ *
+ *  Per-worker min-heaps (timer.c).  The owner fires due timers at every
+ *  schedule while its heap is non-empty, and sleeps in epoll_pwait2 until the
+ *  earliest one.  A task's wait removes its timer as soon as it resumes.
+ *
+ * 8. Rejected alternatives
+ *
+ *  - One global queue (simple, but every operation contends on one line).
+ *  - Chase-Lev deques (runq.c says why the ring won).
+ *  - Direct task-to-task switches (saves one switch per hand-off, but the
+ *    park protocol then needs the parker's context saved by the wakee, and
+ *    a finishing task cannot free its own stack).
+ *  - liburcu's wfcqueue for injection: wait-free, but its uatomic is inline
+ *    assembly that ThreadSanitizer cannot see, and injection is rare enough
+ *    that a spinlock costs nothing measurable.
+ *  - Waking a worker per new task (every spawn would pay a syscall).
+ *
+ * 9. Shutdown (runtime.c, weft_run)
+ *
+ *  1. main returns; its worker signals the thread waiting in weft_run.
+ *  2. The runtime is marked shutting down: tasks spawned from now on are
+ *     cancelled at birth.
+ *  3. Every unfinished task is cancelled (registry walk) and woken.
+ *  4. weft_run waits until no task is unfinished.
+ *  5. Workers are told to stop, woken, and joined; sysmon is stopped.
+ *  6. Tasks never joined nor detached are reported (debug mode) and freed;
+ *     stacks, timers, queues and descriptors are released.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "context.h"
+#include "internal.h"
+
+#define WEFT__LIFO_MAX 3
+#define WEFT__INJECT_EVERY 61
+#define WEFT__STEAL_ROUNDS 4
+
+static __thread weft__worker *tls_worker;
+
+/* Any thread.  Never inlined and opaque to the optimiser: a coroutine must
+ * read the thread-local again after each switch, not reuse an address. */
+__attribute__((noinline)) weft__worker *weft__cur_worker(void)
+{
+    weft__worker *w = tls_worker;
+    __asm__ volatile("" : "+r"(w) : : "memory");
+    return w;
+}
+
+void weft__set_cur_worker(weft__worker *w)
+{
+    tls_worker = w;
+}
+
+/* Any thread. */
+weft_task *weft__cur_task(void)
+{
+    weft__worker *w = weft__cur_worker();
+    return w ? w->current : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Injection queue                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Any thread.  Appends a linked batch head..tail of n tasks and notifies. */
+void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size_t n)
+{
+    tail->next = NULL;
+    weft__spin_lock(&rt->inject_lock);
+    if (rt->inject_tail)
+        rt->inject_tail->next = head;
+    else
+        rt->inject_head = head;
+    rt->inject_tail = tail;
+    /* relaxed: the lock orders it for poppers; lock-free readers only peek. */
+    atomic_store_explicit(&rt->inject_len,
+                          atomic_load_explicit(&rt->inject_len, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+    weft__spin_unlock(&rt->inject_lock);
+    weft__notify(rt);
+}
+
+/* Owner worker only.  Takes a fair share of the injection queue: one task to
+ * run now, the rest (at most max-1) into w's ring. */
+static weft_task *inject_pop(weft__worker *w, unsigned max)
+{
+    weft__runtime *rt = w->rt;
+    if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0)
+        return NULL;
+    weft__spin_lock(&rt->inject_lock);
+    size_t len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
+    size_t n = len / rt->nworkers + 1;
+    if (n > len) n = len;
+    if (n > max) n = max;
+    weft_task *first = rt->inject_head, *t = first;
+    for (size_t i = 0; i < n; i++)
+        t = t->next;
+    rt->inject_head = t;
+    if (!t)
+        rt->inject_tail = NULL;
+    atomic_store_explicit(&rt->inject_len, len - n, memory_order_relaxed);
+    weft__spin_unlock(&rt->inject_lock);
+    if (!first)
+        return NULL;
+    t = first->next;
+    for (size_t i = 1; i < n; i++) {
+        weft_task *nx = t->next;
+        weft__runq_put(w, t);
+        t = nx;
+    }
+    return first;
+}
+
+/* ------------------------------------------------------------------ */
+/* Notify: wake an idle worker to search                               */
+/* ------------------------------------------------------------------ */
+
+static void wake_worker(weft__worker *w)
+{
+    uint64_t one = 1;
+    ssize_t r = write(w->evfd, &one, sizeof one);
+    (void)r; /* EAGAIN: the counter is already non-zero, it will wake */
+}
+
+/* Any thread.  See protocol 4a in the essay above. */
+void weft__notify(weft__runtime *rt)
+{
+    if (atomic_load_explicit(&rt->n_idle, memory_order_seq_cst) == 0)
+        return;
+    unsigned z = 0;
+    /* seq_cst: pairs with the decrement in drop_searching. */
+    if (!atomic_compare_exchange_strong_explicit(&rt->n_searching, &z, 1,
+                                                 memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return;  /* a searcher exists; it will find the work */
+    weft__spin_lock(&rt->idle_lock);
+    weft__worker *w = rt->idle;
+    if (w) {
+        rt->idle = w->idle_next;
+        w->in_idle = false;
+        atomic_fetch_sub_explicit(&rt->n_idle, 1, memory_order_seq_cst);
+    }
+    weft__spin_unlock(&rt->idle_lock);
+    if (!w) {
+        atomic_fetch_sub_explicit(&rt->n_searching, 1, memory_order_seq_cst);
+        return;
+    }
+    wake_worker(w);
+}
+
+/* Owner worker only.  Ends w's search; the last searcher passes it on. */
+static void drop_searching(weft__worker *w, bool found)
+{
+    if (!w->searching)
+        return;
+    w->searching = false;
+    if (atomic_fetch_sub_explicit(&w->rt->n_searching, 1, memory_order_seq_cst) == 1 && found)
+        weft__notify(w->rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Ready / wake / park                                                 */
+/* ------------------------------------------------------------------ */
+
+/* Any thread.  Makes t runnable: on the calling worker's queue (runnext when
+ * lifo), or through the injection queue from other threads. */
+void weft__ready(weft_task *t, bool lifo)
+{
+    weft__worker *w = weft__cur_worker();
+    atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_relaxed);
+    if (w && w->rt == t->rt) {
+        if (lifo) {
+            /* acq_rel: pairs with a thief's CAS on runnext. */
+            weft_task *old = atomic_exchange_explicit(&w->q.runnext, t, memory_order_acq_rel);
+            if (old)
+                weft__runq_put(w, old);
+        } else {
+            weft__runq_put(w, t);
+        }
+        weft__notify(w->rt);
+    } else {
+        weft__inject_push(t->rt, t, t, 1);
+    }
+}
+
+static bool wake(weft_task *t, bool lifo)
+{
+    int v = atomic_load_explicit(&t->park, memory_order_seq_cst);
+    for (;;) {
+        if (v == WEFT__PARK_PARKED) {
+            /* seq_cst: pairs with the parker's ARMING -> PARKED CAS and with
+             * the cancellation flag (see protocol 5). */
+            if (atomic_compare_exchange_weak_explicit(&t->park, &v, WEFT__PARK_RUNNING,
+                                                      memory_order_seq_cst,
+                                                      memory_order_seq_cst)) {
+                weft__ready(t, lifo);
+                return true;
+            }
+        } else if (v == WEFT__PARK_ARMING) {
+            if (atomic_compare_exchange_weak_explicit(&t->park, &v, WEFT__PARK_WOKEN,
+                                                      memory_order_seq_cst,
+                                                      memory_order_seq_cst))
+                return true;
+        } else {
+            return false;  /* running, or already woken */
+        }
+    }
+}
+
+/* Any thread.  Wakes a parked task to the tail of the local queue. */
+bool weft__wake(weft_task *t) { return wake(t, false); }
+/* Any thread.  Wakes a parked task into the waker's LIFO slot. */
+bool weft__wake_lifo(weft_task *t) { return wake(t, true); }
+
+/* Coroutine only (task side of a switch).  Switches to the scheduler; returns
+ * when the task is resumed, possibly on another worker. */
+static void switch_to_sched(weft_task *t)
+{
+    weft__worker *w = weft__cur_worker();
+    weft__fiber_to_sched(w, t, false);
+    weft__ctx_switch(&t->sp, w->sched_sp);
+    /* Resumed: w may be stale now; fetch the worker afresh. */
+    weft__fiber_in_task(weft__cur_worker(), t);
+}
+
+/* May suspend the coroutine.  Parks the calling task until woken, its
+ * deadline (WEFT_FOREVER for none) passes, or (when cancellable) it is
+ * cancelled.  commit (may be NULL) runs on the scheduler stack after the
+ * task's context is saved and returns false when the task should not sleep.
+ * Returns -ECANCELED (cancellable and cancelled), -ETIMEDOUT (the deadline
+ * fired) or 0 (woken, possibly spuriously: re-check the condition). */
+int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t deadline,
+                  bool cancellable)
+{
+    weft_task *t = weft__cur_task();
+    t->after = WEFT__AFTER_PARK;
+    t->park_commit = commit;
+    t->park_arg = arg;
+    t->wait = wait;
+    t->park_deadline = deadline;
+    t->park_cancellable = cancellable;
+    switch_to_sched(t);
+    if (t->timer.heap)
+        weft__timer_del(&t->timer);
+    if (cancellable && atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
+        return -ECANCELED;
+    if (t->timer.fired) {
+        t->timer.fired = false;
+        return -ETIMEDOUT;
+    }
+    return 0;
+}
+
+void weft__park(const char *wait, weft__commit_fn commit, void *arg)
+{
+    (void)weft__park_ex(wait, commit, arg, WEFT_FOREVER, false);
+}
+
+/* Scheduler stack.  Second half of a park (protocol 5).  Returns true when
+ * the task must resume at once. */
+static bool park_commit(weft__worker *w, weft_task *t)
+{
+    atomic_store_explicit(&t->park, WEFT__PARK_ARMING, memory_order_seq_cst);
+    bool sleep = true;
+    if (t->park_deadline != WEFT_FOREVER) {
+        if (weft__timer_add(w, &t->timer, t->park_deadline) < 0) {
+            t->timer.heap = NULL;
+            t->timer.fired = true;  /* no memory for the timer: time out now */
+            sleep = false;
+        }
+    }
+    if (sleep && t->park_commit)
+        sleep = t->park_commit(t, t->park_arg);
+    /* seq_cst: pairs with the store of cancelled in weft_cancel. */
+    if (sleep && t->park_cancellable &&
+        atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
+        sleep = false;
+    if (sleep) {
+        atomic_store_explicit(&t->state, WEFT_TASK_WAITING, memory_order_relaxed);
+        int v = WEFT__PARK_ARMING;
+        if (atomic_compare_exchange_strong_explicit(&t->park, &v, WEFT__PARK_PARKED,
+                                                    memory_order_seq_cst,
+                                                    memory_order_seq_cst))
+            return false;  /* asleep; a waker owns it now */
+        /* v == WOKEN: a wake arrived while arming */
+    }
+    atomic_store_explicit(&t->park, WEFT__PARK_RUNNING, memory_order_seq_cst);
+    return true;
+}
+
+/* May suspend the coroutine.  Puts the caller at the tail of its queue. */
+void weft__yield_now(void)
+{
+    weft_task *t = weft__cur_task();
+    t->after = WEFT__AFTER_YIELD;
+    switch_to_sched(t);
+}
+
+/* Coroutine only.  Ends the calling task: the scheduler frees its stack. */
+void weft__task_exit(void)
+{
+    weft__worker *w = weft__cur_worker();
+    weft_task *t = w->current;
+    t->after = WEFT__AFTER_EXIT;
+    weft__fiber_to_sched(w, t, true);
+    weft__ctx_switch(&t->sp, w->sched_sp);
+    __builtin_unreachable();
+}
+
+/* ------------------------------------------------------------------ */
+/* Running a task                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Scheduler stack of w.  t finished: release what it held. */
+static void finish(weft__worker *w, weft_task *t)
+{
+    weft__runtime *rt = w->rt;
+    weft__fiber_destroy(t);
+    weft__stack_put(w, t->stack);
+    t->stack = NULL;
+    t->finished_cancelled = atomic_load_explicit(&t->cancelled, memory_order_relaxed);
+    /* release: pairs with the acquire in weft_task_done / join. */
+    atomic_store_explicit(&t->state, WEFT_TASK_DONE, memory_order_release);
+    bool is_main = t->is_main;
+    weft__reg_finished(t);
+    /* acq_rel: publishes the result to the joiner (pairs with its load). */
+    uintptr_t j = atomic_exchange_explicit(&t->join_state, WEFT__JOIN_DONE, memory_order_seq_cst);
+    if (j > WEFT__JOIN_DONE) {
+        weft_task *joiner = (weft_task *)j;
+        weft__wake_lifo(joiner);
+        weft__task_release(joiner);  /* the reference the joiner lent us */
+    }
+    weft__task_release(t);  /* the reference of the running task */
+    if (is_main || atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
+        pthread_mutex_lock(&rt->done_mu);
+        if (is_main)
+            rt->main_done = true;
+        pthread_cond_broadcast(&rt->done_cv);
+        pthread_mutex_unlock(&rt->done_mu);
+    }
+}
+
+static void debug_publish(weft__worker *w, weft_task *t)
+{
+    weft__spin_lock(&w->dbg_lock);
+    if (t) {
+        w->dbg_id = t->id;
+        snprintf(w->dbg_name, sizeof w->dbg_name, "%s", t->name ? t->name : "");
+        w->dbg_warned = false;
+    } else {
+        w->dbg_id = 0;
+    }
+    weft__spin_unlock(&w->dbg_lock);
+}
+
+/* Owner worker only (scheduler stack).  Runs t until it next switches out. */
+static void execute(weft__worker *w, weft_task *t)
+{
+again:
+    if (!t->stack) {
+        weft__stack *s = weft__stack_get(w);
+        if (!s) {
+            /* Out of memory for stacks: retry later rather than lose it. */
+            weft__log("weft: cannot allocate a coroutine stack (%s); retrying", strerror(ENOMEM));
+            weft__inject_push(w->rt, t, t, 1);
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            return;
+        }
+        t->stack = s;
+        t->sp = weft__ctx_make(s->lo + s->size, weft__task_entry, t);
+        weft__fiber_create(t);
+    }
+    w->current = t;
+    atomic_store_explicit(&t->state, WEFT_TASK_RUNNING, memory_order_relaxed);
+    atomic_store_explicit(&t->last_worker, w->id, memory_order_relaxed);
+    atomic_store_explicit(&w->tick, ++w->ticks, memory_order_relaxed);
+    if (WEFT__UNLIKELY(w->rt->cfg.debug))
+        debug_publish(w, t);
+    weft__fiber_to_task(w, t);
+    weft__ctx_switch(&w->sched_sp, t->sp);
+    weft__fiber_in_sched(w);
+    w->current = NULL;
+    if (WEFT__UNLIKELY(w->rt->cfg.debug))
+        debug_publish(w, NULL);
+    switch (t->after) {
+    case WEFT__AFTER_YIELD:
+        atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_relaxed);
+        weft__runq_put(w, t);
+        break;
+    case WEFT__AFTER_PARK:
+        if (park_commit(w, t))
+            goto again;
+        break;
+    case WEFT__AFTER_EXIT:
+        finish(w, t);
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Finding work                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Owner worker only.  Fires w's own due timers. */
+static void run_timers(weft__worker *w)
+{
+    if (weft__timers_next(&w->timers) == INT64_MAX)
+        return;
+    int64_t now = weft_now();
+    if (weft__timers_next(&w->timers) <= now)
+        weft__timers_run(w, w, now);
+}
+
+/* Owner worker only.  Takes work from workers that sysmon flagged blocked:
+ * their due timers and their runnext. */
+static weft_task *help_blocked(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    if (!atomic_load_explicit(&rt->any_blocked, memory_order_relaxed))
+        return NULL;
+    int64_t now = weft_now();
+    weft_task *t = NULL;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft__worker *v = rt->workers[i];
+        if (v == w || !atomic_load_explicit(&v->blocked, memory_order_acquire))
+            continue;
+        if (weft__timers_next(&v->timers) <= now)
+            weft__timers_run(w, v, now);
+        if (!t)
+            weft__runq_steal(w, v, true, &t);
+    }
+    return t;
+}
+
+/* Owner worker only.  Is there work anywhere? (pre-park re-check) */
+static bool work_anywhere(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    if (atomic_load_explicit(&rt->inject_len, memory_order_seq_cst))
+        return true;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (!weft__runq_empty(rt->workers[i]))
+            return true;
+    return false;
+}
+
+/* Owner worker only.  Spins briefly while victim runs, so a task it has just
+ * woken into runnext can run there (Go's 3 us back-off). */
+static void runnext_backoff(weft__worker *victim)
+{
+    uint32_t tick = atomic_load_explicit(&victim->tick, memory_order_relaxed);
+    for (int i = 0; i < 200; i++) {
+        weft__cpu_relax();
+        if (atomic_load_explicit(&victim->tick, memory_order_relaxed) != tick)
+            return;
+    }
+}
+
+/* Owner worker only.  Steal protocol (essay, 3). */
+static weft_task *steal_work(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    if (rt->nworkers < 2)
+        return NULL;
+    if (!w->searching) {
+        unsigned busy = rt->nworkers - atomic_load_explicit(&rt->n_idle, memory_order_relaxed);
+        if (2 * atomic_load_explicit(&rt->n_searching, memory_order_relaxed) >= busy)
+            return NULL;
+        w->searching = true;
+        atomic_fetch_add_explicit(&rt->n_searching, 1, memory_order_seq_cst);
+    }
+    for (int round = 0; round < WEFT__STEAL_ROUNDS; round++) {
+        bool last = round == WEFT__STEAL_ROUNDS - 1;
+        for (unsigned k = 0; k + 1 < rt->nworkers; k++) {
+            weft__worker *v = rt->workers[w->victims[k]];
+            weft_task *t = NULL;
+            bool runnext = last || atomic_load_explicit(&v->blocked, memory_order_relaxed);
+            if (runnext && !atomic_load_explicit(&v->blocked, memory_order_relaxed) &&
+                atomic_load_explicit(&v->running, memory_order_relaxed) &&
+                atomic_load_explicit(&v->q.runnext, memory_order_relaxed))
+                runnext_backoff(v);
+            if (weft__runq_steal(w, v, runnext, &t))
+                return t;
+        }
+        weft_task *t = inject_pop(w, WEFT__RUNQ_SIZE / 2);
+        if (t)
+            return t;
+        if ((t = help_blocked(w)))
+            return t;
+        if ((t = weft__runq_get(w)))
+            return t;  /* timers fired by help_blocked */
+    }
+    return NULL;
+}
+
+/* Owner worker only.  Parks w until notified or its earliest timer. */
+static void park_worker(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    drop_searching(w, false);
+    weft__spin_lock(&rt->idle_lock);
+    w->idle_next = rt->idle;
+    rt->idle = w;
+    w->in_idle = true;
+    atomic_fetch_add_explicit(&rt->n_idle, 1, memory_order_seq_cst);
+    weft__spin_unlock(&rt->idle_lock);
+    /* seq_cst fence: pairs with the lock in inject_push (protocol 4c). */
+    atomic_thread_fence(memory_order_seq_cst);
+
+    bool recheck = work_anywhere(w) || atomic_load_explicit(&rt->stop, memory_order_seq_cst);
+    if (!recheck) {
+        int64_t next = weft__timers_next(&w->timers);
+        struct timespec ts, *tsp = NULL;
+        if (next != INT64_MAX) {
+            int64_t d = next - weft_now();
+            if (d < 0) d = 0;
+            ts.tv_sec = d / WEFT_SEC;
+            ts.tv_nsec = d % WEFT_SEC;
+            tsp = &ts;
+        }
+        atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+        struct epoll_event ev[8];
+        int n = epoll_pwait2(w->epfd, ev, 8, tsp, NULL);
+        atomic_store_explicit(&w->running, 1, memory_order_relaxed);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.ptr == NULL) {
+                uint64_t v;
+                ssize_t r = read(w->evfd, &v, sizeof v);
+                (void)r;
+            }
+        }
+    }
+    weft__spin_lock(&rt->idle_lock);
+    if (w->in_idle) {
+        /* Nobody popped us: take ourselves off the idle list. */
+        weft__worker **pp = &rt->idle;
+        while (*pp != w)
+            pp = &(*pp)->idle_next;
+        *pp = w->idle_next;
+        w->in_idle = false;
+        atomic_fetch_sub_explicit(&rt->n_idle, 1, memory_order_seq_cst);
+    } else {
+        /* A notifier popped us and gave us its searching token. */
+        w->searching = true;
+    }
+    weft__spin_unlock(&rt->idle_lock);
+}
+
+/* Owner worker only.  The next task to run, or NULL when the runtime stops. */
+static weft_task *find_runnable(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    for (;;) {
+        if (WEFT__UNLIKELY(atomic_load_explicit(&rt->stop, memory_order_acquire)))
+            return NULL;
+        atomic_store_explicit(&w->tick, ++w->ticks, memory_order_relaxed);
+        run_timers(w);
+        weft_task *t;
+        if (w->ticks % WEFT__INJECT_EVERY == 0) {
+            if ((t = inject_pop(w, 1)))
+                goto found;
+            if ((t = help_blocked(w)))
+                goto found;
+        }
+        t = atomic_load_explicit(&w->q.runnext, memory_order_relaxed);
+        if (t) {
+            t = atomic_exchange_explicit(&w->q.runnext, NULL, memory_order_acq_rel);
+            if (t) {
+                if (w->lifo_streak < WEFT__LIFO_MAX) {
+                    w->lifo_streak++;
+                    goto found;
+                }
+                weft__runq_put(w, t);  /* fairness: to the back of the line */
+            }
+        }
+        w->lifo_streak = 0;
+        if ((t = weft__runq_get(w)))
+            goto found;
+        if ((t = inject_pop(w, WEFT__RUNQ_SIZE / 2)))
+            goto found;
+        if ((t = steal_work(w)))
+            goto found;
+        park_worker(w);
+        continue;
+    found:
+        drop_searching(w, true);
+        return t;
+    }
+}
+
+/* The worker thread. */
+void *weft__worker_main(void *arg)
+{
+    weft__worker *w = arg;
+    weft__runtime *rt = w->rt;
+    weft__set_cur_worker(w);
+    if (rt->cfg.pin && w->cpu >= 0)
+        weft__topo_pin(w->cpu);
+    weft__altstack_setup(w);
+    weft__fiber_thread_init(w);
+    atomic_store_explicit(&w->running, 1, memory_order_relaxed);
+    for (;;) {
+        weft_task *t = find_runnable(w);
+        if (!t)
+            break;
+        execute(w, t);
+    }
+    atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+    weft__stack_cache_flush(w);
+    weft__altstack_teardown(w);
+    weft__set_cur_worker(NULL);
+    return NULL;
+}

@@ -1,0 +1,126 @@
+/*
+ * sysmon: the runtime's monitor thread (after Go's sysmon).
+ *
+ * Every millisecond it samples each worker's tick (bumped at every schedule
+ * and task switch).  A worker that is running (not parked) and whose tick has
+ * not moved for WEFT__BLOCKED_NS is stuck in one coroutine: a blocking system
+ * call or a long computation.  sysmon then
+ *   - flags it blocked, which makes its runnext and its due timers fair game
+ *     for the other workers (sched.c, help_blocked);
+ *   - wakes an idle worker when the blocked one has ready tasks or due
+ *     timers, so they run elsewhere within a few milliseconds;
+ *   - in debug mode, once the coroutine has run WEFT_SLOW_MS without
+ *     reaching a suspension point, names it on stderr.
+ * When every worker is parked, sysmon backs off to 20 ms naps.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define WEFT__BLOCKED_NS (2 * WEFT_MS)
+
+typedef struct {
+    uint32_t tick;
+    int64_t since;   /* when the tick last moved */
+} sample;
+
+static void warn_slow(weft__worker *w, int64_t ran)
+{
+    weft__spin_lock(&w->dbg_lock);
+    if (w->dbg_id && !w->dbg_warned) {
+        w->dbg_warned = true;
+        weft__log("weft: task '%s' (id %llu) has run %lld ms on worker %d without reaching a "
+                  "suspension point (WEFT_SLOW_MS=%lld); its worker's other tasks and timers "
+                  "move to other workers",
+                  w->dbg_name[0] ? w->dbg_name : "?", (unsigned long long)w->dbg_id,
+                  (long long)(ran / WEFT_MS), w->id, (long long)(w->rt->cfg.slow_ns / WEFT_MS));
+    }
+    weft__spin_unlock(&w->dbg_lock);
+}
+
+static void *sysmon_main(void *arg)
+{
+    weft__runtime *rt = arg;
+    sample *s = calloc(rt->nworkers, sizeof *s);
+    int64_t nap = WEFT_MS;
+    pthread_mutex_lock(&rt->sysmon_mu);
+    while (!rt->sysmon_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t t = ts.tv_sec * WEFT_SEC + ts.tv_nsec + nap;
+        ts.tv_sec = t / WEFT_SEC;
+        ts.tv_nsec = t % WEFT_SEC;
+        pthread_cond_timedwait(&rt->sysmon_cv, &rt->sysmon_mu, &ts);
+        if (rt->sysmon_stop || !s)
+            break;
+        pthread_mutex_unlock(&rt->sysmon_mu);
+
+        int64_t now = weft_now();
+        bool any_running = false, any_blocked = false, want_help = false;
+        for (unsigned i = 0; i < rt->nworkers; i++) {
+            weft__worker *w = rt->workers[i];
+            uint32_t tick = atomic_load_explicit(&w->tick, memory_order_relaxed);
+            bool running = atomic_load_explicit(&w->running, memory_order_relaxed);
+            if (!running || tick != s[i].tick) {
+                s[i].tick = tick;
+                s[i].since = now;
+                if (atomic_load_explicit(&w->blocked, memory_order_relaxed))
+                    atomic_store_explicit(&w->blocked, false, memory_order_release);
+                any_running |= running;
+                continue;
+            }
+            any_running = true;
+            int64_t stuck = now - s[i].since;
+            if (stuck < WEFT__BLOCKED_NS)
+                continue;
+            any_blocked = true;
+            /* release: pairs with the acquire in help_blocked. */
+            atomic_store_explicit(&w->blocked, true, memory_order_release);
+            if (!weft__runq_empty(w) || weft__timers_next(&w->timers) <= now)
+                want_help = true;
+            if (rt->cfg.debug && stuck >= rt->cfg.slow_ns)
+                warn_slow(w, stuck);
+        }
+        atomic_store_explicit(&rt->any_blocked, any_blocked, memory_order_relaxed);
+        if (want_help)
+            weft__notify(rt);
+        nap = any_running ? WEFT_MS : 20 * WEFT_MS;
+        pthread_mutex_lock(&rt->sysmon_mu);
+    }
+    pthread_mutex_unlock(&rt->sysmon_mu);
+    free(s);
+    return NULL;
+}
+
+int weft__sysmon_start(weft__runtime *rt)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rt->sysmon_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&rt->sysmon_mu, NULL);
+    rt->sysmon_stop = false;
+    int rc = pthread_create(&rt->sysmon, NULL, sysmon_main, rt);
+    if (rc)
+        return -rc;
+    rt->sysmon_started = true;
+    return 0;
+}
+
+void weft__sysmon_stop(weft__runtime *rt)
+{
+    if (!rt->sysmon_started)
+        return;
+    pthread_mutex_lock(&rt->sysmon_mu);
+    rt->sysmon_stop = true;
+    pthread_cond_signal(&rt->sysmon_cv);
+    pthread_mutex_unlock(&rt->sysmon_mu);
+    pthread_join(rt->sysmon, NULL);
+    rt->sysmon_started = false;
+    pthread_cond_destroy(&rt->sysmon_cv);
+    pthread_mutex_destroy(&rt->sysmon_mu);
+}

@@ -1,0 +1,391 @@
+/*
+ * Tasks: spawn, join, detach, cancel, sleep, yield, gather, wait_for and
+ * task-local storage.
+ *
+ * Lifetime.  A task has two references: the handle (released by join,
+ * detach, gather or wait_for) and the run (released when it finishes).  A
+ * joiner lends the finisher one more reference to itself while it is
+ * registered in join_state, so the finisher can wake it even if the joiner
+ * was woken by something else meanwhile and went on.  Whoever drops the last
+ * reference frees the task.
+ *
+ * join_state is 0 (no joiner), WEFT__JOIN_DONE (finished), or the joiner.
+ * The finisher exchanges it to DONE and wakes whoever was there.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static weft_task *self_or_null(void)
+{
+    return weft__cur_task();
+}
+
+/* Task ids are unique for the process's lifetime, across weft_run calls:
+ * workers take blocks of 1024 from one process-wide counter. */
+static _Atomic uint64_t g_next_id = 1;
+
+/* Any thread; w is the calling worker or NULL. */
+static uint64_t new_id(weft__worker *w)
+{
+    /* relaxed: ids need only be unique, not ordered. */
+    if (w) {
+        if (w->next_id == w->id_end) {
+            w->next_id = atomic_fetch_add_explicit(&g_next_id, 1024, memory_order_relaxed);
+            w->id_end = w->next_id + 1024;
+        }
+        return w->next_id++;
+    }
+    return atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
+}
+
+weft_task *weft__task_new(weft__runtime *rt, const char *name, weft_fn fn, void *arg)
+{
+    weft_task *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    if (name && !(t->name = strdup(name))) {
+        free(t);
+        return NULL;
+    }
+    weft__worker *w = weft__cur_worker();
+    if (w && w->rt != rt)
+        w = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->rt = rt;
+    t->timer.idx = -1;
+    t->id = new_id(w);
+    atomic_init(&t->refs, 2);
+    atomic_init(&t->state, WEFT_TASK_READY);
+    atomic_init(&t->last_worker, -1);
+    atomic_init(&t->cancelled, atomic_load_explicit(&rt->shutdown, memory_order_acquire));
+    weft__reg_add(w ? &w->reg : &rt->reg, t);
+    return t;
+}
+
+weft_task *weft_spawn_named(const char *name, weft_fn fn, void *arg)
+{
+    weft__runtime *rt = weft__cur_rt();
+    if (!rt) {
+        errno = EPERM;
+        return NULL;
+    }
+    if (!fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft_task *t = weft__task_new(rt, name, fn, arg);
+    if (!t) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    weft__ready(t, true);
+    return t;
+}
+
+weft_task *weft_spawn(weft_fn fn, void *arg)
+{
+    return weft_spawn_named(NULL, fn, arg);
+}
+
+/* Any thread. */
+void weft__task_free(weft_task *t)
+{
+    weft__reg_remove(t);
+    free(t->locals);
+    free(t->name);
+    free(t);
+}
+
+/* Any thread.  Drops one reference. */
+void weft__task_release(weft_task *t)
+{
+    /* acq_rel: the last dropper sees every write of the others. */
+    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        weft__task_free(t);
+}
+
+/* First function of every coroutine (runs on its own stack). */
+void weft__task_entry(void *arg)
+{
+    weft_task *t = arg;
+    weft__fiber_in_task(weft__cur_worker(), t);
+    t->result = t->fn(t->arg);
+    /* Task-local destructors run in the task, before it is reported done. */
+    for (unsigned i = 0; i < t->nlocals; i++)
+        if (t->locals[i].dtor && t->locals[i].value)
+            t->locals[i].dtor(t->locals[i].value);
+    weft__task_exit();
+}
+
+/* ------------------------------------------------------------------ */
+
+void weft_detach(weft_task *t)
+{
+    if (t)
+        weft__task_release(t);
+}
+
+int weft_cancel(weft_task *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (atomic_load_explicit(&t->state, memory_order_acquire) == WEFT_TASK_DONE)
+        return -ESRCH;
+    /* seq_cst: pairs with the load in park_commit (sched.c, protocol 5). */
+    atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
+    weft__wake(t);
+    return 0;
+}
+
+weft_task *weft_self(void)
+{
+    return self_or_null();
+}
+
+const char *weft_task_name(const weft_task *t)
+{
+    return t ? t->name : NULL;
+}
+
+uint64_t weft_task_id(const weft_task *t)
+{
+    return t ? t->id : 0;
+}
+
+bool weft_task_done(const weft_task *t)
+{
+    return t && atomic_load_explicit(&t->state, memory_order_acquire) == WEFT_TASK_DONE;
+}
+
+bool weft_cancelled(void)
+{
+    weft_task *t = self_or_null();
+    return t && atomic_load_explicit(&t->cancelled, memory_order_relaxed);
+}
+
+static bool is_cancelled(weft_task *t)
+{
+    return atomic_load_explicit(&t->cancelled, memory_order_seq_cst);
+}
+
+int weft_yield(void)
+{
+    weft_task *t = self_or_null();
+    if (!t)
+        return -EPERM;
+    if (is_cancelled(t))
+        return -ECANCELED;
+    weft__yield_now();
+    return is_cancelled(t) ? -ECANCELED : 0;
+}
+
+int weft_sleep_until(int64_t deadline)
+{
+    weft_task *t = self_or_null();
+    if (!t)
+        return -EPERM;
+    if (is_cancelled(t))
+        return -ECANCELED;
+    if (deadline != WEFT_FOREVER && deadline <= weft_now())
+        return weft_yield();
+    for (;;) {
+        int rc = weft__park_ex("sleep", NULL, NULL, deadline, true);
+        if (rc == -ETIMEDOUT)
+            return 0;
+        if (rc == -ECANCELED)
+            return rc;
+        /* spurious wake-up: park again */
+    }
+}
+
+int weft_sleep(int64_t ns)
+{
+    if (ns <= 0)
+        return weft_sleep_until(0);
+    return weft_sleep_until(weft_now() + ns);
+}
+
+/* ------------------------------------------------------------------ */
+/* Join                                                                */
+/* ------------------------------------------------------------------ */
+
+/* Scheduler stack: sleep only while the target has not finished.  (The
+ * seq_cst load pairs with the finisher's exchange of join_state.) */
+static bool join_commit(weft_task *self, void *arg)
+{
+    (void)self;
+    weft_task *t = arg;
+    return atomic_load_explicit(&t->join_state, memory_order_seq_cst) != WEFT__JOIN_DONE;
+}
+
+/* May suspend.  Waits until t finishes, the deadline passes (-ETIMEDOUT) or,
+ * when cancellable, the caller is cancelled (-ECANCELED).  -EINVAL when
+ * another task is already joining t. */
+static int join_wait(weft_task *self, weft_task *t, int64_t deadline, bool cancellable)
+{
+    if (atomic_load_explicit(&t->join_state, memory_order_acquire) == WEFT__JOIN_DONE)
+        return 0;
+    if (cancellable && is_cancelled(self))
+        return -ECANCELED;
+    if (deadline != WEFT_FOREVER && deadline <= weft_now())
+        return -ETIMEDOUT;
+    /* Lend the finisher a reference to ourselves while registered. */
+    atomic_fetch_add_explicit(&self->refs, 1, memory_order_relaxed);
+    uintptr_t exp = 0;
+    if (!atomic_compare_exchange_strong_explicit(&t->join_state, &exp, (uintptr_t)self,
+                                                 memory_order_seq_cst, memory_order_acquire)) {
+        atomic_fetch_sub_explicit(&self->refs, 1, memory_order_relaxed);
+        if (exp == WEFT__JOIN_DONE)
+            return 0;
+        if (exp != (uintptr_t)self)
+            return -EINVAL;  /* someone else joins it: a double release */
+    }
+    int rc = 0;
+    while (atomic_load_explicit(&t->join_state, memory_order_acquire) != WEFT__JOIN_DONE) {
+        rc = weft__park_ex("join", join_commit, t, deadline, cancellable);
+        if (rc != 0)
+            break;
+    }
+    /* Unregister; if the finisher already took our pointer, it releases the
+     * lent reference after waking us. */
+    exp = (uintptr_t)self;
+    if (atomic_compare_exchange_strong_explicit(&t->join_state, &exp, 0,
+                                                memory_order_seq_cst, memory_order_acquire))
+        atomic_fetch_sub_explicit(&self->refs, 1, memory_order_relaxed);
+    else
+        rc = 0;  /* it finished: that wins over a timeout or a cancellation */
+    return rc;
+}
+
+/* May suspend.  Waits for t without regard to the caller's cancellation. */
+static void join_wait_all_the_way(weft_task *self, weft_task *t)
+{
+    while (join_wait(self, t, WEFT_FOREVER, false) != 0)
+        ;
+}
+
+/* Releases the handle of a finished task; returns its join code. */
+static int reap(weft_task *t, void **result)
+{
+    if (result)
+        *result = t->result;
+    int code = t->finished_cancelled ? -ECANCELED : 0;
+    weft__task_release(t);
+    return code;
+}
+
+/* May suspend.  join with a deadline; on timeout or cancellation of the
+ * caller, t is cancelled and awaited (no orphans). */
+static int join_deadline(weft_task *t, int64_t deadline, void **result)
+{
+    weft_task *self = self_or_null();
+    if (!self)
+        return -EPERM;
+    if (!t)
+        return -EINVAL;
+    if (t == self)
+        return -EDEADLK;
+    int rc = is_cancelled(self) ? -ECANCELED : join_wait(self, t, deadline, true);
+    if (rc == -EINVAL)
+        return rc;
+    if (rc != 0) {
+        weft_cancel(t);
+        join_wait_all_the_way(self, t);
+    }
+    int code = reap(t, result);
+    return rc ? rc : code;
+}
+
+int weft_join(weft_task *t, void **result)
+{
+    return join_deadline(t, WEFT_FOREVER, result);
+}
+
+int weft_wait_for(weft_task *t, int64_t deadline, void **result)
+{
+    return join_deadline(t, deadline, result);
+}
+
+int weft_gather(weft_task **tasks, size_t n, void **results)
+{
+    weft_task *self = self_or_null();
+    if (!self)
+        return -EPERM;
+    if (n == 0)
+        return 0;
+    if (!tasks)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!tasks[i] || tasks[i] == self)
+            return tasks[i] ? -EDEADLK : -EINVAL;
+    int first = 0;
+    bool cancelled_all = false;
+    for (size_t i = 0; i < n; i++) {
+        weft_task *t = tasks[i];
+        int rc = cancelled_all ? -ECANCELED : join_wait(self, t, WEFT_FOREVER, true);
+        if (rc == -EINVAL) {
+            rc = -ECANCELED;  /* cannot happen for valid handles */
+        }
+        if (rc == -ECANCELED && !cancelled_all) {
+            /* The caller was cancelled: cancel everything still running
+             * first, so the tasks wind down in parallel, then await each. */
+            cancelled_all = true;
+            for (size_t k = i; k < n; k++)
+                weft_cancel(tasks[k]);
+        }
+        if (cancelled_all)
+            join_wait_all_the_way(self, t);
+        int code = reap(t, results ? &results[i] : NULL);
+        if (cancelled_all && rc)
+            code = rc;
+        if (!first && code)
+            first = code;
+    }
+    return first;
+}
+
+/* ------------------------------------------------------------------ */
+/* Task-local storage                                                  */
+/* ------------------------------------------------------------------ */
+
+void *weft_task_local_get(const void *key)
+{
+    weft_task *t = self_or_null();
+    if (!t || !key)
+        return NULL;
+    for (unsigned i = 0; i < t->nlocals; i++)
+        if (t->locals[i].key == key)
+            return t->locals[i].value;
+    return NULL;
+}
+
+int weft_task_local_set(const void *key, void *value, void (*dtor)(void *))
+{
+    weft_task *t = self_or_null();
+    if (!t)
+        return -EPERM;
+    if (!key)
+        return -EINVAL;
+    for (unsigned i = 0; i < t->nlocals; i++) {
+        if (t->locals[i].key == key) {
+            t->locals[i].value = value;
+            t->locals[i].dtor = dtor;
+            return 0;
+        }
+    }
+    if (t->nlocals == t->caplocals) {
+        unsigned cap = t->caplocals ? t->caplocals * 2 : 4;
+        weft__local *l = realloc(t->locals, sizeof(*l) * cap);
+        if (!l)
+            return -ENOMEM;
+        t->locals = l;
+        t->caplocals = cap;
+    }
+    t->locals[t->nlocals++] = (weft__local){key, value, dtor};
+    return 0;
+}
