@@ -176,6 +176,8 @@ WEFT_API int weft_gather(weft_task **tasks, size_t n, void **results);
  * cancelled, awaited, released, and -ETIMEDOUT is returned. */
 WEFT_API int weft_wait_for(weft_task *t, int64_t deadline, void **result);
 
+#include <weft/sync.h>
+
 #ifdef __cplusplus
 }
 #endif

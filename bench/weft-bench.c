@@ -1,0 +1,196 @@
+/*
+ * weft-bench: the workloads of shared/peers, with the same arguments and the
+ * same one-line output, so that shared/peers/compare.sh can run it side by
+ * side with Go, Tokio and libuv.  Workers come from WEFT_WORKERS.
+ *
+ *   spawn N          main spawns N no-op tasks, waits for all
+ *   yield T Y        T tasks each yield Y times
+ *   chain D I        each task spawns the next, D deep, I times
+ *   sleepers N MS    N tasks sleep MS ms at once (wall time and peak RSS)
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft.h>
+
+static long args[4];
+static const char *workload;
+
+static void report(const char *name, int64_t start, long ops)
+{
+    double ns = (double)(weft_now() - start) / (double)ops;
+    printf("%s %.1f ns/op %ld ops %u workers\n", name, ns, ops, weft_workers());
+}
+
+static long maxrss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* A countdown that wakes one waiter at zero (the Go WaitGroup the peers use). */
+typedef struct {
+    atomic_long left;
+    weft_event done;
+} countdown;
+
+static void count_one(countdown *c)
+{
+    if (atomic_fetch_sub_explicit(&c->left, 1, memory_order_acq_rel) == 1)
+        weft_event_set(&c->done);
+}
+
+static void *noop(void *arg)
+{
+    count_one(arg);
+    return NULL;
+}
+
+static void bench_spawn(long n)
+{
+    countdown c;
+    atomic_init(&c.left, n);
+    weft_event_init(&c.done);
+    int64_t start = weft_now();
+    for (long i = 0; i < n; i++) {
+        weft_task *t = weft_spawn(noop, &c);
+        if (!t) {
+            perror("weft_spawn");
+            exit(1);
+        }
+        weft_detach(t);
+    }
+    weft_event_wait(&c.done, WEFT_FOREVER);
+    report("spawn", start, n);
+    weft_event_destroy(&c.done);
+}
+
+static long yields_per_task;
+static void *yielder(void *arg)
+{
+    for (long i = 0; i < yields_per_task; i++)
+        weft_yield();
+    return arg;
+}
+
+static void bench_yield(long tasks, long yields)
+{
+    yields_per_task = yields;
+    weft_task **ts = malloc(sizeof *ts * (size_t)tasks);
+    int64_t start = weft_now();
+    for (long i = 0; i < tasks; i++)
+        ts[i] = weft_spawn(yielder, NULL);
+    weft_gather(ts, (size_t)tasks, NULL);
+    report("yield", start, tasks * yields);
+    free(ts);
+}
+
+typedef struct {
+    long left;
+    weft_event *done;
+} chain_arg;
+
+static void *chain_step(void *arg)
+{
+    chain_arg *c = arg;
+    if (c->left == 0) {
+        weft_event_set(c->done);
+        return NULL;
+    }
+    c->left--;
+    weft_detach(weft_spawn(chain_step, c));
+    return NULL;
+}
+
+static void bench_chain(long depth, long iters)
+{
+    int64_t start = weft_now();
+    for (long i = 0; i < iters; i++) {
+        weft_event done;
+        weft_event_init(&done);
+        chain_arg c = {depth, &done};
+        weft_detach(weft_spawn(chain_step, &c));
+        weft_event_wait(&done, WEFT_FOREVER);
+        weft_event_destroy(&done);
+    }
+    report("chain", start, depth * iters);
+}
+
+static int64_t sleep_ns;
+static void *sleeper(void *arg)
+{
+    weft_sleep(sleep_ns);
+    count_one(arg);
+    return NULL;
+}
+
+static void bench_sleepers(long n, long ms)
+{
+    countdown c;
+    atomic_init(&c.left, n);
+    weft_event_init(&c.done);
+    sleep_ns = ms * WEFT_MS;
+    int64_t start = weft_now();
+    for (long i = 0; i < n; i++)
+        weft_detach(weft_spawn(sleeper, &c));
+    weft_event_wait(&c.done, WEFT_FOREVER);
+    double wall = (double)(weft_now() - start) / 1e6;
+    printf("sleepers %.1f ms-wall %ld tasks %ld ms-sleep %ld KiB-maxrss\n", wall, n, ms,
+           maxrss_kib());
+    weft_event_destroy(&c.done);
+}
+
+static void *bench_main(void *arg)
+{
+    (void)arg;
+    if (!strcmp(workload, "spawn"))
+        bench_spawn(args[0]);
+    else if (!strcmp(workload, "yield"))
+        bench_yield(args[0], args[1]);
+    else if (!strcmp(workload, "chain"))
+        bench_chain(args[0], args[1]);
+    else if (!strcmp(workload, "sleepers"))
+        bench_sleepers(args[0], args[1]);
+    return NULL;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | chain D I | sleepers N MS\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage();
+    workload = argv[1];
+    int need = !strcmp(workload, "spawn") ? 1
+             : (!strcmp(workload, "yield") || !strcmp(workload, "chain") ||
+                !strcmp(workload, "sleepers")) ? 2 : -1;
+    if (need < 0 || argc < 2 + need)
+        return usage();
+    for (int i = 0; i < need; i++) {
+        char *end;
+        args[i] = strtol(argv[2 + i], &end, 10);
+        if (*end || args[i] <= 0)
+            return usage();
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int rc = weft_run(bench_main, NULL, NULL);
+    if (rc < 0) {
+        fprintf(stderr, "weft-bench: weft_run: %s\n", strerror(-rc));
+        return 1;
+    }
+    return 0;
+}

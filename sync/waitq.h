@@ -1,0 +1,100 @@
+/*
+ * Wait queues: the one mechanism every coroutine-aware primitive in sync/
+ * waits with.  Internal.
+ *
+ * A waitq is a FIFO of waiter records, each on the waiting coroutine's
+ * stack, guarded by the owning primitive's spinlock.  The protocol, on top of
+ * the scheduler's park/wake (runtime/sched.c, essay section 5):
+ *
+ *  waiter (holding the lock):  waitq_push(q, &w); unlock; weft__park_ex(...
+ *      commit = weft__waiter_commit, &w ...); lock; if (!w.granted)
+ *      waitq_remove(q, &w) (timed out / cancelled / spurious); ...
+ *  waker (holding the lock):   w = waitq_pop(q); w->granted = true (plus the
+ *      value it hands over: a permit, an item, the mutex); weft__wake(w->task)
+ *      BEFORE unlocking.
+ *
+ * granted is written and read under the lock, so a waiter cancelled at the
+ * moment it is granted sees that it was granted and keeps (or passes on) what
+ * it was handed: a hand-off is never lost.  Waking under the lock keeps the
+ * waiter's record (on its stack) and the task alive while the waker uses
+ * them: the waiter cannot leave before it re-takes the lock.
+ * The commit re-checks `granted` after the task's wake token is armed, so a
+ * grant that lands between unlock and park is not missed.
+ *
+ * Operations: all under the primitive's lock, from any thread; waiters are
+ * coroutines.
+ */
+#ifndef WEFT_WAITQ_H
+#define WEFT_WAITQ_H
+
+#include "../runtime/internal.h"
+
+typedef struct weft__waiter {
+    struct weft__waiter *prev, *next;
+    weft_task *task;
+    _Atomic bool granted;   /* written under the lock; read by commit without it */
+    void *value;            /* what a grant hands over (queue item, ...) */
+    int64_t prio;           /* free for the primitive's use */
+    int kind;               /* free for the primitive's use (reader/writer ...) */
+} weft__waiter;
+
+typedef struct weft__waitq {
+    weft__waiter *head, *tail;
+    size_t n;
+} weft__waitq;
+
+static inline void weft__waitq_push(weft__waitq *q, weft__waiter *w)
+{
+    w->next = NULL;
+    w->prev = q->tail;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+    q->n++;
+}
+
+static inline void weft__waitq_remove(weft__waitq *q, weft__waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->prev = w->next = NULL;
+    q->n--;
+}
+
+static inline weft__waiter *weft__waitq_pop(weft__waitq *q)
+{
+    weft__waiter *w = q->head;
+    if (w)
+        weft__waitq_remove(q, w);
+    return w;
+}
+
+/* Under the lock: hands w its grant and wakes it (into the waker's LIFO slot
+ * when the waker is a coroutine on a worker, so a ping-pong stays on one
+ * core). */
+static inline void weft__waiter_grant(weft__waiter *w)
+{
+    /* seq_cst: pairs with the load in weft__waiter_commit. */
+    atomic_store_explicit(&w->granted, true, memory_order_seq_cst);
+    weft__wake_lifo(w->task);
+}
+
+/* Scheduler stack (park commit): sleep unless already granted. */
+bool weft__waiter_commit(weft_task *t, void *arg);
+
+/* May suspend.  Called with *lock held and w pushed on a queue: unlocks,
+ * parks until granted, the deadline or (cancellable) cancellation, and
+ * re-locks.  Returns 0 when granted (whatever else happened), else
+ * -ETIMEDOUT / -ECANCELED with w removed from q. */
+int weft__waitq_wait(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *what,
+                     int64_t deadline, bool cancellable);
+
+#endif
