@@ -140,10 +140,6 @@ struct weft_task {
     const char *wait;           /* what it waits on, while WAITING */
     int64_t since;              /* when it entered its state (debug/observability) */
 
-    /* Registry (runtime/registry.c): every allocated task until freed. */
-    weft_task *reg_prev, *reg_next;
-    struct weft__shard *shard;
-
     uint64_t id;
     char *name;                 /* NULL when unnamed; immutable after spawn */
 
@@ -151,16 +147,13 @@ struct weft_task {
     void *asan_fake;
 };
 
-/* ------------------------------------------------------------------ */
-/* Registry shard: every task, for shutdown cancellation, the debug     */
-/* report and (later) weft_tasks_foreach.                               */
-/* ------------------------------------------------------------------ */
-typedef struct weft__shard {
-    weft__spin lock;
-    weft_task *head;
-    size_t live;                /* tasks in the shard not yet finished */
-    size_t count;               /* tasks in the shard */
-} WEFT__ALIGNED weft__shard;
+/* A task slot that is not in use (registry.c). */
+#define WEFT__TASK_FREE (-1)
+
+typedef struct weft__task_cache {
+    weft_task *free;
+    unsigned n;
+} weft__task_cache;
 
 /* ------------------------------------------------------------------ */
 /* Per-worker run queue (runtime/runq.c)                               */
@@ -224,7 +217,7 @@ struct weft__worker {
     weft__worker *idle_next;              /* under rt->idle_lock */
 
     weft__timers timers;
-    weft__shard reg;
+    weft__task_cache tasks;               /* owner only: free task slots */
 
     /* Debug mode: what runs now, for sysmon's slow-coroutine warning. */
     weft__spin dbg_lock;
@@ -265,7 +258,11 @@ struct weft__runtime {
     _Atomic bool stop;                    /* workers exit their loops */
     _Atomic bool any_blocked;             /* some worker flagged by sysmon */
 
-    weft__shard reg;                      /* tasks spawned from plain threads */
+    /* Task slots (registry.c): slabs never freed before weft_run returns. */
+    weft__spin task_lock WEFT__ALIGNED;
+    weft_task *task_free;
+    size_t task_free_n;
+    struct weft__task_slab *_Atomic slabs;
 
     /* Stacks shared between workers (stack.c). */
     weft__spin stack_lock WEFT__ALIGNED;
@@ -346,9 +343,9 @@ void weft__stack_cache_flush(weft__worker *w);
 bool weft__stack_guard_hit(const void *addr, const weft__stack *s);
 
 /* registry.c */
-void weft__reg_add(weft__shard *sh, weft_task *t);
-void weft__reg_finished(weft_task *t);
-void weft__reg_remove(weft_task *t);
+weft_task *weft__task_alloc(weft__runtime *rt);
+void weft__task_dealloc(weft_task *t);
+void weft__task_cache_flush(weft__worker *w);
 void weft__reg_cancel_all(weft__runtime *rt);
 size_t weft__reg_live(weft__runtime *rt);
 void weft__reg_free_all(weft__runtime *rt);

@@ -1,117 +1,206 @@
 /*
- * The task registry: every allocated task, in shards (one per worker, one
- * for plain threads), each a spinlocked doubly linked list.  A task joins the
- * shard of the thread that spawned it and leaves it when it is freed, from
- * whatever thread drops its last reference.
+ * The task registry and task memory, one mechanism (as Go's allgs + gFree).
  *
- * Used at shutdown (cancel every unfinished task, wait until none is left,
- * free what was never joined nor detached) and by the debug-mode report.
- * Each shard counts its unfinished tasks, so "how many are left" needs no
- * shared counter on the spawn path.
+ * Task structs live in slabs of WEFT__SLAB_TASKS slots, allocated as needed
+ * and freed only when weft_run returns.  The registry is the set of slabs: a
+ * slot whose state is not WEFT__TASK_FREE is a task.  So spawning and
+ * freeing touch no shared list and no lock: a freed slot goes to its
+ * worker's cache, and caches trade batches of WEFT__TASK_BATCH with the
+ * runtime's pool (one spinlock per batch), which keeps a spawner on one
+ * worker fed by slots freed on another.
+ *
+ * Readers of the registry (shutdown cancellation, the debug report) walk the
+ * slabs without stopping anyone: a slot may be freed and reused under them;
+ * they touch only its atomics, and a wake that lands on a reused slot is a
+ * spurious wake-up, which every waiter tolerates.
+ *
+ * Operations and the threads they run on:
+ *   task_alloc        any thread (a worker's cache, else the pool)
+ *   task_dealloc      any thread (the caller's cache when it is a worker)
+ *   reg_cancel_all, reg_live   any thread, concurrently with the above
+ *   reg_free_all      weft_run only, after the workers stopped
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
 
-#include <stdio.h>
+#define WEFT__SLAB_TASKS 64
+#define WEFT__TASK_BATCH 32
 
-/* Any thread. */
-void weft__reg_add(weft__shard *sh, weft_task *t)
-{
-    t->shard = sh;
-    t->reg_prev = NULL;
-    weft__spin_lock(&sh->lock);
-    t->reg_next = sh->head;
-    if (sh->head)
-        sh->head->reg_prev = t;
-    sh->head = t;
-    sh->live++;
-    sh->count++;
-    weft__spin_unlock(&sh->lock);
-}
+struct weft__task_slab {
+    struct weft__task_slab *next;   /* immutable once published */
+    weft_task t[WEFT__SLAB_TASKS];
+};
 
-/* Any thread: t has just finished. */
-void weft__reg_finished(weft_task *t)
+/* Under rt->task_lock. */
+static int new_slab(weft__runtime *rt)
 {
-    weft__shard *sh = t->shard;
-    weft__spin_lock(&sh->lock);
-    sh->live--;
-    weft__spin_unlock(&sh->lock);
-}
-
-/* Any thread: t is being freed. */
-void weft__reg_remove(weft_task *t)
-{
-    weft__shard *sh = t->shard;
-    weft__spin_lock(&sh->lock);
-    if (t->reg_prev)
-        t->reg_prev->reg_next = t->reg_next;
-    else
-        sh->head = t->reg_next;
-    if (t->reg_next)
-        t->reg_next->reg_prev = t->reg_prev;
-    sh->count--;
-    weft__spin_unlock(&sh->lock);
-}
-
-static void cancel_shard(weft__shard *sh)
-{
-    weft__spin_lock(&sh->lock);
-    for (weft_task *t = sh->head; t; t = t->reg_next) {
-        if (atomic_load_explicit(&t->state, memory_order_acquire) == WEFT_TASK_DONE)
-            continue;
-        /* seq_cst: as in weft_cancel.  Waking under the shard lock keeps t
-         * from being freed meanwhile (freeing takes this lock). */
-        atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
-        weft__wake(t);
+    struct weft__task_slab *s = calloc(1, sizeof *s);
+    if (!s)
+        return -1;
+    for (int i = 0; i < WEFT__SLAB_TASKS; i++) {
+        atomic_init(&s->t[i].state, WEFT__TASK_FREE);
+        s->t[i].next = rt->task_free;
+        rt->task_free = &s->t[i];
+        rt->task_free_n++;
     }
-    weft__spin_unlock(&sh->lock);
+    s->next = atomic_load_explicit(&rt->slabs, memory_order_relaxed);
+    /* release: pairs with the acquire in the walkers. */
+    atomic_store_explicit(&rt->slabs, s, memory_order_release);
+    return 0;
 }
 
-/* Any thread (weft_run at shutdown). */
+/* Any thread.  A slot in state FREE, or NULL when out of memory. */
+weft_task *weft__task_alloc(weft__runtime *rt)
+{
+    weft__worker *w = weft__cur_worker();
+    if (w && w->rt == rt) {
+        weft_task *t = w->tasks.free;
+        if (WEFT__LIKELY(t)) {
+            w->tasks.free = t->next;
+            w->tasks.n--;
+            return t;
+        }
+    } else {
+        w = NULL;
+    }
+    weft__spin_lock(&rt->task_lock);
+    if (!rt->task_free && new_slab(rt) < 0) {
+        weft__spin_unlock(&rt->task_lock);
+        return NULL;
+    }
+    weft_task *t = rt->task_free;
+    rt->task_free = t->next;
+    rt->task_free_n--;
+    /* Refill the worker's cache with a batch. */
+    for (int i = 0; w && i < WEFT__TASK_BATCH && rt->task_free; i++) {
+        weft_task *x = rt->task_free;
+        rt->task_free = x->next;
+        rt->task_free_n--;
+        x->next = w->tasks.free;
+        w->tasks.free = x;
+        w->tasks.n++;
+    }
+    weft__spin_unlock(&rt->task_lock);
+    return t;
+}
+
+/* Any thread.  Returns a slot whose last reference was dropped. */
+void weft__task_dealloc(weft_task *t)
+{
+    weft__runtime *rt = t->rt;
+    free(t->locals);
+    free(t->name);
+    t->locals = NULL;
+    t->name = NULL;
+    /* release: a walker that reads FREE sees nothing of the old task. */
+    atomic_store_explicit(&t->state, WEFT__TASK_FREE, memory_order_release);
+    weft__worker *w = weft__cur_worker();
+    if (w && w->rt == rt) {
+        t->next = w->tasks.free;
+        w->tasks.free = t;
+        if (++w->tasks.n <= 2 * WEFT__TASK_BATCH)
+            return;
+        /* Give a batch back to the pool for other workers' spawns. */
+        weft_task *head = NULL, *tail = NULL;
+        for (int i = 0; i < WEFT__TASK_BATCH; i++) {
+            weft_task *x = w->tasks.free;
+            w->tasks.free = x->next;
+            w->tasks.n--;
+            x->next = head;
+            head = x;
+            if (!tail)
+                tail = x;
+        }
+        weft__spin_lock(&rt->task_lock);
+        tail->next = rt->task_free;
+        rt->task_free = head;
+        rt->task_free_n += WEFT__TASK_BATCH;
+        weft__spin_unlock(&rt->task_lock);
+        return;
+    }
+    weft__spin_lock(&rt->task_lock);
+    t->next = rt->task_free;
+    rt->task_free = t;
+    rt->task_free_n++;
+    weft__spin_unlock(&rt->task_lock);
+}
+
+/* Owner worker only, at exit. */
+void weft__task_cache_flush(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    weft__spin_lock(&rt->task_lock);
+    while (w->tasks.free) {
+        weft_task *x = w->tasks.free;
+        w->tasks.free = x->next;
+        x->next = rt->task_free;
+        rt->task_free = x;
+        rt->task_free_n++;
+    }
+    w->tasks.n = 0;
+    weft__spin_unlock(&rt->task_lock);
+}
+
+static bool unfinished(int st)
+{
+    return st != WEFT__TASK_FREE && st != WEFT_TASK_DONE;
+}
+
+/* Any thread (weft_run at shutdown): cancels and wakes every unfinished task. */
 void weft__reg_cancel_all(weft__runtime *rt)
 {
-    cancel_shard(&rt->reg);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        cancel_shard(&rt->workers[i]->reg);
-}
-
-static size_t shard_live(weft__shard *sh)
-{
-    weft__spin_lock(&sh->lock);
-    size_t n = sh->live;
-    weft__spin_unlock(&sh->lock);
-    return n;
-}
-
-/* Any thread.  Unfinished tasks in the runtime. */
-size_t weft__reg_live(weft__runtime *rt)
-{
-    size_t n = shard_live(&rt->reg);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        n += shard_live(&rt->workers[i]->reg);
-    return n;
-}
-
-static void free_shard(weft__runtime *rt, weft__shard *sh)
-{
-    while (sh->head) {
-        weft_task *t = sh->head;
-        if (rt->cfg.debug && !t->is_main) {
-            if (t->name)
-                weft__log("weft: task '%s' (id %llu) was never joined or detached",
-                          t->name, (unsigned long long)t->id);
-            else
-                weft__log("weft: task id %llu was never joined or detached",
-                          (unsigned long long)t->id);
+    for (struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire); s;
+         s = s->next) {
+        for (int i = 0; i < WEFT__SLAB_TASKS; i++) {
+            weft_task *t = &s->t[i];
+            if (!unfinished(atomic_load_explicit(&t->state, memory_order_acquire)))
+                continue;
+            /* seq_cst: as in weft_cancel (pairs with park_commit). */
+            atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
+            weft__wake(t);
         }
-        weft__task_free(t);
     }
 }
 
-/* weft_run, after the workers stopped: frees tasks whose handles were never
- * released (reporting them in debug mode). */
+/* Any thread.  Unfinished tasks right now (approximate while they change). */
+size_t weft__reg_live(weft__runtime *rt)
+{
+    size_t n = 0;
+    for (struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire); s;
+         s = s->next)
+        for (int i = 0; i < WEFT__SLAB_TASKS; i++)
+            n += unfinished(atomic_load_explicit(&s->t[i].state, memory_order_acquire));
+    return n;
+}
+
+/* weft_run, after the workers stopped: reports (debug mode) the tasks whose
+ * handles were never released, and frees every slab. */
 void weft__reg_free_all(weft__runtime *rt)
 {
-    free_shard(rt, &rt->reg);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        free_shard(rt, &rt->workers[i]->reg);
+    struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire);
+    while (s) {
+        for (int i = 0; i < WEFT__SLAB_TASKS; i++) {
+            weft_task *t = &s->t[i];
+            if (atomic_load_explicit(&t->state, memory_order_relaxed) == WEFT__TASK_FREE)
+                continue;
+            if (rt->cfg.debug && !t->is_main) {
+                if (t->name)
+                    weft__log("weft: task '%s' (id %llu) was never joined or detached",
+                              t->name, (unsigned long long)t->id);
+                else
+                    weft__log("weft: task id %llu was never joined or detached",
+                              (unsigned long long)t->id);
+            }
+            free(t->locals);
+            free(t->name);
+        }
+        struct weft__task_slab *n = s->next;
+        free(s);
+        s = n;
+    }
+    atomic_store_explicit(&rt->slabs, NULL, memory_order_relaxed);
+    rt->task_free = NULL;
+    rt->task_free_n = 0;
 }

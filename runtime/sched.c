@@ -45,7 +45,9 @@
  *  wake-ups are cut first.  Invariant: while there is queued work and an idle
  *  worker, some worker is awake and searching, or the work's own worker is
  *  running and will reach it.
- *   a. A producer (ready, spawn, overflow, inject) calls notify(): when
+ *   a. A producer (ready, spawn, overflow, inject) calls notify() (except
+ *      for a task put in an empty runnext: its own worker runs it next, so
+ *      waking another would only invite a steal; Tokio's rule): when
  *      n_idle > 0 and n_searching == 0, it claims the single searching token
  *      (CAS n_searching 0 -> 1), pops one idle worker and writes its eventfd.
  *   b. A searcher that finds work drops its searching state; if it was the
@@ -132,7 +134,8 @@
 #define WEFT__INJECT_EVERY 61
 #define WEFT__STEAL_ROUNDS 4
 
-static __thread weft__worker *tls_worker;
+/* initial-exec: one %fs-relative load, no __tls_get_addr call. */
+static __thread weft__worker *tls_worker __attribute__((tls_model("initial-exec")));
 
 /* Any thread.  Never inlined and opaque to the optimiser: a coroutine must
  * read the thread-local again after each switch, not reuse an address. */
@@ -269,8 +272,9 @@ void weft__ready(weft_task *t, bool lifo)
         if (lifo) {
             /* acq_rel: pairs with a thief's CAS on runnext. */
             weft_task *old = atomic_exchange_explicit(&w->q.runnext, t, memory_order_acq_rel);
-            if (old)
-                weft__runq_put(w, old);
+            if (!old)
+                return;  /* only runnext: this worker runs it next, no one to wake */
+            weft__runq_put(w, old);
         } else {
             weft__runq_put(w, t);
         }
@@ -419,7 +423,6 @@ static void finish(weft__worker *w, weft_task *t)
     /* release: pairs with the acquire in weft_task_done / join. */
     atomic_store_explicit(&t->state, WEFT_TASK_DONE, memory_order_release);
     bool is_main = t->is_main;
-    weft__reg_finished(t);
     /* acq_rel: publishes the result to the joiner (pairs with its load). */
     uintptr_t j = atomic_exchange_explicit(&t->join_state, WEFT__JOIN_DONE, memory_order_seq_cst);
     if (j > WEFT__JOIN_DONE) {
@@ -705,6 +708,7 @@ void *weft__worker_main(void *arg)
     }
     atomic_store_explicit(&w->running, 0, memory_order_relaxed);
     weft__stack_cache_flush(w);
+    weft__task_cache_flush(w);
     weft__altstack_teardown(w);
     weft__set_cur_worker(NULL);
     return NULL;

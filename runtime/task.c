@@ -42,28 +42,56 @@ static uint64_t new_id(weft__worker *w)
     return atomic_fetch_add_explicit(&g_next_id, 1, memory_order_relaxed);
 }
 
+/* Any thread.  A new task holding two references (handle and run). */
 weft_task *weft__task_new(weft__runtime *rt, const char *name, weft_fn fn, void *arg)
 {
-    weft_task *t = calloc(1, sizeof *t);
-    if (!t)
+    char *copy = NULL;
+    if (name && !(copy = strdup(name)))
         return NULL;
-    if (name && !(t->name = strdup(name))) {
-        free(t);
+    weft_task *t = weft__task_alloc(rt);
+    if (!t) {
+        free(copy);
         return NULL;
     }
     weft__worker *w = weft__cur_worker();
     if (w && w->rt != rt)
         w = NULL;
+    /* Field by field, not memset: registry walkers may read this slot's
+     * atomics concurrently (registry.c). */
+    t->next = NULL;
+    t->sp = NULL;
+    t->stack = NULL;
     t->fn = fn;
     t->arg = arg;
+    t->result = NULL;
+    t->after = WEFT__AFTER_NONE;
+    t->park_commit = NULL;
+    t->park_arg = NULL;
+    t->park_deadline = WEFT_FOREVER;
+    t->park_cancellable = false;
     t->rt = rt;
     t->timer.idx = -1;
+    t->timer.heap = NULL;
+    t->timer.fired = false;
+    t->locals = NULL;
+    t->nlocals = t->caplocals = 0;
+    t->finished_cancelled = false;
+    t->is_main = false;
+    t->wait = NULL;
+    t->since = 0;
     t->id = new_id(w);
-    atomic_init(&t->refs, 2);
-    atomic_init(&t->state, WEFT_TASK_READY);
-    atomic_init(&t->last_worker, -1);
-    atomic_init(&t->cancelled, atomic_load_explicit(&rt->shutdown, memory_order_acquire));
-    weft__reg_add(w ? &w->reg : &rt->reg, t);
+    t->name = copy;
+    t->tsan_fiber = NULL;
+    t->asan_fake = NULL;
+    atomic_store_explicit(&t->park, WEFT__PARK_RUNNING, memory_order_relaxed);
+    atomic_store_explicit(&t->join_state, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
+    atomic_store_explicit(&t->last_worker, -1, memory_order_relaxed);
+    atomic_store_explicit(&t->cancelled,
+                          atomic_load_explicit(&rt->shutdown, memory_order_acquire),
+                          memory_order_relaxed);
+    /* release: the slot is a task from here on (pairs with the walkers). */
+    atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_release);
     return t;
 }
 
@@ -95,10 +123,7 @@ weft_task *weft_spawn(weft_fn fn, void *arg)
 /* Any thread. */
 void weft__task_free(weft_task *t)
 {
-    weft__reg_remove(t);
-    free(t->locals);
-    free(t->name);
-    free(t);
+    weft__task_dealloc(t);
 }
 
 /* Any thread.  Drops one reference. */
