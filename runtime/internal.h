@@ -193,6 +193,7 @@ struct weft__worker {
     weft__runtime *rt WEFT__ALIGNED;
     void *sched_sp;                       /* the scheduler context */
     weft_task *current;
+    weft_task *prev;                      /* switched out, after-action pending */
     int id;
     uint32_t ticks;                       /* schedule() calls */
     unsigned lifo_streak;                 /* runnext runs in a row */
@@ -355,15 +356,9 @@ void weft__task_free(weft_task *t);
 weft_task *weft__task_new(weft__runtime *rt, const char *name, weft_fn fn, void *arg);
 void weft__task_release(weft_task *t);
 void weft__task_entry(void *arg) __attribute__((noreturn));
+void weft__after_switch(weft__worker *w);
 
-/* fiber.c: sanitizer and valgrind bookkeeping around switches */
-void weft__fiber_create(weft_task *t);
-void weft__fiber_destroy(weft_task *t);
-void weft__fiber_thread_init(weft__worker *w);
-void weft__fiber_to_task(weft__worker *w, weft_task *t);   /* before switching in */
-void weft__fiber_in_sched(weft__worker *w);                /* after switching back */
-void weft__fiber_to_sched(weft__worker *w, weft_task *t, bool dying);
-void weft__fiber_in_task(weft__worker *w, weft_task *t);
+/* fiber.c: valgrind stack registration (sanitizer hooks: fiber.h) */
 unsigned weft__valgrind_stack_register(void *lo, void *hi);
 void weft__valgrind_stack_deregister(unsigned id);
 

@@ -128,6 +128,7 @@
 #include <unistd.h>
 
 #include "context.h"
+#include "fiber.h"
 #include "internal.h"
 
 #define WEFT__LIFO_MAX 3
@@ -313,16 +314,8 @@ bool weft__wake(weft_task *t) { return wake(t, false); }
 /* Any thread.  Wakes a parked task into the waker's LIFO slot. */
 bool weft__wake_lifo(weft_task *t) { return wake(t, true); }
 
-/* Coroutine only (task side of a switch).  Switches to the scheduler; returns
- * when the task is resumed, possibly on another worker. */
-static void switch_to_sched(weft_task *t)
-{
-    weft__worker *w = weft__cur_worker();
-    weft__fiber_to_sched(w, t, false);
-    weft__ctx_switch(&t->sp, w->sched_sp);
-    /* Resumed: w may be stale now; fetch the worker afresh. */
-    weft__fiber_in_task(weft__cur_worker(), t);
-}
+static void leave(weft_task *t, int after);
+static weft_task *help_blocked(weft__worker *w);
 
 /* May suspend the coroutine.  Parks the calling task until woken, its
  * deadline (WEFT_FOREVER for none) passes, or (when cancellable) it is
@@ -340,7 +333,7 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     t->wait = wait;
     t->park_deadline = deadline;
     t->park_cancellable = cancellable;
-    switch_to_sched(t);
+    leave(t, WEFT__AFTER_PARK);
     if (t->timer.heap)
         weft__timer_del(&t->timer);
     if (cancellable && atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
@@ -392,27 +385,22 @@ static bool park_commit(weft__worker *w, weft_task *t)
 /* May suspend the coroutine.  Puts the caller at the tail of its queue. */
 void weft__yield_now(void)
 {
-    weft_task *t = weft__cur_task();
-    t->after = WEFT__AFTER_YIELD;
-    switch_to_sched(t);
+    leave(weft__cur_task(), WEFT__AFTER_YIELD);
 }
 
-/* Coroutine only.  Ends the calling task: the scheduler frees its stack. */
+/* Coroutine only.  Ends the calling task: whoever runs next frees its stack. */
 void weft__task_exit(void)
 {
-    weft__worker *w = weft__cur_worker();
-    weft_task *t = w->current;
-    t->after = WEFT__AFTER_EXIT;
-    weft__fiber_to_sched(w, t, true);
-    weft__ctx_switch(&t->sp, w->sched_sp);
+    leave(weft__cur_task(), WEFT__AFTER_EXIT);
     __builtin_unreachable();
 }
 
 /* ------------------------------------------------------------------ */
-/* Running a task                                                      */
+/* Switching                                                           */
 /* ------------------------------------------------------------------ */
 
-/* Scheduler stack of w.  t finished: release what it held. */
+/* Runs on the next context of w, after the previous task's switch out:
+ * t finished.  Releases what it held. */
 static void finish(weft__worker *w, weft_task *t)
 {
     weft__runtime *rt = w->rt;
@@ -423,7 +411,8 @@ static void finish(weft__worker *w, weft_task *t)
     /* release: pairs with the acquire in weft_task_done / join. */
     atomic_store_explicit(&t->state, WEFT_TASK_DONE, memory_order_release);
     bool is_main = t->is_main;
-    /* acq_rel: publishes the result to the joiner (pairs with its load). */
+    /* seq_cst: publishes the result to the joiner and pairs with the load
+     * in join_commit (task.c). */
     uintptr_t j = atomic_exchange_explicit(&t->join_state, WEFT__JOIN_DONE, memory_order_seq_cst);
     if (j > WEFT__JOIN_DONE) {
         weft_task *joiner = (weft_task *)j;
@@ -440,6 +429,30 @@ static void finish(weft__worker *w, weft_task *t)
     }
 }
 
+/* Owner worker only, on the context that follows a switch (a task's or the
+ * scheduler's): carries out what the task that switched out asked for, now
+ * that its context is saved.  Only from here on may another worker run it. */
+void weft__after_switch(weft__worker *w)
+{
+    weft_task *p = w->prev;
+    if (!p)
+        return;
+    w->prev = NULL;
+    switch (p->after) {
+    case WEFT__AFTER_YIELD:
+        atomic_store_explicit(&p->state, WEFT_TASK_READY, memory_order_relaxed);
+        weft__runq_put(w, p);
+        break;
+    case WEFT__AFTER_PARK:
+        if (park_commit(w, p))
+            weft__ready(p, true);  /* no sleep after all: run it next */
+        break;
+    case WEFT__AFTER_EXIT:
+        finish(w, p);
+        break;
+    }
+}
+
 static void debug_publish(weft__worker *w, weft_task *t)
 {
     weft__spin_lock(&w->dbg_lock);
@@ -453,19 +466,17 @@ static void debug_publish(weft__worker *w, weft_task *t)
     weft__spin_unlock(&w->dbg_lock);
 }
 
-/* Owner worker only (scheduler stack).  Runs t until it next switches out. */
-static void execute(weft__worker *w, weft_task *t)
+/* Owner worker only.  Makes t the current task of w, giving it a stack on
+ * its first run.  false (t handed back to the injection queue) when no stack
+ * can be had. */
+static bool prepare(weft__worker *w, weft_task *t)
 {
-again:
-    if (!t->stack) {
+    if (WEFT__UNLIKELY(!t->stack)) {
         weft__stack *s = weft__stack_get(w);
         if (!s) {
-            /* Out of memory for stacks: retry later rather than lose it. */
             weft__log("weft: cannot allocate a coroutine stack (%s); retrying", strerror(ENOMEM));
             weft__inject_push(w->rt, t, t, 1);
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-            return;
+            return false;
         }
         t->stack = s;
         t->sp = weft__ctx_make(s->lo + s->size, weft__task_entry, t);
@@ -477,30 +488,8 @@ again:
     atomic_store_explicit(&w->tick, ++w->ticks, memory_order_relaxed);
     if (WEFT__UNLIKELY(w->rt->cfg.debug))
         debug_publish(w, t);
-    weft__fiber_to_task(w, t);
-    weft__ctx_switch(&w->sched_sp, t->sp);
-    weft__fiber_in_sched(w);
-    w->current = NULL;
-    if (WEFT__UNLIKELY(w->rt->cfg.debug))
-        debug_publish(w, NULL);
-    switch (t->after) {
-    case WEFT__AFTER_YIELD:
-        atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_relaxed);
-        weft__runq_put(w, t);
-        break;
-    case WEFT__AFTER_PARK:
-        if (park_commit(w, t))
-            goto again;
-        break;
-    case WEFT__AFTER_EXIT:
-        finish(w, t);
-        break;
-    }
+    return true;
 }
-
-/* ------------------------------------------------------------------ */
-/* Finding work                                                        */
-/* ------------------------------------------------------------------ */
 
 /* Owner worker only.  Fires w's own due timers. */
 static void run_timers(weft__worker *w)
@@ -510,6 +499,58 @@ static void run_timers(weft__worker *w)
     int64_t now = weft_now();
     if (weft__timers_next(&w->timers) <= now)
         weft__timers_run(w, w, now);
+}
+
+/* Owner worker only.  The next task from w's own queues (timers, the
+ * periodic look at the injection queue, runnext within its bound, the ring),
+ * or NULL. */
+static weft_task *local_next(weft__worker *w)
+{
+    w->ticks++;
+    run_timers(w);
+    weft_task *t;
+    if (w->ticks % WEFT__INJECT_EVERY == 0) {
+        if ((t = inject_pop(w, 1)))
+            return t;
+        if ((t = help_blocked(w)))
+            return t;
+    }
+    t = atomic_load_explicit(&w->q.runnext, memory_order_relaxed);
+    if (t) {
+        t = atomic_exchange_explicit(&w->q.runnext, NULL, memory_order_acq_rel);
+        if (t) {
+            if (w->lifo_streak < WEFT__LIFO_MAX) {
+                w->lifo_streak++;
+                return t;
+            }
+            weft__runq_put(w, t);  /* fairness: to the back of the line */
+        }
+    }
+    w->lifo_streak = 0;
+    return weft__runq_get(w);
+}
+
+/* May suspend the coroutine (coroutine only).  Switches t out with the
+ * given after-action: straight to the next local task when there is one (one
+ * switch, not two), else to the scheduler.  Returns when t is resumed,
+ * possibly on another worker. */
+static void leave(weft_task *t, int after)
+{
+    weft__worker *w = weft__cur_worker();
+    t->after = after;
+    w->prev = t;
+    weft_task *next = local_next(w);
+    if (next && !prepare(w, next))
+        next = NULL;
+    if (!next)
+        w->current = NULL;
+    bool dying = after == WEFT__AFTER_EXIT;
+    weft__fiber_switch(w, t, dying, next);
+    weft__ctx_switch(&t->sp, next ? next->sp : w->sched_sp);
+    /* Resumed: the worker may be another one now; fetch it afresh. */
+    w = weft__cur_worker();
+    weft__fiber_landed(w, t);
+    weft__after_switch(w);
 }
 
 /* Owner worker only.  Takes work from workers that sysmon flagged blocked:
@@ -654,28 +695,9 @@ static weft_task *find_runnable(weft__worker *w)
     for (;;) {
         if (WEFT__UNLIKELY(atomic_load_explicit(&rt->stop, memory_order_acquire)))
             return NULL;
-        atomic_store_explicit(&w->tick, ++w->ticks, memory_order_relaxed);
-        run_timers(w);
+        atomic_store_explicit(&w->tick, w->ticks + 1, memory_order_relaxed);
         weft_task *t;
-        if (w->ticks % WEFT__INJECT_EVERY == 0) {
-            if ((t = inject_pop(w, 1)))
-                goto found;
-            if ((t = help_blocked(w)))
-                goto found;
-        }
-        t = atomic_load_explicit(&w->q.runnext, memory_order_relaxed);
-        if (t) {
-            t = atomic_exchange_explicit(&w->q.runnext, NULL, memory_order_acq_rel);
-            if (t) {
-                if (w->lifo_streak < WEFT__LIFO_MAX) {
-                    w->lifo_streak++;
-                    goto found;
-                }
-                weft__runq_put(w, t);  /* fairness: to the back of the line */
-            }
-        }
-        w->lifo_streak = 0;
-        if ((t = weft__runq_get(w)))
+        if ((t = local_next(w)))
             goto found;
         if ((t = inject_pop(w, WEFT__RUNQ_SIZE / 2)))
             goto found;
@@ -689,7 +711,7 @@ static weft_task *find_runnable(weft__worker *w)
     }
 }
 
-/* The worker thread. */
+/* The worker thread: the scheduler loop on the thread's own stack. */
 void *weft__worker_main(void *arg)
 {
     weft__worker *w = arg;
@@ -704,7 +726,17 @@ void *weft__worker_main(void *arg)
         weft_task *t = find_runnable(w);
         if (!t)
             break;
-        execute(w, t);
+        if (!prepare(w, t)) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);  /* out of stacks: let memory come back */
+            continue;
+        }
+        weft__fiber_switch(w, NULL, false, t);
+        weft__ctx_switch(&w->sched_sp, t->sp);
+        weft__fiber_landed(w, NULL);
+        weft__after_switch(w);
+        if (WEFT__UNLIKELY(w->rt->cfg.debug))
+            debug_publish(w, NULL);
     }
     atomic_store_explicit(&w->running, 0, memory_order_relaxed);
     weft__stack_cache_flush(w);

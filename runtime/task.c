@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fiber.h"
 #include "internal.h"
 
 static weft_task *self_or_null(void)
@@ -138,7 +139,9 @@ void weft__task_release(weft_task *t)
 void weft__task_entry(void *arg)
 {
     weft_task *t = arg;
-    weft__fiber_in_task(weft__cur_worker(), t);
+    weft__worker *w = weft__cur_worker();
+    weft__fiber_landed(w, t);
+    weft__after_switch(w);  /* the previous task's after-action */
     t->result = t->fn(t->arg);
     /* Task-local destructors run in the task, before it is reported done. */
     for (unsigned i = 0; i < t->nlocals; i++)

@@ -32,9 +32,19 @@ weft__ctx_switch:
     fnstcw  4(%rsp)
     movq    %rsp, (%rdi)
     movq    %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw   4(%rsp)
-    addq    $8, %rsp
+    /* Loading MXCSR and the x87 control word serialises the pipeline, and
+     * coroutines almost never change them: load only what differs.  The
+     * scratch slot is in the red zone; eax/ecx are caller-saved. */
+    stmxcsr -8(%rsp)
+    movl    -8(%rsp), %eax
+    cmpl    (%rsp), %eax
+    jne     3f
+1:  fnstcw  -8(%rsp)
+    movzwl  -8(%rsp), %eax
+    movzwl  4(%rsp), %ecx
+    cmpl    %ecx, %eax
+    jne     4f
+2:  addq    $8, %rsp
     popq    %r15
     popq    %r14
     popq    %r13
@@ -42,6 +52,10 @@ weft__ctx_switch:
     popq    %rbx
     popq    %rbp
     ret
+3:  ldmxcsr (%rsp)
+    jmp     1b
+4:  fldcw   4(%rsp)
+    jmp     2b
     .cfi_endproc
     .size   weft__ctx_switch, .-weft__ctx_switch
 
