@@ -110,42 +110,40 @@ typedef struct weft__local {
 typedef bool (*weft__commit_fn)(weft_task *t, void *arg);
 
 struct weft_task {
-    /* Scheduling.  The fields down to park_arg belong to whoever runs the
-     * task (one worker at a time; hand-over is ordered by the run queues). */
-    weft_task *next;            /* link in the injection queue */
+    /* First cache line: what every switch touches.  The plain fields belong
+     * to whoever runs the task (one worker at a time; hand-over is ordered
+     * by the run queues and the wake token). */
     void *sp;                   /* saved stack pointer while switched out */
     weft__stack *stack;         /* NULL until the task first runs */
+    weft_task *next;            /* link in the injection queue / free list */
+    weft__runtime *rt;
+    int after;                  /* WEFT__AFTER_*: the after-action of a switch */
+    _Atomic int park;           /* WEFT__PARK_*: the wake token */
+    _Atomic int state;          /* WEFT_TASK_*, or WEFT__TASK_FREE */
+    _Atomic int last_worker;    /* worker it last ran on, -1 before */
+    _Atomic bool cancelled;     /* sticky cancellation request */
+    bool park_cancellable;
+    bool finished_cancelled;    /* cancellation seen by the time it finished */
+    bool is_main;
+    _Atomic int refs;           /* 1 for the handle + 1 while not finished */
+    _Atomic uintptr_t join_state; /* 0, WEFT__JOIN_DONE, or the joiner */
+    weft__commit_fn park_commit;
+
+    void *park_arg;
+    int64_t park_deadline;
     weft_fn fn;
     void *arg;
     void *result;
-    int after;                  /* WEFT__AFTER_*: what the scheduler does next */
-    weft__commit_fn park_commit;
-    void *park_arg;
-    int64_t park_deadline;
-    bool park_cancellable;
-    weft__runtime *rt;
     weft__timer timer;          /* the one deadline this task may wait on */
     weft__local *locals;
     unsigned nlocals, caplocals;
-    bool finished_cancelled;    /* cancellation seen by the time it finished */
-    bool is_main;
-
-    /* Shared with other threads. */
-    _Atomic int park;           /* WEFT__PARK_*: the wake token */
-    _Atomic bool cancelled;     /* sticky cancellation request */
-    _Atomic int state;          /* WEFT_TASK_* */
-    _Atomic uintptr_t join_state; /* 0, WEFT__JOIN_DONE, or the joiner */
-    _Atomic int refs;           /* 1 for the handle + 1 while not finished */
-    _Atomic int last_worker;    /* worker it last ran on, -1 before */
     const char *wait;           /* what it waits on, while WAITING */
     int64_t since;              /* when it entered its state (debug/observability) */
-
     uint64_t id;
     char *name;                 /* NULL when unnamed; immutable after spawn */
-
-    void *tsan_fiber;           /* sanitizer fiber state (fiber.c) */
+    void *tsan_fiber;           /* sanitizer fiber state (fiber.h) */
     void *asan_fake;
-};
+} __attribute__((aligned(64)));
 
 /* A task slot that is not in use (registry.c). */
 #define WEFT__TASK_FREE (-1)

@@ -36,9 +36,10 @@ struct weft__task_slab {
 /* Under rt->task_lock. */
 static int new_slab(weft__runtime *rt)
 {
-    struct weft__task_slab *s = calloc(1, sizeof *s);
+    struct weft__task_slab *s = aligned_alloc(64, sizeof *s);
     if (!s)
         return -1;
+    memset(s, 0, sizeof *s);
     for (int i = 0; i < WEFT__SLAB_TASKS; i++) {
         atomic_init(&s->t[i].state, WEFT__TASK_FREE);
         s->t[i].next = rt->task_free;

@@ -82,15 +82,17 @@ weft_task *weft__runq_get(weft__worker *w)
     }
 }
 
-/* Any worker (thief != victim).  Steals half of victim's ring into thief's
- * ring (which must be empty: thieves steal only when out of work) and returns
- * one task in *out.  With take_runnext, also takes the victim's LIFO slot
+/* Any worker (thief != victim; thief is the calling worker).  Steals half of
+ * victim's ring into thief's ring (at most what fits there: a busy worker
+ * helping a blocked one may have tasks of its own) and returns one task in
+ * *out.  With take_runnext, also takes the victim's LIFO slot
  * when the ring is empty.  Returns the number of tasks taken. */
 unsigned weft__runq_steal(weft__worker *thief, weft__worker *victim, bool take_runnext,
                           weft_task **out)
 {
     weft__runq *vq = &victim->q, *tq = &thief->q;
     uint32_t ttail = atomic_load_explicit(&tq->tail, memory_order_relaxed);
+    uint32_t room = WEFT__RUNQ_SIZE - (ttail - atomic_load_explicit(&tq->head, memory_order_acquire));
     for (;;) {
         uint32_t h = atomic_load_explicit(&vq->head, memory_order_acquire);
         /* acquire: pairs with the release store of tail in runq_put, so the
@@ -115,6 +117,10 @@ unsigned weft__runq_steal(weft__worker *thief, weft__worker *victim, bool take_r
         }
         if (n > WEFT__RUNQ_SIZE / 2)
             continue;  /* torn read of head and tail: retry */
+        if (n > room)
+            n = room;
+        if (n == 0)
+            return 0;
         for (uint32_t i = 0; i < n; i++) {
             weft_task *t = atomic_load_explicit(&vq->slots[(h + i) % WEFT__RUNQ_SIZE],
                                                 memory_order_relaxed);

@@ -314,7 +314,7 @@ bool weft__wake(weft_task *t) { return wake(t, false); }
 /* Any thread.  Wakes a parked task into the waker's LIFO slot. */
 bool weft__wake_lifo(weft_task *t) { return wake(t, true); }
 
-static void leave(weft_task *t, int after);
+static void leave(weft__worker *w, weft_task *t, int after);
 static weft_task *help_blocked(weft__worker *w);
 
 /* May suspend the coroutine.  Parks the calling task until woken, its
@@ -326,14 +326,15 @@ static weft_task *help_blocked(weft__worker *w);
 int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t deadline,
                   bool cancellable)
 {
-    weft_task *t = weft__cur_task();
+    weft__worker *w = weft__cur_worker();
+    weft_task *t = w->current;
     t->after = WEFT__AFTER_PARK;
     t->park_commit = commit;
     t->park_arg = arg;
     t->wait = wait;
     t->park_deadline = deadline;
     t->park_cancellable = cancellable;
-    leave(t, WEFT__AFTER_PARK);
+    leave(w, t, WEFT__AFTER_PARK);
     if (t->timer.heap)
         weft__timer_del(&t->timer);
     if (cancellable && atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
@@ -385,13 +386,15 @@ static bool park_commit(weft__worker *w, weft_task *t)
 /* May suspend the coroutine.  Puts the caller at the tail of its queue. */
 void weft__yield_now(void)
 {
-    leave(weft__cur_task(), WEFT__AFTER_YIELD);
+    weft__worker *w = weft__cur_worker();
+    leave(w, w->current, WEFT__AFTER_YIELD);
 }
 
 /* Coroutine only.  Ends the calling task: whoever runs next frees its stack. */
 void weft__task_exit(void)
 {
-    leave(weft__cur_task(), WEFT__AFTER_EXIT);
+    weft__worker *w = weft__cur_worker();
+    leave(w, w->current, WEFT__AFTER_EXIT);
     __builtin_unreachable();
 }
 
@@ -534,9 +537,8 @@ static weft_task *local_next(weft__worker *w)
  * given after-action: straight to the next local task when there is one (one
  * switch, not two), else to the scheduler.  Returns when t is resumed,
  * possibly on another worker. */
-static void leave(weft_task *t, int after)
+static void leave(weft__worker *w, weft_task *t, int after)
 {
-    weft__worker *w = weft__cur_worker();
     t->after = after;
     w->prev = t;
     weft_task *next = local_next(w);

@@ -206,10 +206,10 @@ int weft_yield(void)
     weft_task *t = self_or_null();
     if (!t)
         return -EPERM;
-    if (is_cancelled(t))
+    if (atomic_load_explicit(&t->cancelled, memory_order_relaxed))
         return -ECANCELED;
     weft__yield_now();
-    return is_cancelled(t) ? -ECANCELED : 0;
+    return atomic_load_explicit(&t->cancelled, memory_order_relaxed) ? -ECANCELED : 0;
 }
 
 int weft_sleep_until(int64_t deadline)
