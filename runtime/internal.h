@@ -304,6 +304,7 @@ weft_task *weft__cur_task(void);
 
 /* sched.c */
 void weft__ready(weft_task *t, bool lifo);
+void weft__ready_on(weft__worker *w, weft_task *t, bool lifo);
 bool weft__wake(weft_task *t);
 bool weft__wake_lifo(weft_task *t);
 void weft__park(const char *wait, weft__commit_fn commit, void *arg);
@@ -342,7 +343,7 @@ void weft__stack_cache_flush(weft__worker *w);
 bool weft__stack_guard_hit(const void *addr, const weft__stack *s);
 
 /* registry.c */
-weft_task *weft__task_alloc(weft__runtime *rt);
+weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w);
 void weft__task_dealloc(weft_task *t);
 void weft__task_cache_flush(weft__worker *w);
 void weft__reg_cancel_all(weft__runtime *rt);
@@ -351,7 +352,8 @@ void weft__reg_free_all(weft__runtime *rt);
 
 /* task.c */
 void weft__task_free(weft_task *t);
-weft_task *weft__task_new(weft__runtime *rt, const char *name, weft_fn fn, void *arg);
+weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, weft_fn fn,
+                          void *arg);
 void weft__task_release(weft_task *t);
 void weft__task_entry(void *arg) __attribute__((noreturn));
 void weft__after_switch(weft__worker *w);

@@ -52,10 +52,10 @@ static int new_slab(weft__runtime *rt)
     return 0;
 }
 
-/* Any thread.  A slot in state FREE, or NULL when out of memory. */
-weft_task *weft__task_alloc(weft__runtime *rt)
+/* Any thread (w: the calling worker, or NULL).  A slot in state FREE, or
+ * NULL when out of memory. */
+weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
 {
-    weft__worker *w = weft__cur_worker();
     if (w && w->rt == rt) {
         weft_task *t = w->tasks.free;
         if (WEFT__LIKELY(t)) {
@@ -91,10 +91,14 @@ weft_task *weft__task_alloc(weft__runtime *rt)
 void weft__task_dealloc(weft_task *t)
 {
     weft__runtime *rt = t->rt;
-    free(t->locals);
-    free(t->name);
-    t->locals = NULL;
-    t->name = NULL;
+    if (WEFT__UNLIKELY(t->locals)) {
+        free(t->locals);
+        t->locals = NULL;
+    }
+    if (t->name) {
+        free(t->name);
+        t->name = NULL;
+    }
     /* release: a walker that reads FREE sees nothing of the old task. */
     atomic_store_explicit(&t->state, WEFT__TASK_FREE, memory_order_release);
     weft__worker *w = weft__cur_worker();

@@ -189,7 +189,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     if ((rc = weft__topo_victims(rt)) < 0 || (rc = weft__stacks_init(rt)) < 0)
         goto fail_early;
 
-    weft_task *m = weft__task_new(rt, "main", main_fn, arg);
+    weft_task *m = weft__task_new(rt, NULL, "main", main_fn, arg);
     if (!m) {
         rc = -ENOMEM;
         goto fail_early;

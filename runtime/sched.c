@@ -268,8 +268,17 @@ static void drop_searching(weft__worker *w, bool found)
 void weft__ready(weft_task *t, bool lifo)
 {
     weft__worker *w = weft__cur_worker();
+    if (w && w->rt == t->rt)
+        weft__ready_on(w, t, lifo);
+    else
+        weft__inject_push(t->rt, t, t, 1);
+}
+
+/* Owner worker only (w is the caller's worker, of t's runtime). */
+void weft__ready_on(weft__worker *w, weft_task *t, bool lifo)
+{
     atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_relaxed);
-    if (w && w->rt == t->rt) {
+    {
         if (lifo) {
             /* acq_rel: pairs with a thief's CAS on runnext. */
             weft_task *old = atomic_exchange_explicit(&w->q.runnext, t, memory_order_acq_rel);
@@ -280,8 +289,6 @@ void weft__ready(weft_task *t, bool lifo)
             weft__runq_put(w, t);
         }
         weft__notify(w->rt);
-    } else {
-        weft__inject_push(t->rt, t, t, 1);
     }
 }
 
@@ -414,15 +421,23 @@ static void finish(weft__worker *w, weft_task *t)
     /* release: pairs with the acquire in weft_task_done / join. */
     atomic_store_explicit(&t->state, WEFT_TASK_DONE, memory_order_release);
     bool is_main = t->is_main;
-    /* seq_cst: publishes the result to the joiner and pairs with the load
-     * in join_commit (task.c). */
-    uintptr_t j = atomic_exchange_explicit(&t->join_state, WEFT__JOIN_DONE, memory_order_seq_cst);
-    if (j > WEFT__JOIN_DONE) {
-        weft_task *joiner = (weft_task *)j;
-        weft__wake_lifo(joiner);
-        weft__task_release(joiner);  /* the reference the joiner lent us */
+    /* acquire: pairs with the release of weft_detach.  A detached task (only
+     * our reference left) has no handle, hence no joiner: no atomic
+     * read-modify-write is needed to finish it. */
+    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1) {
+        weft__task_dealloc(t);
+    } else {
+        /* seq_cst: publishes the result to the joiner and pairs with the
+         * load in join_commit (task.c). */
+        uintptr_t j = atomic_exchange_explicit(&t->join_state, WEFT__JOIN_DONE,
+                                               memory_order_seq_cst);
+        if (j > WEFT__JOIN_DONE) {
+            weft_task *joiner = (weft_task *)j;
+            weft__wake_lifo(joiner);
+            weft__task_release(joiner);  /* the reference the joiner lent us */
+        }
+        weft__task_release(t);  /* the reference of the running task */
     }
-    weft__task_release(t);  /* the reference of the running task */
     if (is_main || atomic_load_explicit(&rt->shutdown, memory_order_acquire)) {
         pthread_mutex_lock(&rt->done_mu);
         if (is_main)

@@ -44,19 +44,17 @@ static uint64_t new_id(weft__worker *w)
 }
 
 /* Any thread.  A new task holding two references (handle and run). */
-weft_task *weft__task_new(weft__runtime *rt, const char *name, weft_fn fn, void *arg)
+weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, weft_fn fn,
+                          void *arg)
 {
     char *copy = NULL;
     if (name && !(copy = strdup(name)))
         return NULL;
-    weft_task *t = weft__task_alloc(rt);
+    weft_task *t = weft__task_alloc(rt, w);
     if (!t) {
         free(copy);
         return NULL;
     }
-    weft__worker *w = weft__cur_worker();
-    if (w && w->rt != rt)
-        w = NULL;
     /* Field by field, not memset: registry walkers may read this slot's
      * atomics concurrently (registry.c). */
     t->next = NULL;
@@ -98,7 +96,8 @@ weft_task *weft__task_new(weft__runtime *rt, const char *name, weft_fn fn, void 
 
 weft_task *weft_spawn_named(const char *name, weft_fn fn, void *arg)
 {
-    weft__runtime *rt = weft__cur_rt();
+    weft__worker *w = weft__cur_worker();
+    weft__runtime *rt = w ? w->rt : weft__cur_rt();
     if (!rt) {
         errno = EPERM;
         return NULL;
@@ -107,12 +106,15 @@ weft_task *weft_spawn_named(const char *name, weft_fn fn, void *arg)
         errno = EINVAL;
         return NULL;
     }
-    weft_task *t = weft__task_new(rt, name, fn, arg);
+    weft_task *t = weft__task_new(rt, w, name, fn, arg);
     if (!t) {
         errno = ENOMEM;
         return NULL;
     }
-    weft__ready(t, true);
+    if (w)
+        weft__ready_on(w, t, true);
+    else
+        weft__inject_push(rt, t, t, 1);
     return t;
 }
 

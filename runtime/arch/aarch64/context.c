@@ -14,8 +14,6 @@ void *weft__ctx_make(void *stack_top, void (*fn)(void *), void *arg)
     sp[0] = (uint64_t)(uintptr_t)fn;              /* x19 */
     sp[1] = (uint64_t)(uintptr_t)arg;             /* x20 */
     sp[11] = (uint64_t)(uintptr_t)weft__ctx_entry; /* x30: ret jumps here */
-    uint64_t fpcr;
-    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
-    sp[20] = fpcr;
+    sp[20] = 0;  /* FPCR: the ABI's initial state (round to nearest, no traps) */
     return sp;
 }
