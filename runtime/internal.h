@@ -68,7 +68,8 @@ static inline void weft__spin_unlock(weft__spin *l)
 typedef struct weft__timer {
     int64_t when;            /* deadline, weft_now() clock */
     int idx;                 /* position in its heap, -1 when not queued */
-    bool fired;              /* set under the heap lock when it fired */
+    _Atomic bool fired;      /* set under the heap lock once the firer is done
+                                with the task (release; timer_del acquires) */
     weft__worker *heap;      /* whose heap holds it (valid while idx >= 0) */
 } weft__timer;
 

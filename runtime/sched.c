@@ -346,8 +346,8 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
         weft__timer_del(&t->timer);
     if (cancellable && atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
         return -ECANCELED;
-    if (t->timer.fired) {
-        t->timer.fired = false;
+    if (atomic_load_explicit(&t->timer.fired, memory_order_relaxed)) {
+        atomic_store_explicit(&t->timer.fired, false, memory_order_relaxed);
         return -ETIMEDOUT;
     }
     return 0;
@@ -367,7 +367,8 @@ static bool park_commit(weft__worker *w, weft_task *t)
     if (t->park_deadline != WEFT_FOREVER) {
         if (weft__timer_add(w, &t->timer, t->park_deadline) < 0) {
             t->timer.heap = NULL;
-            t->timer.fired = true;  /* no memory for the timer: time out now */
+            /* no memory for the timer: time out now */
+            atomic_store_explicit(&t->timer.fired, true, memory_order_relaxed);
             sleep = false;
         }
     }

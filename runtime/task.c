@@ -71,7 +71,7 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     t->rt = rt;
     t->timer.idx = -1;
     t->timer.heap = NULL;
-    t->timer.fired = false;
+    atomic_store_explicit(&t->timer.fired, false, memory_order_relaxed);
     t->locals = NULL;
     t->nlocals = t->caplocals = 0;
     t->finished_cancelled = false;

@@ -114,7 +114,7 @@ int weft__timer_add(weft__worker *w, weft__timer *tm, int64_t when)
     }
     tm->when = when;
     tm->heap = w;
-    tm->fired = false;
+    atomic_store_explicit(&tm->fired, false, memory_order_relaxed);
     ts->heap[ts->n] = tm;
     tm->idx = ts->n++;
     sift_up(ts, tm->idx);
@@ -131,6 +131,12 @@ void weft__timer_del(weft__timer *tm)
     weft__worker *w = tm->heap;
     if (!w)
         return;
+    /* acquire: pairs with the release store in timers_run, made after the
+     * firer's last use of the task: no lock needed to wait it out. */
+    if (atomic_load_explicit(&tm->fired, memory_order_acquire)) {
+        tm->heap = NULL;
+        return;
+    }
     weft__spin_lock(&w->timers.lock);
     if (tm->idx >= 0) {
         remove_at(&w->timers, tm->idx);
@@ -152,9 +158,10 @@ unsigned weft__timers_run(weft__worker *w, weft__worker *owner, int64_t now)
     while (ts->n > 0 && ts->heap[0]->when <= now) {
         weft__timer *tm = ts->heap[0];
         remove_at(ts, 0);
-        tm->fired = true;
         /* Wake under the lock: see the comment at the top of the file. */
         weft__wake(TASK_OF(tm));
+        /* release: the firer is done with the task (pairs with timer_del). */
+        atomic_store_explicit(&tm->fired, true, memory_order_release);
         fired++;
     }
     publish_next(ts);
