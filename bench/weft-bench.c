@@ -5,6 +5,8 @@
  *
  *   spawn N          main spawns N no-op tasks, waits for all
  *   yield T Y        T tasks each yield Y times
+ *   pingpong P R     P pairs bounce a message R times through two bounded
+ *                    queues of capacity 1 per pair (ops = P*R round trips)
  *   chain D I        each task spawns the next, D deep, I times
  *   sleepers N MS    N tasks sleep MS ms at once (wall time and peak RSS)
  */
@@ -95,6 +97,73 @@ static void bench_yield(long tasks, long yields)
     free(ts);
 }
 
+/* pingpong: the pinger puts r into a and waits for r+1 from b; the ponger
+ * answers until a is closed, then closes b. */
+typedef struct {
+    weft_queue *a, *b;
+    long rounds;
+} pp_pair;
+
+static void *pp_ping(void *arg)
+{
+    pp_pair *p = arg;
+    for (long r = 0; r < p->rounds; r++) {
+        void *v;
+        if (weft_queue_put(p->a, (void *)(intptr_t)r, WEFT_FOREVER) != 0 ||
+            weft_queue_get(p->b, &v, WEFT_FOREVER) != 0 || (intptr_t)v != r + 1) {
+            fprintf(stderr, "weft-bench: pingpong: bad round %ld\n", r);
+            exit(1);
+        }
+    }
+    weft_queue_close(p->a);
+    return NULL;
+}
+
+static void *pp_pong(void *arg)
+{
+    pp_pair *p = arg;
+    void *v;
+    while (weft_queue_get(p->a, &v, WEFT_FOREVER) == 0)
+        if (weft_queue_put(p->b, (void *)((intptr_t)v + 1), WEFT_FOREVER) != 0)
+            break;
+    weft_queue_close(p->b);
+    return NULL;
+}
+
+static void bench_pingpong(long pairs, long rounds)
+{
+    pp_pair *ps = calloc((size_t)pairs, sizeof *ps);
+    weft_task **ts = malloc(sizeof *ts * 2 * (size_t)pairs);
+    if (!ps || !ts) {
+        perror("weft-bench");
+        exit(1);
+    }
+    int64_t start = weft_now();
+    for (long i = 0; i < pairs; i++) {
+        ps[i].a = weft_queue_new(WEFT_QUEUE_FIFO, 1);
+        ps[i].b = weft_queue_new(WEFT_QUEUE_FIFO, 1);
+        ps[i].rounds = rounds;
+        if (!ps[i].a || !ps[i].b) {
+            perror("weft_queue_new");
+            exit(1);
+        }
+        ts[2 * i] = weft_spawn(pp_pong, &ps[i]);
+        ts[2 * i + 1] = weft_spawn(pp_ping, &ps[i]);
+        if (!ts[2 * i] || !ts[2 * i + 1]) {
+            perror("weft_spawn");
+            exit(1);
+        }
+    }
+    weft_gather(ts, 2 * (size_t)pairs, NULL);
+    report("pingpong", start, pairs * rounds);
+    for (long i = 0; i < pairs; i++) {
+        weft_queue_free(ps[i].a);
+        weft_queue_free(ps[i].b);
+    }
+    free(ts);
+    free(ps);
+}
+
 typedef struct {
     long left;
     weft_event *done;
@@ -157,6 +226,8 @@ static void *bench_main(void *arg)
         bench_spawn(args[0]);
     else if (!strcmp(workload, "yield"))
         bench_yield(args[0], args[1]);
+    else if (!strcmp(workload, "pingpong"))
+        bench_pingpong(args[0], args[1]);
     else if (!strcmp(workload, "chain"))
         bench_chain(args[0], args[1]);
     else if (!strcmp(workload, "sleepers"))
@@ -166,7 +237,7 @@ static void *bench_main(void *arg)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | chain D I | sleepers N MS\n");
+    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS\n");
     return 2;
 }
 
@@ -176,7 +247,8 @@ int main(int argc, char **argv)
         return usage();
     workload = argv[1];
     int need = !strcmp(workload, "spawn") ? 1
-             : (!strcmp(workload, "yield") || !strcmp(workload, "chain") ||
+             : (!strcmp(workload, "yield") || !strcmp(workload, "pingpong") ||
+                !strcmp(workload, "chain") ||
                 !strcmp(workload, "sleepers")) ? 2 : -1;
     if (need < 0 || argc < 2 + need)
         return usage();

@@ -55,6 +55,20 @@ static inline void weft__waitq_push(weft__waitq *q, weft__waiter *w)
     q->n++;
 }
 
+/* Puts w at the head of q (a waiter that lost a race and waits again ahead
+ * of newer waiters: the mutex's normal mode). */
+static inline void weft__waitq_push_front(weft__waitq *q, weft__waiter *w)
+{
+    w->prev = NULL;
+    w->next = q->head;
+    if (q->head)
+        q->head->prev = w;
+    else
+        q->tail = w;
+    q->head = w;
+    q->n++;
+}
+
 static inline void weft__waitq_remove(weft__waitq *q, weft__waiter *w)
 {
     if (w->prev)
