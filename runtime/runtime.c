@@ -132,7 +132,9 @@ static bool main_done(weft__runtime *rt) { return rt->main_done; }
 
 static bool none_live(weft__runtime *rt)
 {
-    /* Called with done_mu held; the registry has its own locks. */
+    /* Cancel again on every look: a task whose spawn raced with the first
+     * walk may have missed both it and the cancel-at-birth flag. */
+    weft__reg_cancel_all(rt);
     return weft__reg_live(rt) == 0;
 }
 
@@ -217,10 +219,8 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
 
     /* 2-4. Cancel what is left and wait for it. */
     atomic_store_explicit(&rt->shutdown, true, memory_order_seq_cst);
-    if (started == rt->nworkers) {
-        weft__reg_cancel_all(rt);
+    if (started == rt->nworkers)
         wait_until(rt, none_live);
-    }
     /* 5. Stop the workers and sysmon. */
     atomic_store_explicit(&rt->stop, true, memory_order_seq_cst);
     for (unsigned i = 0; i < started; i++) {
