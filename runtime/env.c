@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -80,7 +81,8 @@ static int env_bool(const char *var, bool *out)
 
 static size_t round_page(size_t n)
 {
-    return (n + 4095) & ~(size_t)4095;
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    return (n + ps - 1) & ~(ps - 1);
 }
 
 /* weft_run: resolves cfg and the environment into out. */

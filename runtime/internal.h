@@ -211,7 +211,7 @@ struct weft__worker {
 
     /* Read by other threads. */
     _Atomic uint32_t tick WEFT__ALIGNED;  /* bumped at each task switch-in */
-    _Atomic int running;                  /* 1 while a task runs on it */
+    _Atomic int running;                  /* 1 unless parked in epoll */
     _Atomic bool blocked;                 /* sysmon: stuck in one task */
     bool in_idle;                         /* under rt->idle_lock */
     weft__worker *idle_next;              /* under rt->idle_lock */
@@ -300,6 +300,9 @@ weft__worker *weft__cur_worker(void) __attribute__((noinline));
 void weft__set_cur_worker(weft__worker *w);
 /* The runtime running in this process, or NULL.  Any thread. */
 weft__runtime *weft__cur_rt(void);
+/* Plain threads: hold / release the running runtime (NULL: none). */
+weft__runtime *weft__rt_get(void);
+void weft__rt_put(void);
 /* The task running on the calling thread, or NULL. */
 weft_task *weft__cur_task(void);
 

@@ -18,10 +18,40 @@
 /* The runtime of this process.  acquire/release: pairs between weft_run's
  * publication and plain threads that spawn. */
 static _Atomic(weft__runtime *) g_rt;
+/* Plain threads reach the runtime through g_rt; they hold this lock (read)
+ * while they use it, and weft_run takes it (write) to withdraw the runtime,
+ * so a plain-thread spawn never touches a runtime being torn down. */
+static pthread_rwlock_t g_rt_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 weft__runtime *weft__cur_rt(void)
 {
     return atomic_load_explicit(&g_rt, memory_order_acquire);
+}
+
+/* Plain threads: the running runtime, held until weft__rt_put; NULL (and
+ * nothing held) when none runs or it is shutting down. */
+weft__runtime *weft__rt_get(void)
+{
+    pthread_rwlock_rdlock(&g_rt_lock);
+    weft__runtime *rt = atomic_load_explicit(&g_rt, memory_order_acquire);
+    if (!rt)
+        pthread_rwlock_unlock(&g_rt_lock);
+    return rt;
+}
+
+void weft__rt_put(void)
+{
+    pthread_rwlock_unlock(&g_rt_lock);
+}
+
+/* weft_run: no plain thread may reach rt from now on. */
+static void withdraw(weft__runtime *rt)
+{
+    pthread_rwlock_wrlock(&g_rt_lock);
+    weft__runtime *cur = rt;
+    atomic_compare_exchange_strong_explicit(&g_rt, &cur, NULL, memory_order_acq_rel,
+                                            memory_order_acquire);
+    pthread_rwlock_unlock(&g_rt_lock);
 }
 
 int64_t weft_now(void)
@@ -33,8 +63,14 @@ int64_t weft_now(void)
 
 unsigned weft_workers(void)
 {
-    weft__runtime *rt = weft__cur_rt();
-    return rt ? rt->nworkers : 0;
+    weft__worker *w = weft__cur_worker();
+    if (w)
+        return w->rt->nworkers;
+    weft__runtime *rt = weft__rt_get();
+    unsigned n = rt ? rt->nworkers : 0;
+    if (rt)
+        weft__rt_put();
+    return n;
 }
 
 int weft_worker_id(void)
@@ -217,7 +253,9 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
         weft__log("weft: cannot start the runtime's threads: %s", strerror(-rc));
     }
 
-    /* 2-4. Cancel what is left and wait for it. */
+    /* 2-4. Cancel what is left and wait for it.  Plain threads can no
+     * longer spawn (EPERM); coroutines still can, cancelled at birth. */
+    withdraw(rt);
     atomic_store_explicit(&rt->shutdown, true, memory_order_seq_cst);
     if (started == rt->nworkers)
         wait_until(rt, none_live);
@@ -238,13 +276,13 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
         *result = m->result;
     /* 6. Free what was never released. */
     weft__reg_free_all(rt);
-    atomic_store_explicit(&g_rt, NULL, memory_order_release);
     runtime_free(rt);
     return ok ? 0 : rc;
 
 fail_early:
     free(cpus);
-    atomic_store_explicit(&g_rt, NULL, memory_order_release);
+    withdraw(rt);
+    weft__reg_free_all(rt);
     runtime_free(rt);
     return rc;
 }

@@ -54,9 +54,11 @@
  *      last searcher it calls notify() in turn (Go's resetspinning), so a
  *      burst of work wakes workers one at a time, only as needed.
  *   c. A worker about to park pushes itself on the idle list, increments
- *      n_idle, issues a seq_cst fence, and checks every queue once more; the
- *      fence pairs with the lock (a full barrier) of inject_push, so either
- *      the producer sees n_idle > 0 or the parker sees the work.  For pushes
+ *      n_idle (seq_cst) and checks every queue once more (seq_cst loads);
+ *      inject_push adds to inject_len (seq_cst) before notify loads n_idle
+ *      (seq_cst): in the single order of seq_cst operations one of the two
+ *      comes first, so either the producer sees n_idle > 0 or the parker
+ *      sees the work.  (No bare fence: ThreadSanitizer cannot follow one.)  For pushes
  *      to a worker's own ring no fence is paid: that worker is awake and will
  *      run what it pushed; sysmon covers it if it blocks.
  *   d. It then waits in epoll_pwait2 until its earliest timer.  On waking it
@@ -173,10 +175,10 @@ void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size
     else
         rt->inject_head = head;
     rt->inject_tail = tail;
-    /* relaxed: the lock orders it for poppers; lock-free readers only peek. */
-    atomic_store_explicit(&rt->inject_len,
-                          atomic_load_explicit(&rt->inject_len, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    /* seq_cst read-modify-write: with the seq_cst load of n_idle in notify
+     * it pairs with a parker's increment of n_idle and its seq_cst re-check
+     * of inject_len (protocol 4c): one of the two sees the other. */
+    atomic_fetch_add_explicit(&rt->inject_len, n, memory_order_seq_cst);
     weft__spin_unlock(&rt->inject_lock);
     weft__notify(rt);
 }
@@ -344,13 +346,13 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     leave(w, t, WEFT__AFTER_PARK);
     if (t->timer.heap)
         weft__timer_del(&t->timer);
+    /* Read and clear fired first, so it never leaks into the next wait. */
+    bool fired = atomic_load_explicit(&t->timer.fired, memory_order_relaxed);
+    if (fired)
+        atomic_store_explicit(&t->timer.fired, false, memory_order_relaxed);
     if (cancellable && atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
         return -ECANCELED;
-    if (atomic_load_explicit(&t->timer.fired, memory_order_relaxed)) {
-        atomic_store_explicit(&t->timer.fired, false, memory_order_relaxed);
-        return -ETIMEDOUT;
-    }
-    return 0;
+    return fired ? -ETIMEDOUT : 0;
 }
 
 void weft__park(const char *wait, weft__commit_fn commit, void *arg)
@@ -493,7 +495,14 @@ static bool prepare(weft__worker *w, weft_task *t)
     if (WEFT__UNLIKELY(!t->stack)) {
         weft__stack *s = weft__stack_get(w);
         if (!s) {
-            weft__log("weft: cannot allocate a coroutine stack (%s); retrying", strerror(ENOMEM));
+            static _Atomic int64_t last_log;
+            int64_t now = weft_now();
+            /* relaxed: a rate limit for a log line, nothing more. */
+            if (now - atomic_load_explicit(&last_log, memory_order_relaxed) > WEFT_SEC) {
+                atomic_store_explicit(&last_log, now, memory_order_relaxed);
+                weft__log("weft: cannot map a coroutine stack (%s); the task waits for memory",
+                          strerror(ENOMEM));
+            }
             weft__inject_push(w->rt, t, t, 1);
             return false;
         }
@@ -662,10 +671,9 @@ static void park_worker(weft__worker *w)
     w->idle_next = rt->idle;
     rt->idle = w;
     w->in_idle = true;
+    /* seq_cst: pairs with inject_push's seq_cst add and notify's load. */
     atomic_fetch_add_explicit(&rt->n_idle, 1, memory_order_seq_cst);
     weft__spin_unlock(&rt->idle_lock);
-    /* seq_cst fence: pairs with the lock in inject_push (protocol 4c). */
-    atomic_thread_fence(memory_order_seq_cst);
 
     bool recheck = work_anywhere(w) || atomic_load_explicit(&rt->stop, memory_order_seq_cst);
     if (!recheck) {

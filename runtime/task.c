@@ -94,27 +94,41 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     return t;
 }
 
-weft_task *weft_spawn_named(const char *name, weft_fn fn, void *arg)
+/* A plain thread: the task goes through the injection queue.  The runtime
+ * is held (weft__rt_get) so that it cannot be torn down meanwhile. */
+static weft_task *spawn_from_plain_thread(const char *name, weft_fn fn, void *arg)
 {
-    weft__worker *w = weft__cur_worker();
-    weft__runtime *rt = w ? w->rt : weft__cur_rt();
+    weft__runtime *rt = weft__rt_get();
     if (!rt) {
         errno = EPERM;
         return NULL;
     }
+    weft_task *t = NULL;
+    if (!fn)
+        errno = EINVAL;
+    else if (!(t = weft__task_new(rt, NULL, name, fn, arg)))
+        errno = ENOMEM;
+    else
+        weft__inject_push(rt, t, t, 1);
+    weft__rt_put();
+    return t;
+}
+
+weft_task *weft_spawn_named(const char *name, weft_fn fn, void *arg)
+{
+    weft__worker *w = weft__cur_worker();
+    if (!w)
+        return spawn_from_plain_thread(name, fn, arg);
     if (!fn) {
         errno = EINVAL;
         return NULL;
     }
-    weft_task *t = weft__task_new(rt, w, name, fn, arg);
+    weft_task *t = weft__task_new(w->rt, w, name, fn, arg);
     if (!t) {
         errno = ENOMEM;
         return NULL;
     }
-    if (w)
-        weft__ready_on(w, t, true);
-    else
-        weft__inject_push(rt, t, t, 1);
+    weft__ready_on(w, t, true);
     return t;
 }
 
@@ -237,7 +251,9 @@ int weft_sleep(int64_t ns)
 {
     if (ns <= 0)
         return weft_sleep_until(0);
-    return weft_sleep_until(weft_now() + ns);
+    int64_t now = weft_now();
+    /* A sleep too long to express ends never: no overflow into the past. */
+    return weft_sleep_until(ns > INT64_MAX - now ? WEFT_FOREVER : now + ns);
 }
 
 /* ------------------------------------------------------------------ */
