@@ -9,12 +9,15 @@
  *                    queues of capacity 1 per pair (ops = P*R round trips)
  *   chain D I        each task spawns the next, D deep, I times
  *   sleepers N MS    N tasks sleep MS ms at once (wall time and peak RSS)
+ *   blocking N C     N blocking 1 ms sleeps offloaded with weft_to_thread,
+ *                    C in flight (C driver coroutines share the N calls)
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <weft.h>
 
@@ -219,6 +222,39 @@ static void bench_sleepers(long n, long ms)
     weft_event_destroy(&c.done);
 }
 
+static void *sleep_1ms(void *arg)
+{
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    return arg;
+}
+
+static atomic_long blocking_left;
+static void *blocking_driver(void *arg)
+{
+    (void)arg;
+    while (atomic_fetch_sub_explicit(&blocking_left, 1, memory_order_relaxed) > 0) {
+        int rc = weft_to_thread(sleep_1ms, NULL, NULL);
+        if (rc < 0) {
+            fprintf(stderr, "weft-bench: weft_to_thread: %s\n", strerror(-rc));
+            exit(1);
+        }
+    }
+    return NULL;
+}
+
+static void bench_blocking(long n, long conc)
+{
+    atomic_init(&blocking_left, n);
+    weft_task **ts = malloc(sizeof *ts * (size_t)conc);
+    int64_t start = weft_now();
+    for (long i = 0; i < conc; i++)
+        ts[i] = weft_spawn(blocking_driver, NULL);
+    weft_gather(ts, (size_t)conc, NULL);
+    report("blocking", start, n);
+    free(ts);
+}
+
 static void *bench_main(void *arg)
 {
     (void)arg;
@@ -232,12 +268,14 @@ static void *bench_main(void *arg)
         bench_chain(args[0], args[1]);
     else if (!strcmp(workload, "sleepers"))
         bench_sleepers(args[0], args[1]);
+    else if (!strcmp(workload, "blocking"))
+        bench_blocking(args[0], args[1]);
     return NULL;
 }
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS\n");
+    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS | blocking N C\n");
     return 2;
 }
 
@@ -249,7 +287,7 @@ int main(int argc, char **argv)
     int need = !strcmp(workload, "spawn") ? 1
              : (!strcmp(workload, "yield") || !strcmp(workload, "pingpong") ||
                 !strcmp(workload, "chain") ||
-                !strcmp(workload, "sleepers")) ? 2 : -1;
+                !strcmp(workload, "sleepers") || !strcmp(workload, "blocking")) ? 2 : -1;
     if (need < 0 || argc < 2 + need)
         return usage();
     for (int i = 0; i < need; i++) {

@@ -176,6 +176,69 @@ WEFT_API int weft_gather(weft_task **tasks, size_t n, void **results);
  * cancelled, awaited, released, and -ETIMEDOUT is returned. */
 WEFT_API int weft_wait_for(weft_task *t, int64_t deadline, void **result);
 
+/* Task groups (TaskGroup / JoinSet / as_completed).  Tasks spawned into a
+ * group belong to it: the caller never joins or detaches them.
+ *  weft_group_new      NULL with errno ENOMEM.
+ *  weft_group_spawn    from a coroutine or a plain thread; NULL with errno
+ *                      EINVAL (NULL group or fn), EPERM (no runtime), ENOMEM.
+ *                      A task spawned into a cancelled group is cancelled at
+ *                      birth.
+ *  weft_group_next     SUSPENSION POINT.  Waits for the next member to finish
+ *                      (completion order), stores its value, releases it and
+ *                      returns its join code (0 or -ECANCELED); -ENOENT when
+ *                      the group holds no unfinished or unreported task;
+ *                      -ETIMEDOUT at the deadline.  A cancelled caller
+ *                      cancels every member and waits for them, then gets
+ *                      -ECANCELED (the finished ones stay for group_free).
+ *  weft_group_wait     SUSPENSION POINT.  next until -ENOENT; 0 or the first
+ *                      nonzero code; -ECANCELED (after draining) when the
+ *                      caller is cancelled.
+ *  weft_group_cancel   any thread: cancels every member.
+ *  weft_group_free     SUSPENSION POINT.  Cancels what still runs, waits for
+ *                      it, releases every member, frees the group; returns 0
+ *                      (the members' codes are discarded).  -EPERM outside a
+ *                      coroutine (nothing freed), -EINVAL for NULL. */
+typedef struct weft_group weft_group;
+
+WEFT_API weft_group *weft_group_new(void);
+WEFT_API weft_task  *weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
+WEFT_API int         weft_group_next(weft_group *g, void **result, int64_t deadline);
+WEFT_API int         weft_group_wait(weft_group *g);
+WEFT_API void        weft_group_cancel(weft_group *g);
+WEFT_API int         weft_group_free(weft_group *g);
+/* (extension) A blocking task (see below) owned by the group. */
+WEFT_API weft_task  *weft_group_spawn_blocking(weft_group *g, weft_fn fn, void *arg);
+/* (extension) Members not yet reported by next (running or finished). */
+WEFT_API size_t      weft_group_size(weft_group *g);
+
+/* ------------------------------------------------------------------ */
+/* Blocking offload (to_thread)                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * fn runs on a thread of the runtime's blocking pool while the calling
+ * coroutine's worker goes on with other coroutines.  Threads start on demand
+ * up to WEFT_BLOCKING_THREADS (default 512), further calls wait in line
+ * (FIFO), and a thread idle for 10 s exits.  The runtime's own blocking work
+ * (name resolution, files) has a separate pool, so a flood of slow user
+ * calls never starves it.
+ *
+ * weft_spawn_blocking returns a task like any other (joinable, gatherable,
+ * cancellable, named by nobody: its name is NULL), from a coroutine or a
+ * plain thread; NULL with errno EINVAL (fn NULL), EPERM (no runtime), ENOMEM,
+ * or EAGAIN (no pool thread could be started).  Cancelling a blocking task
+ * still in line drops it (fn never runs; its join returns -ECANCELED at
+ * once); a running fn cannot be stopped: the join waits for it, stores its
+ * result and returns -ECANCELED.  At shutdown, weft_run waits for every fn
+ * still running and drops those in line.
+ */
+WEFT_API weft_task *weft_spawn_blocking(weft_fn fn, void *arg);
+/* SUSPENSION POINT: weft_spawn_blocking + weft_join.  -EPERM outside a
+ * coroutine, -EINVAL for NULL fn, -ECANCELED (a cancelled caller: fn does not
+ * start, or, when it already runs, its result is stored once it returns),
+ * -EAGAIN / -ENOMEM when it cannot be started. */
+WEFT_API int        weft_to_thread(weft_fn fn, void *arg, void **result);
+
 #include <weft/sync.h>
 
 #ifdef __cplusplus

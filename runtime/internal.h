@@ -27,6 +27,7 @@
 #define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 typedef struct weft__worker weft__worker;
+typedef struct weft__pool weft__pool;
 typedef struct weft__runtime weft__runtime;
 typedef struct weft__stack weft__stack;
 
@@ -144,6 +145,11 @@ struct weft_task {
     char *name;                 /* NULL when unnamed; immutable after spawn */
     void *tsan_fiber;           /* sanitizer fiber state (fiber.h) */
     void *asan_fake;
+    bool blocking;              /* runs on the blocking pool (blocking.c) */
+    bool queued;                /* blocking: waiting in the pool's line */
+    struct weft__pool *pool;    /* blocking: the pool it was submitted to */
+    weft_group *group;          /* member of this group (group.c), or NULL */
+    weft_task *gprev, *gnext;   /* links in the group's lists */
 } __attribute__((aligned(64)));
 
 /* A task slot that is not in use (registry.c). */
@@ -287,6 +293,8 @@ struct weft__runtime {
     bool sysmon_stop;
 
     void *topo;                           /* hwloc topology (topo.c) */
+    weft__pool *pool;                     /* blocking pool for users' calls */
+    weft__pool *sys_pool;                 /* the runtime's own (names, files) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -374,6 +382,25 @@ int  weft__topo_cpus(weft__runtime *rt, int **cpus_out, unsigned *n_out);
 int  weft__topo_victims(weft__runtime *rt);
 void weft__topo_pin(int cpu);
 void weft__topo_free(weft__runtime *rt);
+
+/* blocking.c */
+weft__pool *weft__pool_new(weft__runtime *rt, unsigned max, const char *name);
+void weft__pool_free(weft__pool *p);
+int  weft__pool_submit(weft__pool *p, weft_task *t);
+bool weft__pool_cancel(weft_task *t);
+void weft__pool_drop_all(weft__pool *p);
+size_t weft__pool_queued(weft__pool *p);
+unsigned weft__pool_threads(weft__pool *p);
+
+/* group.c */
+void weft__group_task_done(weft_task *t);
+void weft__group_adopt(weft_group *g, weft_task *t);
+weft_task *weft__spawn_blocking(weft_group *g, weft_fn fn, void *arg);
+
+/* task.c */
+void weft__task_done(weft_task *t);
+int  weft__cancel_task(weft_task *t);
+int  weft__join_wait_code(weft_task *t, int64_t deadline, void **result, const char *wait);
 
 /* sysmon.c */
 int  weft__sysmon_start(weft__runtime *rt);

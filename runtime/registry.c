@@ -153,7 +153,8 @@ static bool unfinished(int st)
     return st != WEFT__TASK_FREE && st != WEFT_TASK_DONE;
 }
 
-/* Any thread (weft_run at shutdown): cancels and wakes every unfinished task. */
+/* Any thread (weft_run at shutdown): cancels and wakes every unfinished task
+ * (blocking tasks still in line are dropped by weft__pool_drop_all). */
 void weft__reg_cancel_all(weft__runtime *rt)
 {
     for (struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire); s;

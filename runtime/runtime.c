@@ -142,6 +142,8 @@ static void runtime_free(weft__runtime *rt)
     free(rt->workers);
     weft__stacks_free(rt);
     weft__topo_free(rt);
+    weft__pool_free(rt->pool);
+    weft__pool_free(rt->sys_pool);
     pthread_mutex_destroy(&rt->done_mu);
     pthread_cond_destroy(&rt->done_cv);
     free(rt);
@@ -171,6 +173,8 @@ static bool none_live(weft__runtime *rt)
     /* Cancel again on every look: a task whose spawn raced with the first
      * walk may have missed both it and the cancel-at-birth flag. */
     weft__reg_cancel_all(rt);
+    weft__pool_drop_all(rt->pool);
+    weft__pool_drop_all(rt->sys_pool);
     return weft__reg_live(rt) == 0;
 }
 
@@ -226,6 +230,12 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     cpus = NULL;
     if ((rc = weft__topo_victims(rt)) < 0 || (rc = weft__stacks_init(rt)) < 0)
         goto fail_early;
+    rt->pool = weft__pool_new(rt, set.blocking_threads, "blocking");
+    rt->sys_pool = weft__pool_new(rt, 16, "system");
+    if (!rt->pool || !rt->sys_pool) {
+        rc = -ENOMEM;
+        goto fail_early;
+    }
 
     weft_task *m = weft__task_new(rt, NULL, "main", main_fn, arg);
     if (!m) {
@@ -259,6 +269,10 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     atomic_store_explicit(&rt->shutdown, true, memory_order_seq_cst);
     if (started == rt->nworkers)
         wait_until(rt, none_live);
+    /* Every task finished, so the pools are idle: join their threads. */
+    weft__pool_free(rt->pool);
+    weft__pool_free(rt->sys_pool);
+    rt->pool = rt->sys_pool = NULL;
     /* 5. Stop the workers and sysmon. */
     atomic_store_explicit(&rt->stop, true, memory_order_seq_cst);
     for (unsigned i = 0; i < started; i++) {

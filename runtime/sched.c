@@ -416,14 +416,24 @@ void weft__task_exit(void)
  * t finished.  Releases what it held. */
 static void finish(weft__worker *w, weft_task *t)
 {
-    weft__runtime *rt = w->rt;
     weft__fiber_destroy(t);
     weft__stack_put(w, t->stack);
     t->stack = NULL;
+    weft__task_done(t);
+}
+
+/* Any thread (a worker after a coroutine's exit, or a blocking-pool thread
+ * after its function returned, or whoever drops a queued blocking task):
+ * reports t finished and releases the run reference. */
+void weft__task_done(weft_task *t)
+{
+    weft__runtime *rt = t->rt;
     t->finished_cancelled = atomic_load_explicit(&t->cancelled, memory_order_relaxed);
     /* release: pairs with the acquire in weft_task_done / join. */
     atomic_store_explicit(&t->state, WEFT_TASK_DONE, memory_order_release);
     bool is_main = t->is_main;
+    if (t->group)
+        weft__group_task_done(t);
     /* acquire: pairs with the release of weft_detach.  A detached task (only
      * our reference left) has no handle, hence no joiner: no atomic
      * read-modify-write is needed to finish it. */

@@ -82,6 +82,11 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     t->name = copy;
     t->tsan_fiber = NULL;
     t->asan_fake = NULL;
+    t->blocking = false;
+    t->queued = false;
+    t->pool = NULL;
+    t->group = NULL;
+    t->gprev = t->gnext = NULL;
     atomic_store_explicit(&t->park, WEFT__PARK_RUNNING, memory_order_relaxed);
     atomic_store_explicit(&t->join_state, 0, memory_order_relaxed);
     atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
@@ -174,16 +179,26 @@ void weft_detach(weft_task *t)
         weft__task_release(t);
 }
 
+/* Any thread.  Cancellation of any task: sets the sticky flag, wakes it from
+ * a cancellable wait, and drops a blocking task still waiting in line. */
+int weft__cancel_task(weft_task *t)
+{
+    /* seq_cst: pairs with the load in park_commit (sched.c, protocol 5). */
+    atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
+    if (t->blocking)
+        weft__pool_cancel(t);
+    else
+        weft__wake(t);
+    return 0;
+}
+
 int weft_cancel(weft_task *t)
 {
     if (!t)
         return -EINVAL;
     if (atomic_load_explicit(&t->state, memory_order_acquire) == WEFT_TASK_DONE)
         return -ESRCH;
-    /* seq_cst: pairs with the load in park_commit (sched.c, protocol 5). */
-    atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
-    weft__wake(t);
-    return 0;
+    return weft__cancel_task(t);
 }
 
 weft_task *weft_self(void)
@@ -272,7 +287,8 @@ static bool join_commit(weft_task *self, void *arg)
 /* May suspend.  Waits until t finishes, the deadline passes (-ETIMEDOUT) or,
  * when cancellable, the caller is cancelled (-ECANCELED).  -EINVAL when
  * another task is already joining t. */
-static int join_wait(weft_task *self, weft_task *t, int64_t deadline, bool cancellable)
+static int join_wait(weft_task *self, weft_task *t, int64_t deadline, bool cancellable,
+                     const char *what)
 {
     if (atomic_load_explicit(&t->join_state, memory_order_acquire) == WEFT__JOIN_DONE)
         return 0;
@@ -293,7 +309,7 @@ static int join_wait(weft_task *self, weft_task *t, int64_t deadline, bool cance
     }
     int rc = 0;
     while (atomic_load_explicit(&t->join_state, memory_order_acquire) != WEFT__JOIN_DONE) {
-        rc = weft__park_ex("join", join_commit, t, deadline, cancellable);
+        rc = weft__park_ex(what, join_commit, t, deadline, cancellable);
         if (rc != 0)
             break;
     }
@@ -311,7 +327,7 @@ static int join_wait(weft_task *self, weft_task *t, int64_t deadline, bool cance
 /* May suspend.  Waits for t without regard to the caller's cancellation. */
 static void join_wait_all_the_way(weft_task *self, weft_task *t)
 {
-    while (join_wait(self, t, WEFT_FOREVER, false) != 0)
+    while (join_wait(self, t, WEFT_FOREVER, false, "join") != 0)
         ;
 }
 
@@ -327,7 +343,7 @@ static int reap(weft_task *t, void **result)
 
 /* May suspend.  join with a deadline; on timeout or cancellation of the
  * caller, t is cancelled and awaited (no orphans). */
-static int join_deadline(weft_task *t, int64_t deadline, void **result)
+int weft__join_wait_code(weft_task *t, int64_t deadline, void **result, const char *what)
 {
     weft_task *self = self_or_null();
     if (!self)
@@ -336,11 +352,12 @@ static int join_deadline(weft_task *t, int64_t deadline, void **result)
         return -EINVAL;
     if (t == self)
         return -EDEADLK;
-    int rc = is_cancelled(self) ? -ECANCELED : join_wait(self, t, deadline, true);
+    int rc = is_cancelled(self) ? -ECANCELED : join_wait(self, t, deadline, true, what);
     if (rc == -EINVAL)
         return rc;
     if (rc != 0) {
-        weft_cancel(t);
+        if (!weft_task_done(t))
+            weft__cancel_task(t);
         join_wait_all_the_way(self, t);
     }
     int code = reap(t, result);
@@ -349,12 +366,12 @@ static int join_deadline(weft_task *t, int64_t deadline, void **result)
 
 int weft_join(weft_task *t, void **result)
 {
-    return join_deadline(t, WEFT_FOREVER, result);
+    return weft__join_wait_code(t, WEFT_FOREVER, result, "join");
 }
 
 int weft_wait_for(weft_task *t, int64_t deadline, void **result)
 {
-    return join_deadline(t, deadline, result);
+    return weft__join_wait_code(t, deadline, result, "join");
 }
 
 int weft_gather(weft_task **tasks, size_t n, void **results)
@@ -373,7 +390,7 @@ int weft_gather(weft_task **tasks, size_t n, void **results)
     bool cancelled_all = false;
     for (size_t i = 0; i < n; i++) {
         weft_task *t = tasks[i];
-        int rc = cancelled_all ? -ECANCELED : join_wait(self, t, WEFT_FOREVER, true);
+        int rc = cancelled_all ? -ECANCELED : join_wait(self, t, WEFT_FOREVER, true, "gather");
         if (rc == -EINVAL) {
             rc = -ECANCELED;  /* cannot happen for valid handles */
         }
@@ -382,7 +399,8 @@ int weft_gather(weft_task **tasks, size_t n, void **results)
              * first, so the tasks wind down in parallel, then await each. */
             cancelled_all = true;
             for (size_t k = i; k < n; k++)
-                weft_cancel(tasks[k]);
+                if (!weft_task_done(tasks[k]))
+                    weft__cancel_task(tasks[k]);
         }
         if (cancelled_all)
             join_wait_all_the_way(self, t);

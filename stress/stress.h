@@ -269,7 +269,7 @@ __attribute__((unused)) static void stress_rebudget(double fraction_of_default, 
 
 /* Runs fn as main of a runtime with `workers` workers unless WEFT_WORKERS is
  * set in the environment. */
-static void stress_run(unsigned workers, weft_fn fn, void *arg)
+__attribute__((unused)) static void stress_run(unsigned workers, weft_fn fn, void *arg)
 {
     weft_config cfg = WEFT_CONFIG_DEFAULT;
     const char *env = getenv("WEFT_WORKERS");

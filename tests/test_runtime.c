@@ -241,6 +241,13 @@ static void test_run_config_fields(void **state)
     cfg.blocking_threads = 4;
     assert_true(run_workers_cfg(&cfg) >= 1);
 
+    /* the default stack (WEFT_DEFAULT_STACK_SIZE, 128 KiB) holds 96 KiB */
+    assert_int_equal(WEFT_DEFAULT_STACK_SIZE, 128 * 1024);
+    cfg = WEFT_CONFIG_DEFAULT;
+    void *res0 = NULL;
+    assert_int_equal(t_run_config(&cfg, deep_main, (void *)(intptr_t)96, &res0), 0);
+    assert_ptr_equal(res0, (void *)1);
+
     /* stack_size is honoured: 512 KiB lets a coroutine use 400 KiB. */
     cfg = WEFT_CONFIG_DEFAULT;
     cfg.stack_size = 512 * 1024;
@@ -869,6 +876,8 @@ static bool slow_attempt(bool debug)
     bool same = c.sleeper_wid == c.busy_wid;
     if (same) {
         int64_t late = c.woke_at - c.sleep_start;
+        print_message("(a 10 ms sleep behind a blocked worker took %.1f ms)\n",
+                      (double)late / WEFT_MS);
         if (late >= 100 * WEFT_MS * T_SLACK || c.woke_at >= c.busy_end)
             print_error("sleeper woke after %lld ms (busy ended after %lld ms)\n",
                         (long long)(late / WEFT_MS),

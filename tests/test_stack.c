@@ -312,11 +312,6 @@ static void test_100k_coroutines(void **state)
 
 int main(void)
 {
-#if T_SANITIZED
-    fprintf(stderr, "test_stack: skipped under a sanitizer\n");
-    return 77;
-#else
-    t_warm_up();
     const struct CMUnitTest tests[] = {
         T_TEST(test_stack_overflow),
         T_TEST(test_stack_overflow_mprotect),
@@ -324,6 +319,10 @@ int main(void)
         T_TEST(test_handler_restored),
         T_TEST(test_100k_coroutines),
     };
+    if (T_SANITIZED) {
+        fprintf(stderr, "test_stack: skipped under a sanitizer\n");
+        return 77;
+    }
+    t_warm_up();
     return cmocka_run_group_tests_name("stack", tests, NULL, NULL);
-#endif
 }

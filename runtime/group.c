@@ -1,0 +1,254 @@
+/*
+ * Task groups (Python's TaskGroup and asyncio.as_completed, Tokio's JoinSet,
+ * Trio's nurseries): a set of tasks that the group owns and reports in
+ * completion order.
+ *
+ * A group keeps two lists under its spinlock: tasks still running, and tasks
+ * finished but not yet reported (FIFO, completion order).  A member's finish
+ * (weft__task_done, on whatever thread) moves it from the first list to the
+ * second and wakes the group's waiters while holding the lock.  The group
+ * holds each member's handle; weft_group_next releases it when it reports
+ * the task, weft_group_free releases whatever is left.
+ *
+ * No orphans: weft_group_free cancels what still runs and waits for it; a
+ * cancelled owner waiting in next or wait cancels the members and waits for
+ * them before returning -ECANCELED.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "../sync/waitq.h"
+#include "internal.h"
+
+struct weft_group {
+    weft__spin lock;
+    weft_task *running;            /* unfinished members (gprev/gnext) */
+    weft_task *done_head, *done_tail; /* finished, unreported (gnext) */
+    size_t nrunning, ndone;
+    bool cancelled;                /* weft_group_cancel was called */
+    weft__waitq waiters;
+};
+
+weft_group *weft_group_new(void)
+{
+    weft_group *g = calloc(1, sizeof *g);
+    if (!g)
+        errno = ENOMEM;
+    return g;
+}
+
+/* Any thread, before t can run: makes t a member of g. */
+void weft__group_adopt(weft_group *g, weft_task *t)
+{
+    t->group = g;
+    weft__spin_lock(&g->lock);
+    t->gprev = NULL;
+    t->gnext = g->running;
+    if (g->running)
+        g->running->gprev = t;
+    g->running = t;
+    g->nrunning++;
+    if (g->cancelled)
+        atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
+    weft__spin_unlock(&g->lock);
+}
+
+/* Any thread: member t has finished (called by weft__task_done). */
+void weft__group_task_done(weft_task *t)
+{
+    weft_group *g = t->group;
+    weft__spin_lock(&g->lock);
+    if (t->gprev)
+        t->gprev->gnext = t->gnext;
+    else
+        g->running = t->gnext;
+    if (t->gnext)
+        t->gnext->gprev = t->gprev;
+    g->nrunning--;
+    t->gprev = NULL;
+    t->gnext = NULL;
+    if (g->done_tail)
+        g->done_tail->gnext = t;
+    else
+        g->done_head = t;
+    g->done_tail = t;
+    g->ndone++;
+    weft__waiter *w;
+    while ((w = weft__waitq_pop(&g->waiters)))
+        weft__waiter_grant(w);
+    weft__spin_unlock(&g->lock);
+}
+
+weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
+{
+    if (!g || !fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft__worker *w = weft__cur_worker();
+    weft__runtime *rt = w ? w->rt : weft__rt_get();
+    if (!rt) {
+        errno = EPERM;
+        return NULL;
+    }
+    weft_task *t = weft__task_new(rt, w, NULL, fn, arg);
+    if (t) {
+        weft__group_adopt(g, t);
+        if (w)
+            weft__ready_on(w, t, true);
+        else
+            weft__inject_push(rt, t, t, 1);
+    } else {
+        errno = ENOMEM;
+    }
+    if (!w)
+        weft__rt_put();
+    return t;
+}
+
+weft_task *weft_group_spawn_blocking(weft_group *g, weft_fn fn, void *arg)
+{
+    if (!g) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return weft__spawn_blocking(g, fn, arg);
+}
+
+/* Any thread: cancels every running member; members spawned later are
+ * cancelled at birth. */
+void weft_group_cancel(weft_group *g)
+{
+    if (!g)
+        return;
+    weft__spin_lock(&g->lock);
+    g->cancelled = true;
+    /* Under the lock: a member cannot finish (and be reported and freed)
+     * while we cancel it. */
+    for (weft_task *t = g->running; t; t = t->gnext)
+        weft__cancel_task(t);
+    weft__spin_unlock(&g->lock);
+}
+
+/* May suspend.  With g->lock held: waits, ignoring cancellation, until no
+ * member runs. */
+static void drain_locked(weft_group *g, weft_task *self)
+{
+    while (g->nrunning) {
+        weft__waiter w = {.task = self};
+        weft__waitq_push(&g->waiters, &w);
+        weft__waitq_wait(&g->lock, &g->waiters, &w, "group drain", WEFT_FOREVER, false);
+    }
+}
+
+/* May suspend.  Cancels the members and waits for them (no orphans). */
+static void cancel_and_drain(weft_group *g, weft_task *self)
+{
+    weft_group_cancel(g);
+    weft__spin_lock(&g->lock);
+    drain_locked(g, self);
+    weft__spin_unlock(&g->lock);
+}
+
+int weft_group_next(weft_group *g, void **result, int64_t deadline)
+{
+    weft_task *self = weft__cur_task();
+    if (!self)
+        return -EPERM;
+    if (!g)
+        return -EINVAL;
+    if (atomic_load_explicit(&self->cancelled, memory_order_seq_cst)) {
+        cancel_and_drain(g, self);
+        return -ECANCELED;
+    }
+    weft__spin_lock(&g->lock);
+    for (;;) {
+        if (g->done_head) {
+            weft_task *t = g->done_head;
+            g->done_head = t->gnext;
+            if (!g->done_head)
+                g->done_tail = NULL;
+            g->ndone--;
+            t->gnext = NULL;
+            weft__spin_unlock(&g->lock);
+            if (result)
+                *result = t->result;
+            int code = t->finished_cancelled ? -ECANCELED : 0;
+            weft__task_release(t);  /* the handle the group held */
+            return code;
+        }
+        if (!g->nrunning) {
+            weft__spin_unlock(&g->lock);
+            return -ENOENT;
+        }
+        if (deadline != WEFT_FOREVER && deadline <= weft_now()) {
+            weft__spin_unlock(&g->lock);
+            return -ETIMEDOUT;
+        }
+        weft__waiter w = {.task = self};
+        weft__waitq_push(&g->waiters, &w);
+        int rc = weft__waitq_wait(&g->lock, &g->waiters, &w, "group next", deadline, true);
+        if (rc == -ETIMEDOUT) {
+            weft__spin_unlock(&g->lock);
+            return -ETIMEDOUT;
+        }
+        if (rc == -ECANCELED) {
+            weft__spin_unlock(&g->lock);
+            cancel_and_drain(g, self);
+            return -ECANCELED;
+        }
+    }
+}
+
+int weft_group_wait(weft_group *g)
+{
+    weft_task *self = weft__cur_task();
+    if (!self)
+        return -EPERM;
+    if (!g)
+        return -EINVAL;
+    int first = 0;
+    for (;;) {
+        int rc = weft_group_next(g, NULL, WEFT_FOREVER);
+        if (rc == -ENOENT)
+            return first;
+        if (rc == -ECANCELED && atomic_load_explicit(&self->cancelled, memory_order_seq_cst))
+            return -ECANCELED;
+        if (rc && !first)
+            first = rc;
+    }
+}
+
+int weft_group_free(weft_group *g)
+{
+    weft_task *self = weft__cur_task();
+    if (!self)
+        return -EPERM;
+    if (!g)
+        return -EINVAL;
+    cancel_and_drain(g, self);
+    /* Every member finished; release the unreported ones. */
+    weft__spin_lock(&g->lock);
+    weft_task *t = g->done_head;
+    g->done_head = g->done_tail = NULL;
+    g->ndone = 0;
+    weft__spin_unlock(&g->lock);
+    while (t) {
+        weft_task *n = t->gnext;
+        t->gnext = NULL;
+        weft__task_release(t);
+        t = n;
+    }
+    free(g);
+    return 0;
+}
+
+size_t weft_group_size(weft_group *g)
+{
+    if (!g)
+        return 0;
+    weft__spin_lock(&g->lock);
+    size_t n = g->nrunning + g->ndone;
+    weft__spin_unlock(&g->lock);
+    return n;
+}
