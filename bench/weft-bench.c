@@ -9,6 +9,7 @@
  *                    queues of capacity 1 per pair (ops = P*R round trips)
  *   chain D I        each task spawns the next, D deep, I times
  *   sleepers N MS    N tasks sleep MS ms at once (wall time and peak RSS)
+ *   echo PORT        line echo server on 127.0.0.1:PORT (streams), until killed
  *   blocking N C     N blocking 1 ms sleeps offloaded with weft_to_thread,
  *                    C in flight (C driver coroutines share the N calls)
  */
@@ -255,6 +256,35 @@ static void bench_blocking(long n, long conc)
     free(ts);
 }
 
+static void echo_handler(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    char *line = malloc(64 * 1024);
+    for (;;) {
+        ssize_t n = weft_stream_readline(s, line, 64 * 1024, WEFT_FOREVER);
+        if (n == -EMSGSIZE)
+            continue;
+        if (n <= 0)
+            break;
+        if (weft_stream_write(s, line, (size_t)n) < 0 || weft_stream_drain(s, WEFT_FOREVER) < 0)
+            break;
+    }
+    free(line);
+}
+
+static void bench_echo(long port)
+{
+    char p[16];
+    snprintf(p, sizeof p, "%ld", port);
+    weft_server *srv = weft_start_server("127.0.0.1", p, echo_handler, NULL);
+    if (!srv) {
+        fprintf(stderr, "weft-bench: echo: %s\n", strerror(errno));
+        exit(1);
+    }
+    weft_serve_forever(srv);
+    weft_server_close(srv);
+}
+
 static void *bench_main(void *arg)
 {
     (void)arg;
@@ -270,12 +300,14 @@ static void *bench_main(void *arg)
         bench_sleepers(args[0], args[1]);
     else if (!strcmp(workload, "blocking"))
         bench_blocking(args[0], args[1]);
+    else if (!strcmp(workload, "echo"))
+        bench_echo(args[0]);
     return NULL;
 }
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS | blocking N C\n");
+    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS | blocking N C | echo PORT\n");
     return 2;
 }
 
@@ -284,7 +316,7 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage();
     workload = argv[1];
-    int need = !strcmp(workload, "spawn") ? 1
+    int need = (!strcmp(workload, "spawn") || !strcmp(workload, "echo")) ? 1
              : (!strcmp(workload, "yield") || !strcmp(workload, "pingpong") ||
                 !strcmp(workload, "chain") ||
                 !strcmp(workload, "sleepers") || !strcmp(workload, "blocking")) ? 2 : -1;

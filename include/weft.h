@@ -240,6 +240,7 @@ WEFT_API weft_task *weft_spawn_blocking(weft_fn fn, void *arg);
 WEFT_API int        weft_to_thread(weft_fn fn, void *arg, void **result);
 
 #include <weft/sync.h>
+#include <weft/io.h>
 
 #ifdef __cplusplus
 }

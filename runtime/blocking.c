@@ -452,6 +452,30 @@ weft_task *weft_spawn_blocking(weft_fn fn, void *arg)
     return weft__spawn_blocking(NULL, fn, arg);
 }
 
+/* May suspend.  fn on the runtime's own pool (name resolution, files):
+ * users' calls cannot starve it.  Like weft_to_thread otherwise. */
+int weft__sys_to_thread(weft_fn fn, void *arg, void **result)
+{
+    weft__worker *w = weft__cur_worker();
+    weft_task *self = w ? w->current : NULL;
+    if (!self)
+        return -EPERM;
+    if (atomic_load_explicit(&self->cancelled, memory_order_seq_cst))
+        return -ECANCELED;
+    weft_task *t = weft__task_new(w->rt, w, NULL, fn, arg);
+    if (!t)
+        return -ENOMEM;
+    t->blocking = true;
+    t->pool = w->rt->sys_pool;
+    if (weft__pool_submit(w->rt->sys_pool, t) < 0) {
+        atomic_store_explicit(&t->cancelled, true, memory_order_relaxed);
+        drop(t);
+        weft__task_release(t);
+        return -EAGAIN;
+    }
+    return weft__join_wait_code(t, WEFT_FOREVER, result, "to_thread");
+}
+
 int weft_to_thread(weft_fn fn, void *arg, void **result)
 {
     weft_task *self = weft__cur_task();

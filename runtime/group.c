@@ -26,6 +26,7 @@ struct weft_group {
     weft_task *done_head, *done_tail; /* finished, unreported (gnext) */
     size_t nrunning, ndone;
     bool cancelled;                /* weft_group_cancel was called */
+    bool autoreap;                 /* release members as they finish */
     weft__waitq waiters;
 };
 
@@ -53,6 +54,12 @@ void weft__group_adopt(weft_group *g, weft_task *t)
     weft__spin_unlock(&g->lock);
 }
 
+/* Internal (servers): members are released as they finish, never reported. */
+void weft__group_autoreap(weft_group *g)
+{
+    g->autoreap = true;
+}
+
 /* Any thread: member t has finished (called by weft__task_done). */
 void weft__group_task_done(weft_task *t)
 {
@@ -67,6 +74,16 @@ void weft__group_task_done(weft_task *t)
     g->nrunning--;
     t->gprev = NULL;
     t->gnext = NULL;
+    if (g->autoreap) {
+        weft__waiter *w;
+        while ((w = weft__waitq_pop(&g->waiters)))
+            weft__waiter_grant(w);
+        weft__spin_unlock(&g->lock);
+        /* The group's handle; the finisher still holds the run reference,
+         * so this never frees t. */
+        atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel);
+        return;
+    }
     if (g->done_tail)
         g->done_tail->gnext = t;
     else

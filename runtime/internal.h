@@ -140,6 +140,7 @@ struct weft_task {
     weft__local *locals;
     unsigned nlocals, caplocals;
     const char *wait;           /* what it waits on, while WAITING */
+    char wait_buf[32];          /* storage for a composed wait string */
     int64_t since;              /* when it entered its state (debug/observability) */
     uint64_t id;
     char *name;                 /* NULL when unnamed; immutable after spawn */
@@ -219,6 +220,7 @@ struct weft__worker {
     _Atomic uint32_t tick WEFT__ALIGNED;  /* bumped at each task switch-in */
     _Atomic int running;                  /* 1 unless parked in epoll */
     _Atomic bool blocked;                 /* sysmon: stuck in one task */
+    _Atomic unsigned nfds;                /* descriptors in its poller */
     bool in_idle;                         /* under rt->idle_lock */
     weft__worker *idle_next;              /* under rt->idle_lock */
 
@@ -295,6 +297,7 @@ struct weft__runtime {
     void *topo;                           /* hwloc topology (topo.c) */
     weft__pool *pool;                     /* blocking pool for users' calls */
     weft__pool *sys_pool;                 /* the runtime's own (names, files) */
+    struct weft__fdtable *fds;            /* io/netpoll.c */
 };
 
 /* ------------------------------------------------------------------ */
@@ -395,12 +398,17 @@ unsigned weft__pool_threads(weft__pool *p);
 /* group.c */
 void weft__group_task_done(weft_task *t);
 void weft__group_adopt(weft_group *g, weft_task *t);
+void weft__group_autoreap(weft_group *g);
 weft_task *weft__spawn_blocking(weft_group *g, weft_fn fn, void *arg);
+int weft__sys_to_thread(weft_fn fn, void *arg, void **result);
 
 /* task.c */
 void weft__task_done(weft_task *t);
 int  weft__cancel_task(weft_task *t);
 int  weft__join_wait_code(weft_task *t, int64_t deadline, void **result, const char *wait);
+
+/* io/netpoll.c */
+void weft__netpoll_free(weft__runtime *rt);
 
 /* sysmon.c */
 int  weft__sysmon_start(weft__runtime *rt);

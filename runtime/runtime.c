@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../io/poll.h"
 #include "internal.h"
 
 /* The runtime of this process.  acquire/release: pairs between weft_run's
@@ -100,10 +101,7 @@ static void worker_free(weft__worker *w)
 {
     if (!w)
         return;
-    if (w->epfd >= 0)
-        close(w->epfd);
-    if (w->evfd >= 0)
-        close(w->evfd);
+    weft__poll_free(w);
     weft__timers_free(&w->timers);
     free(w->victims);
     free(w);
@@ -121,12 +119,7 @@ static weft__worker *worker_new(weft__runtime *rt, int id, int cpu)
     w->epfd = w->evfd = -1;
     if (weft__timers_init(&w->timers) < 0)
         goto fail;
-    w->epfd = epoll_create1(EPOLL_CLOEXEC);
-    w->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (w->epfd < 0 || w->evfd < 0)
-        goto fail;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
+    if (weft__poll_init(w) < 0)
         goto fail;
     return w;
 fail:
@@ -142,6 +135,7 @@ static void runtime_free(weft__runtime *rt)
     free(rt->workers);
     weft__stacks_free(rt);
     weft__topo_free(rt);
+    weft__netpoll_free(rt);
     weft__pool_free(rt->pool);
     weft__pool_free(rt->sys_pool);
     pthread_mutex_destroy(&rt->done_mu);
@@ -275,11 +269,8 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     rt->pool = rt->sys_pool = NULL;
     /* 5. Stop the workers and sysmon. */
     atomic_store_explicit(&rt->stop, true, memory_order_seq_cst);
-    for (unsigned i = 0; i < started; i++) {
-        uint64_t one = 1;
-        ssize_t r = write(rt->workers[i]->evfd, &one, sizeof one);
-        (void)r;
-    }
+    for (unsigned i = 0; i < started; i++)
+        weft__poll_wake(rt->workers[i]);
     for (unsigned i = 0; i < started; i++)
         pthread_join(rt->workers[i]->thread, NULL);
     weft__sysmon_stop(rt);

@@ -129,6 +129,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../io/poll.h"
 #include "context.h"
 #include "fiber.h"
 #include "internal.h"
@@ -218,12 +219,6 @@ static weft_task *inject_pop(weft__worker *w, unsigned max)
 /* Notify: wake an idle worker to search                               */
 /* ------------------------------------------------------------------ */
 
-static void wake_worker(weft__worker *w)
-{
-    uint64_t one = 1;
-    ssize_t r = write(w->evfd, &one, sizeof one);
-    (void)r; /* EAGAIN: the counter is already non-zero, it will wake */
-}
 
 /* Any thread.  See protocol 4a in the essay above. */
 void weft__notify(weft__runtime *rt)
@@ -248,7 +243,7 @@ void weft__notify(weft__runtime *rt)
         atomic_fetch_sub_explicit(&rt->n_searching, 1, memory_order_seq_cst);
         return;
     }
-    wake_worker(w);
+    weft__poll_wake(w);
 }
 
 /* Owner worker only.  Ends w's search; the last searcher passes it on. */
@@ -325,6 +320,7 @@ bool weft__wake_lifo(weft_task *t) { return wake(t, true); }
 
 static void leave(weft__worker *w, weft_task *t, int after);
 static weft_task *help_blocked(weft__worker *w);
+static void poll_now(weft__worker *w, weft__worker *owner);
 
 /* May suspend the coroutine.  Parks the calling task until woken, its
  * deadline (WEFT_FOREVER for none) passes, or (when cancellable) it is
@@ -548,6 +544,10 @@ static weft_task *local_next(weft__worker *w)
     run_timers(w);
     weft_task *t;
     if (w->ticks % WEFT__INJECT_EVERY == 0) {
+        /* Descriptors ready while this worker was busy: their coroutines
+         * join the queues below (the worker sees its poller only when it
+         * parks otherwise). */
+        poll_now(w, w);
         if ((t = inject_pop(w, 1)))
             return t;
         if ((t = help_blocked(w)))
@@ -590,8 +590,19 @@ static void leave(weft__worker *w, weft_task *t, int after)
     weft__after_switch(w);
 }
 
+/* Worker w (the caller).  Polls owner's descriptors without waiting, waking
+ * their coroutines onto w's queues.  Skipped when owner watches none. */
+static void poll_now(weft__worker *w, weft__worker *owner)
+{
+    (void)w;
+    if (!atomic_load_explicit(&owner->nfds, memory_order_relaxed))
+        return;
+    static const struct timespec zero = {0, 0};
+    weft__poll_wait(owner, &zero);
+}
+
 /* Owner worker only.  Takes work from workers that sysmon flagged blocked:
- * their due timers and their runnext. */
+ * their due timers, their ready descriptors and their runnext. */
 static weft_task *help_blocked(weft__worker *w)
 {
     weft__runtime *rt = w->rt;
@@ -605,6 +616,7 @@ static weft_task *help_blocked(weft__worker *w)
             continue;
         if (weft__timers_next(&v->timers) <= now)
             weft__timers_run(w, v, now);
+        poll_now(w, v);
         if (!t)
             weft__runq_steal(w, v, true, &t);
     }
@@ -639,6 +651,7 @@ static void runnext_backoff(weft__worker *victim)
 static weft_task *steal_work(weft__worker *w)
 {
     weft__runtime *rt = w->rt;
+    weft_task *t0;
     if (rt->nworkers < 2)
         return NULL;
     if (!w->searching) {
@@ -648,6 +661,9 @@ static weft_task *steal_work(weft__worker *w)
         w->searching = true;
         atomic_fetch_add_explicit(&rt->n_searching, 1, memory_order_seq_cst);
     }
+    poll_now(w, w);
+    if ((t0 = weft__runq_get(w)))
+        return t0;
     for (int round = 0; round < WEFT__STEAL_ROUNDS; round++) {
         bool last = round == WEFT__STEAL_ROUNDS - 1;
         for (unsigned k = 0; k + 1 < rt->nworkers; k++) {
@@ -697,16 +713,8 @@ static void park_worker(weft__worker *w)
             tsp = &ts;
         }
         atomic_store_explicit(&w->running, 0, memory_order_relaxed);
-        struct epoll_event ev[8];
-        int n = epoll_pwait2(w->epfd, ev, 8, tsp, NULL);
+        weft__poll_wait(w, tsp);
         atomic_store_explicit(&w->running, 1, memory_order_relaxed);
-        for (int i = 0; i < n; i++) {
-            if (ev[i].data.ptr == NULL) {
-                uint64_t v;
-                ssize_t r = read(w->evfd, &v, sizeof v);
-                (void)r;
-            }
-        }
     }
     weft__spin_lock(&rt->idle_lock);
     if (w->in_idle) {

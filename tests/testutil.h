@@ -329,9 +329,16 @@ static void *t_warm_main(void *arg)
 
 /* Called once by each test program before its tests: lets glibc create the
  * malloc arenas and thread-stack cache entries that stay for the process's
- * lifetime, so that leak_check measures weft alone. */
+ * lifetime, so that leak_check measures weft alone.  WEFT_TEST_FILTER (a
+ * cmocka pattern such as "test_sleep*") runs only the matching tests. */
 static inline void t_warm_up(void)
 {
+    static char filter[256];
+    const char *f = getenv("WEFT_TEST_FILTER");
+    if (f && *f) {
+        snprintf(filter, sizeof filter, "%s", f);
+        cmocka_set_test_filter(filter);
+    }
     t_env_reset();
     for (int w = 1; w <= 4; w *= 2) {
         weft_config c = WEFT_CONFIG_DEFAULT;

@@ -1,0 +1,430 @@
+/*
+ * Sockets: TCP (listen, accept, connect), UDP, Unix domain sockets, and the
+ * read / write / wait primitives every stream call is made of.
+ *
+ * Every call tries its non-blocking syscall first and waits for readiness
+ * only on EAGAIN (io/netpoll.c explains why no edge is lost).  Descriptors
+ * weft returns are non-blocking and close-on-exec; accepted and connected
+ * TCP sockets have TCP_NODELAY set (as Go does), since a line protocol that
+ * writes then waits would otherwise stall on Nagle's algorithm.
+ *
+ * Name resolution never blocks a worker: numeric hosts and ports are parsed
+ * in place; anything else is resolved by getaddrinfo on the runtime's own
+ * blocking pool (not the users' one: see runtime/blocking.c).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "netpoll.h"
+#include "poll.h"
+
+static int self_check(weft_task **out)
+{
+    weft_task *t = weft__cur_task();
+    if (!t)
+        return -EPERM;
+    if (atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
+        return -ECANCELED;
+    if (out)
+        *out = t;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Name resolution                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    const char *host, *port;
+    struct addrinfo hints;
+    struct addrinfo *res;
+    int rc;
+} resolve_req;
+
+static void *resolve_fn(void *arg)
+{
+    resolve_req *r = arg;
+    r->rc = getaddrinfo(r->host, r->port, &r->hints, &r->res);
+    return NULL;
+}
+
+static int gai_errno(int rc)
+{
+    switch (rc) {
+    case 0: return 0;
+    case EAI_NONAME:
+#ifdef EAI_NODATA
+    case EAI_NODATA:
+#endif
+    case EAI_SERVICE: return -ENOENT;
+    case EAI_AGAIN: return -EAGAIN;
+    case EAI_MEMORY: return -ENOMEM;
+    case EAI_SYSTEM: return errno ? -errno : -EIO;
+    case EAI_FAMILY: return -EAFNOSUPPORT;
+    default: return -EINVAL;
+    }
+}
+
+/* May suspend.  Resolves host:port (host NULL: the wildcard when passive, the
+ * loopback otherwise) for sockets of the given type.  0 with *res set, or
+ * -ENOENT (no such name), -EINVAL, -EAGAIN, -ECANCELED, -ENOMEM. */
+int weft__resolve(const char *host, const char *port, int socktype, bool passive,
+                  struct addrinfo **res)
+{
+    if (!port)
+        return -EINVAL;
+    resolve_req r = {.host = host, .port = port};
+    r.hints.ai_family = AF_UNSPEC;
+    r.hints.ai_socktype = socktype;
+    r.hints.ai_flags = (passive ? AI_PASSIVE : 0) | AI_NUMERICHOST | AI_NUMERICSERV;
+    r.rc = getaddrinfo(host, port, &r.hints, &r.res);
+    if (r.rc == 0) {
+        *res = r.res;
+        return 0;
+    }
+    if (r.rc != EAI_NONAME)
+        return gai_errno(r.rc);
+    /* Not numeric: a real lookup, off the workers. */
+    r.hints.ai_flags = (passive ? AI_PASSIVE : 0) | AI_ADDRCONFIG;
+    if (weft__cur_task()) {
+        int rc = weft__sys_to_thread(resolve_fn, &r, NULL);
+        if (rc < 0) {
+            if (r.res)
+                freeaddrinfo(r.res);
+            return rc;
+        }
+    } else {
+        resolve_fn(&r);
+    }
+    if (r.rc != 0)
+        return gai_errno(r.rc);
+    *res = r.res;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sockets                                                             */
+/* ------------------------------------------------------------------ */
+
+static void nodelay(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static int listen_on(const struct sockaddr *sa, socklen_t len, int type, int backlog)
+{
+    int fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if (sa->sa_family != AF_UNIX)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, sa, len) < 0 || (type == SOCK_STREAM && listen(fd, backlog) < 0)) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    weft__fd_fresh(fd);
+    return fd;
+}
+
+int weft_tcp_listen(const char *host, const char *port, int backlog)
+{
+    struct addrinfo *res;
+    int rc = weft__resolve(host, port, SOCK_STREAM, true, &res);
+    if (rc < 0)
+        return rc;
+    if (backlog <= 0)
+        backlog = SOMAXCONN;
+    int fd = -EADDRNOTAVAIL;
+    /* Prefer IPv4 for a wildcard host, like most servers' first address. */
+    for (int pass = 0; pass < 2 && fd < 0; pass++)
+        for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next)
+            if ((pass == 0) == (a->ai_family == AF_INET))
+                fd = listen_on(a->ai_addr, a->ai_addrlen, SOCK_STREAM, backlog);
+    freeaddrinfo(res);
+    return fd;
+}
+
+int weft_local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+int weft_accept(int listen_fd, int64_t deadline)
+{
+    int rc = self_check(NULL);
+    if (rc < 0)
+        return rc;
+    if (listen_fd < 0)
+        return -EBADF;
+    for (;;) {
+        uint32_t seq = weft__io_seq(listen_fd, WEFT__POLL_IN);
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            weft__fd_fresh(fd);
+            nodelay(fd);
+            return fd;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        if ((rc = weft__io_wait(listen_fd, WEFT__POLL_IN, seq, deadline)) < 0)
+            return rc;
+    }
+}
+
+/* May suspend.  Connects a fresh non-blocking socket to one address. */
+static int connect_one(const struct sockaddr *sa, socklen_t len, int type, int64_t deadline)
+{
+    int fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    weft__fd_fresh(fd);
+    uint32_t seq = weft__io_seq(fd, WEFT__POLL_OUT);
+    int rc = 0;
+    if (connect(fd, sa, len) < 0) {
+        if (errno != EINPROGRESS && errno != EAGAIN) {
+            rc = -errno;
+        } else {
+            for (;;) {
+                rc = weft__io_wait(fd, WEFT__POLL_OUT, seq, deadline);
+                if (rc < 0)
+                    break;
+                int err = 0;
+                socklen_t el = sizeof err;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+                    err = errno;
+                if (err) {
+                    rc = -err;
+                    break;
+                }
+                struct sockaddr_storage peer;
+                socklen_t pl = sizeof peer;
+                if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0)
+                    break;  /* connected */
+                seq = weft__io_seq(fd, WEFT__POLL_OUT);  /* not yet: wait again */
+            }
+        }
+    }
+    if (rc < 0) {
+        weft_close(fd);
+        return rc;
+    }
+    if (sa->sa_family != AF_UNIX && type == SOCK_STREAM)
+        nodelay(fd);
+    return fd;
+}
+
+int weft_tcp_connect(const char *host, const char *port, int64_t deadline)
+{
+    int rc = self_check(NULL);
+    if (rc < 0)
+        return rc;
+    struct addrinfo *res;
+    if ((rc = weft__resolve(host, port, SOCK_STREAM, false, &res)) < 0)
+        return rc;
+    int fd = -ECONNREFUSED;
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        fd = connect_one(a->ai_addr, a->ai_addrlen, SOCK_STREAM, deadline);
+        if (fd >= 0 || fd == -ETIMEDOUT || fd == -ECANCELED)
+            break;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
+{
+    int rc = self_check(NULL);
+    if (rc < 0)
+        return rc;
+    if (fd < 0)
+        return -EBADF;
+    if (!buf && n)
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    for (;;) {
+        uint32_t seq = weft__io_seq(fd, WEFT__POLL_IN);
+        ssize_t r = read(fd, buf, n);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        if ((rc = weft__io_wait(fd, WEFT__POLL_IN, seq, deadline)) < 0)
+            return rc;
+    }
+}
+
+ssize_t weft_write(int fd, const void *buf, size_t n, int64_t deadline)
+{
+    int rc = self_check(NULL);
+    if (rc < 0)
+        return rc;
+    if (fd < 0)
+        return -EBADF;
+    if (!buf && n)
+        return -EINVAL;
+    size_t done = 0;
+    bool sock = true;
+    while (done < n) {
+        uint32_t seq = weft__io_seq(fd, WEFT__POLL_OUT);
+        ssize_t r;
+        if (sock) {
+            /* MSG_NOSIGNAL: a closed peer is -EPIPE, not a SIGPIPE. */
+            r = send(fd, (const char *)buf + done, n - done, MSG_NOSIGNAL);
+            if (r < 0 && errno == ENOTSOCK) {
+                sock = false;
+                continue;
+            }
+        } else {
+            r = write(fd, (const char *)buf + done, n - done);
+        }
+        if (r >= 0) {
+            done += (size_t)r;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        if ((rc = weft__io_wait(fd, WEFT__POLL_OUT, seq, deadline)) < 0)
+            return rc;
+    }
+    return (ssize_t)n;
+}
+
+/* ------------------------------------------------------------------ */
+/* UDP and Unix domain sockets (extensions)                            */
+/* ------------------------------------------------------------------ */
+
+int weft_udp_bind(const char *host, const char *port)
+{
+    struct addrinfo *res;
+    int rc = weft__resolve(host, port, SOCK_DGRAM, true, &res);
+    if (rc < 0)
+        return rc;
+    int fd = -EADDRNOTAVAIL;
+    for (int pass = 0; pass < 2 && fd < 0; pass++)
+        for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next)
+            if ((pass == 0) == (a->ai_family == AF_INET))
+                fd = listen_on(a->ai_addr, a->ai_addrlen, SOCK_DGRAM, 0);
+    freeaddrinfo(res);
+    return fd;
+}
+
+int weft_udp_connect(const char *host, const char *port, int64_t deadline)
+{
+    int rc = self_check(NULL);
+    if (rc < 0)
+        return rc;
+    struct addrinfo *res;
+    if ((rc = weft__resolve(host, port, SOCK_DGRAM, false, &res)) < 0)
+        return rc;
+    int fd = -EADDRNOTAVAIL;
+    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next)
+        fd = connect_one(a->ai_addr, a->ai_addrlen, SOCK_DGRAM, deadline);
+    freeaddrinfo(res);
+    return fd;
+}
+
+ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, socklen_t *fromlen,
+                      int64_t deadline)
+{
+    int rc = self_check(NULL);
+    if (rc < 0)
+        return rc;
+    if (fd < 0)
+        return -EBADF;
+    for (;;) {
+        uint32_t seq = weft__io_seq(fd, WEFT__POLL_IN);
+        ssize_t r = recvfrom(fd, buf, n, 0, from, fromlen);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        if ((rc = weft__io_wait(fd, WEFT__POLL_IN, seq, deadline)) < 0)
+            return rc;
+    }
+}
+
+ssize_t weft_sendto(int fd, const void *buf, size_t n, const struct sockaddr *to,
+                    socklen_t tolen, int64_t deadline)
+{
+    int rc = self_check(NULL);
+    if (rc < 0)
+        return rc;
+    if (fd < 0)
+        return -EBADF;
+    for (;;) {
+        uint32_t seq = weft__io_seq(fd, WEFT__POLL_OUT);
+        ssize_t r = sendto(fd, buf, n, MSG_NOSIGNAL, to, tolen);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        if ((rc = weft__io_wait(fd, WEFT__POLL_OUT, seq, deadline)) < 0)
+            return rc;
+    }
+}
+
+static int unix_addr(const char *path, struct sockaddr_un *sun, socklen_t *len)
+{
+    if (!path || !*path)
+        return -EINVAL;
+    size_t n = strlen(path);
+    if (n >= sizeof sun->sun_path)
+        return -ENAMETOOLONG;
+    memset(sun, 0, sizeof *sun);
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, n);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return 0;
+}
+
+int weft_unix_listen(const char *path, int backlog)
+{
+    struct sockaddr_un sun;
+    socklen_t len;
+    int rc = unix_addr(path, &sun, &len);
+    if (rc < 0)
+        return rc;
+    return listen_on((struct sockaddr *)&sun, len, SOCK_STREAM, backlog > 0 ? backlog : SOMAXCONN);
+}
+
+int weft_unix_connect(const char *path, int64_t deadline)
+{
+    int rc = self_check(NULL);
+    if (rc < 0)
+        return rc;
+    struct sockaddr_un sun;
+    socklen_t len;
+    if ((rc = unix_addr(path, &sun, &len)) < 0)
+        return rc;
+    return connect_one((struct sockaddr *)&sun, len, SOCK_STREAM, deadline);
+}

@@ -1,0 +1,357 @@
+/*
+ * Descriptor readiness: how an fd's readiness reaches a coroutine.
+ *
+ * Every descriptor a coroutine waits on has a weft__fdstate in the runtime's
+ * fd table (indexed by fd number, in chunks never freed before weft_run
+ * returns).  The first wait on an fd registers it, edge-triggered, in the
+ * poller of the worker that coroutine runs on; it stays there until
+ * weft_close.  Each state keeps a readiness sequence per direction (rseq,
+ * wseq) and a wait queue per direction.
+ *
+ * The path of one readiness edge:
+ *  1. A worker's poller reports the fd: the worker parked in it woke, or it
+ *     polled without waiting (every WEFT__INJECT_EVERY schedules while busy,
+ *     and before it steals), or another worker polled it for a blocked owner
+ *     (help_blocked).
+ *  2. weft__netpoll_ready bumps the direction's sequence and grants every
+ *     waiter of that direction under the fd's lock (wait-queue protocol,
+ *     sync/waitq.h): each is woken onto the polling worker's run queue.
+ *  3. Like any ready task, a woken coroutine may be stolen by an idle
+ *     worker; it resumes wherever it runs next, and retries its syscall.
+ * So the coroutine may have last run on a different worker from the one
+ * whose poller holds the fd: readiness travels through the fd state and the
+ * run queues, never through the worker the coroutine last ran on.
+ *
+ * Why nothing is missed: a coroutine reads the direction's sequence BEFORE
+ * its non-blocking syscall; when the syscall says EAGAIN, it waits only if
+ * the sequence is still the same under the fd lock.  An edge after the
+ * syscall bumps the sequence (then the coroutine retries at once) or finds
+ * the coroutine queued (then it is granted and woken).  Edge-triggered
+ * epoll reports every new edge, so no readiness is lost between the two.
+ *
+ * weft_close wakes every waiter with -EBADF (a generation number changes),
+ * removes the fd from its poller and closes it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../sync/waitq.h"
+#include "netpoll.h"
+#include "poll.h"
+
+#define CHUNK 1024
+#define MAX_CHUNKS 4096  /* fds up to 4M */
+
+struct weft__fdtable {
+    weft__spin lock;              /* chunk allocation */
+    weft__fdstate *_Atomic chunks[MAX_CHUNKS];
+};
+
+/* Any thread.  The state of fd, allocated on first use; NULL for a
+ * negative or huge fd, or out of memory. */
+weft__fdstate *weft__fd_state(weft__runtime *rt, int fd, bool create)
+{
+    if (fd < 0 || fd >= CHUNK * MAX_CHUNKS)
+        return NULL;
+    struct weft__fdtable *ft = atomic_load_explicit((struct weft__fdtable *_Atomic *)&rt->fds,
+                                                    memory_order_acquire);
+    if (!ft) {
+        if (!create)
+            return NULL;
+        weft__spin_lock(&rt->inject_lock);  /* rare: once per runtime */
+        ft = rt->fds;
+        if (!ft) {
+            ft = calloc(1, sizeof *ft);
+            atomic_store_explicit((struct weft__fdtable *_Atomic *)&rt->fds, ft,
+                                  memory_order_release);
+        }
+        weft__spin_unlock(&rt->inject_lock);
+        if (!ft)
+            return NULL;
+    }
+    /* acquire: pairs with the release when a chunk is published. */
+    weft__fdstate *c = atomic_load_explicit(&ft->chunks[fd / CHUNK], memory_order_acquire);
+    if (!c) {
+        if (!create)
+            return NULL;
+        weft__spin_lock(&ft->lock);
+        c = atomic_load_explicit(&ft->chunks[fd / CHUNK], memory_order_relaxed);
+        if (!c) {
+            c = calloc(CHUNK, sizeof *c);
+            if (c) {
+                for (int i = 0; i < CHUNK; i++)
+                    c[i].fd = (fd / CHUNK) * CHUNK + i;
+                atomic_store_explicit(&ft->chunks[fd / CHUNK], c, memory_order_release);
+            }
+        }
+        weft__spin_unlock(&ft->lock);
+        if (!c)
+            return NULL;
+    }
+    return &c[fd % CHUNK];
+}
+
+void weft__netpoll_free(weft__runtime *rt)
+{
+    struct weft__fdtable *ft = rt->fds;
+    if (!ft)
+        return;
+    for (int i = 0; i < MAX_CHUNKS; i++)
+        free(atomic_load_explicit(&ft->chunks[i], memory_order_relaxed));
+    free(ft);
+    rt->fds = NULL;
+}
+
+void weft__fd_fresh(int fd)
+{
+    weft__worker *wk = weft__cur_worker();
+    weft__runtime *rt = wk ? wk->rt : weft__cur_rt();
+    weft__fdstate *st = rt ? weft__fd_state(rt, fd, false) : NULL;
+    if (!st)
+        return;
+    weft__spin_lock(&st->lock);
+    if (st->poller) {
+        /* The old file was closed behind weft's back; the kernel dropped
+         * it from the poller then. */
+        atomic_fetch_sub_explicit(&st->poller->nfds, 1, memory_order_relaxed);
+        st->poller = NULL;
+    }
+    st->unpollable = false;
+    weft__spin_unlock(&st->lock);
+}
+
+/* Any worker (the poller's dispatch).  An edge for st. */
+void weft__netpoll_ready(void *data, int events)
+{
+    weft__fdstate *st = data;
+    weft__spin_lock(&st->lock);
+    weft__waiter *w;
+    if (events & WEFT__POLL_IN) {
+        /* release: pairs with the acquire load before the syscall. */
+        atomic_fetch_add_explicit(&st->rseq, 1, memory_order_release);
+        while ((w = weft__waitq_pop(&st->rq)))
+            weft__waiter_grant(w);
+    }
+    if (events & WEFT__POLL_OUT) {
+        atomic_fetch_add_explicit(&st->wseq, 1, memory_order_release);
+        while ((w = weft__waitq_pop(&st->wq)))
+            weft__waiter_grant(w);
+    }
+    weft__spin_unlock(&st->lock);
+}
+
+/* Under st->lock, coroutine w: makes sure st is watched by some poller. */
+static int ensure_registered(weft__fdstate *st, weft__worker *w)
+{
+    if (st->poller || st->unpollable)
+        return 0;
+    int rc = weft__poll_add(w, st->fd, st);
+    if (rc == -EPERM) {
+        st->unpollable = true;  /* a regular file: always ready */
+        return 0;
+    }
+    if (rc == -EEXIST)
+        rc = 0;  /* registered elsewhere by an earlier owner of this number */
+    if (rc < 0)
+        return rc;
+    st->poller = w;
+    atomic_fetch_add_explicit(&w->nfds, 1, memory_order_relaxed);
+    return 0;
+}
+
+static void describe(char *buf, size_t n, const char *what, int fd)
+{
+    snprintf(buf, n, "%s fd %d", what, fd);
+}
+
+/* May suspend.  After a syscall on fd returned EAGAIN: waits until the
+ * direction's sequence moves past seq, the deadline, cancellation or
+ * weft_close.  0 (retry the syscall) or -ETIMEDOUT / -ECANCELED / -EBADF. */
+int weft__io_wait(int fd, int dir, uint32_t seq, int64_t deadline)
+{
+    weft__worker *wk = weft__cur_worker();
+    weft_task *self = wk ? wk->current : NULL;
+    if (!self)
+        return -EPERM;
+    weft__fdstate *st = weft__fd_state(wk->rt, fd, true);
+    if (!st)
+        return fd < 0 ? -EBADF : -ENOMEM;
+    weft__spin_lock(&st->lock);
+    int rc = ensure_registered(st, wk);
+    if (rc < 0 || st->unpollable) {
+        weft__spin_unlock(&st->lock);
+        return rc;
+    }
+    _Atomic uint32_t *seqp = dir == WEFT__POLL_IN ? &st->rseq : &st->wseq;
+    if (atomic_load_explicit(seqp, memory_order_relaxed) != seq) {
+        weft__spin_unlock(&st->lock);
+        return 0;
+    }
+    if (deadline != WEFT_FOREVER && deadline <= weft_now()) {
+        weft__spin_unlock(&st->lock);
+        return -ETIMEDOUT;
+    }
+    uint32_t gen = st->gen;
+    weft__waiter w = {.task = self};
+    weft__waitq *q = dir == WEFT__POLL_IN ? &st->rq : &st->wq;
+    weft__waitq_push(q, &w);
+    char what[32];
+    describe(what, sizeof what, dir == WEFT__POLL_IN ? "read" : "write", fd);
+    /* The wait string must outlive the wait: keep it in the task. */
+    snprintf(self->wait_buf, sizeof self->wait_buf, "%s", what);
+    rc = weft__waitq_wait(&st->lock, q, &w, self->wait_buf, deadline, true);
+    if (st->gen != gen)
+        rc = -EBADF;
+    weft__spin_unlock(&st->lock);
+    return rc;
+}
+
+/* Any thread.  The sequence of direction dir, to read before a syscall. */
+uint32_t weft__io_seq(int fd, int dir)
+{
+    weft__worker *wk = weft__cur_worker();
+    if (!wk)
+        return 0;
+    weft__fdstate *st = weft__fd_state(wk->rt, fd, true);
+    if (!st)
+        return 0;
+    return atomic_load_explicit(dir == WEFT__POLL_IN ? &st->rseq : &st->wseq,
+                                memory_order_acquire);
+}
+
+/* ------------------------------------------------------------------ */
+/* Public calls                                                        */
+/* ------------------------------------------------------------------ */
+
+static int poll_now(int fd, int events)
+{
+    struct pollfd p = {.fd = fd, .events = 0};
+    if (events & WEFT_READABLE)
+        p.events |= POLLIN;
+    if (events & WEFT_WRITABLE)
+        p.events |= POLLOUT;
+    int n = poll(&p, 1, 0);
+    if (n < 0)
+        return -errno;
+    if (p.revents & POLLNVAL)
+        return -EBADF;
+    int r = 0;
+    if ((events & WEFT_READABLE) && (p.revents & (POLLIN | POLLHUP | POLLERR)))
+        r |= WEFT_READABLE;
+    if ((events & WEFT_WRITABLE) && (p.revents & (POLLOUT | POLLHUP | POLLERR)))
+        r |= WEFT_WRITABLE;
+    return r;
+}
+
+/* Scheduler stack: sleep unless one of the two waiters was granted. */
+static bool either_commit(weft_task *t, void *arg)
+{
+    (void)t;
+    weft__waiter *w = arg;
+    return !atomic_load_explicit(&w[0].granted, memory_order_seq_cst) &&
+           !atomic_load_explicit(&w[1].granted, memory_order_seq_cst);
+}
+
+int weft_wait_fd(int fd, int events, int64_t deadline)
+{
+    weft__worker *wk = weft__cur_worker();
+    weft_task *self = wk ? wk->current : NULL;
+    if (!self)
+        return -EPERM;
+    if (fd < 0)
+        return -EBADF;
+    if (!(events & (WEFT_READABLE | WEFT_WRITABLE)) || (events & ~(WEFT_READABLE | WEFT_WRITABLE)))
+        return -EINVAL;
+    if (atomic_load_explicit(&self->cancelled, memory_order_seq_cst))
+        return -ECANCELED;
+    weft__fdstate *st = weft__fd_state(wk->rt, fd, true);
+    if (!st)
+        return -ENOMEM;
+    for (;;) {
+        uint32_t rs = atomic_load_explicit(&st->rseq, memory_order_acquire);
+        uint32_t ws = atomic_load_explicit(&st->wseq, memory_order_acquire);
+        int r = poll_now(fd, events);
+        if (r != 0)
+            return r;
+        weft__spin_lock(&st->lock);
+        int rc = ensure_registered(st, weft__cur_worker());
+        if (rc < 0 || st->unpollable) {
+            weft__spin_unlock(&st->lock);
+            return rc < 0 ? rc : events;
+        }
+        bool moved = ((events & WEFT_READABLE) && atomic_load_explicit(&st->rseq, memory_order_relaxed) != rs) ||
+                     ((events & WEFT_WRITABLE) && atomic_load_explicit(&st->wseq, memory_order_relaxed) != ws);
+        if (moved) {
+            weft__spin_unlock(&st->lock);
+            continue;
+        }
+        if (deadline != WEFT_FOREVER && deadline <= weft_now()) {
+            weft__spin_unlock(&st->lock);
+            return -ETIMEDOUT;
+        }
+        uint32_t gen = st->gen;
+        weft__waiter w[2] = {{.task = self}, {.task = self}};
+        if (events & WEFT_READABLE)
+            weft__waitq_push(&st->rq, &w[0]);
+        if (events & WEFT_WRITABLE)
+            weft__waitq_push(&st->wq, &w[1]);
+        snprintf(self->wait_buf, sizeof self->wait_buf, "%s fd %d",
+                 events == WEFT_READABLE ? "read" : events == WEFT_WRITABLE ? "write" : "poll", fd);
+        weft__spin_unlock(&st->lock);
+        rc = weft__park_ex(self->wait_buf, either_commit, w, deadline, true);
+        weft__spin_lock(&st->lock);
+        if ((events & WEFT_READABLE) && !atomic_load_explicit(&w[0].granted, memory_order_relaxed))
+            weft__waitq_remove(&st->rq, &w[0]);
+        if ((events & WEFT_WRITABLE) && !atomic_load_explicit(&w[1].granted, memory_order_relaxed))
+            weft__waitq_remove(&st->wq, &w[1]);
+        bool closed = st->gen != gen;
+        weft__spin_unlock(&st->lock);
+        if (closed)
+            return -EBADF;
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int weft_close(int fd)
+{
+    if (fd < 0)
+        return -EBADF;
+    weft__worker *wk = weft__cur_worker();
+    weft__runtime *rt = wk ? wk->rt : weft__rt_get();
+    weft__fdstate *st = rt ? weft__fd_state(rt, fd, false) : NULL;
+    if (st) {
+        weft__spin_lock(&st->lock);
+        st->gen++;
+        weft__waiter *w;
+        while ((w = weft__waitq_pop(&st->rq)))
+            weft__waiter_grant(w);
+        while ((w = weft__waitq_pop(&st->wq)))
+            weft__waiter_grant(w);
+        weft__worker *poller = st->poller;
+        st->poller = NULL;
+        st->unpollable = false;
+        if (poller) {
+            weft__poll_del(poller, fd);
+            atomic_fetch_sub_explicit(&poller->nfds, 1, memory_order_relaxed);
+        }
+        /* Close under the lock: the number cannot be reused and registered
+         * again before this state is reset. */
+        int rc = close(fd) < 0 ? -errno : 0;
+        atomic_fetch_add_explicit(&st->rseq, 1, memory_order_release);
+        atomic_fetch_add_explicit(&st->wseq, 1, memory_order_release);
+        weft__spin_unlock(&st->lock);
+        if (!wk)
+            weft__rt_put();
+        return rc;
+    }
+    if (rt && !wk)
+        weft__rt_put();
+    return close(fd) < 0 ? -errno : 0;
+}
