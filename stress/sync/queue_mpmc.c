@@ -133,7 +133,7 @@ static void *plain_producer(void *arg)
             record_put(r, id);
             id++;
         } else if (rc == -EAGAIN) {
-            sched_yield();
+            ss_os_sleep_ns(20 * WEFT_US);  /* full: let the consumers run */
         } else {
             CHECK(0, "try_put: unexpected %d", rc);
             break;
@@ -152,7 +152,7 @@ static void *plain_consumer(void *arg)
         if (rc == 0) {
             record_got(r, it);
         } else if (rc == -EAGAIN) {
-            sched_yield();
+            ss_os_sleep_ns(20 * WEFT_US);  /* empty: let the producers run */
         } else {
             CHECK(rc == -EPIPE, "try_get: unexpected %d", rc);
             return NULL;
