@@ -165,11 +165,6 @@ static int ensure_registered(weft__fdstate *st, weft__worker *w)
     return 0;
 }
 
-static void describe(char *buf, size_t n, const char *what, int fd)
-{
-    snprintf(buf, n, "%s fd %d", what, fd);
-}
-
 /* May suspend.  After a syscall on fd returned EAGAIN: waits until the
  * direction's sequence moves past seq, the deadline, cancellation or
  * weft_close.  0 (retry the syscall) or -ETIMEDOUT / -ECANCELED / -EBADF. */
@@ -201,11 +196,11 @@ int weft__io_wait(int fd, int dir, uint32_t seq, int64_t deadline)
     weft__waiter w = {.task = self};
     weft__waitq *q = dir == WEFT__POLL_IN ? &st->rq : &st->wq;
     weft__waitq_push(q, &w);
-    char what[32];
-    describe(what, sizeof what, dir == WEFT__POLL_IN ? "read" : "write", fd);
-    /* The wait string must outlive the wait: keep it in the task. */
-    snprintf(self->wait_buf, sizeof self->wait_buf, "%s", what);
-    rc = weft__waitq_wait(&st->lock, q, &w, self->wait_buf, deadline, true);
+    /* "read fd" / "write fd": the fd number is kept beside it (wait_fd),
+     * so no string is formatted on this path. */
+    self->wait_fd = fd;
+    rc = weft__waitq_wait(&st->lock, q, &w, dir == WEFT__POLL_IN ? "read fd" : "write fd",
+                          deadline, true);
     if (st->gen != gen)
         rc = -EBADF;
     weft__spin_unlock(&st->lock);
@@ -301,10 +296,11 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
             weft__waitq_push(&st->rq, &w[0]);
         if (events & WEFT_WRITABLE)
             weft__waitq_push(&st->wq, &w[1]);
-        snprintf(self->wait_buf, sizeof self->wait_buf, "%s fd %d",
-                 events == WEFT_READABLE ? "read" : events == WEFT_WRITABLE ? "write" : "poll", fd);
+        self->wait_fd = fd;
         weft__spin_unlock(&st->lock);
-        rc = weft__park_ex(self->wait_buf, either_commit, w, deadline, true);
+        rc = weft__park_ex(events == WEFT_READABLE ? "read fd" : events == WEFT_WRITABLE ? "write fd"
+                                                                                : "poll fd",
+                           either_commit, w, deadline, true);
         weft__spin_lock(&st->lock);
         if ((events & WEFT_READABLE) && !atomic_load_explicit(&w[0].granted, memory_order_relaxed))
             weft__waitq_remove(&st->rq, &w[0]);

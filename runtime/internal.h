@@ -140,7 +140,7 @@ struct weft_task {
     weft__local *locals;
     unsigned nlocals, caplocals;
     const char *wait;           /* what it waits on, while WAITING */
-    char wait_buf[32];          /* storage for a composed wait string */
+    int wait_fd;                /* the fd of a "read fd" / "write fd" wait */
     int64_t since;              /* when it entered its state (debug/observability) */
     uint64_t id;
     char *name;                 /* NULL when unnamed; immutable after spawn */
