@@ -119,7 +119,8 @@ enum { WEFT_TASK_READY, WEFT_TASK_RUNNING, WEFT_TASK_WAITING, WEFT_TASK_BLOCKING
  * weft_gather or weft_wait_for.
  */
 WEFT_API weft_task  *weft_spawn(weft_fn fn, void *arg);
-WEFT_API weft_task  *weft_spawn_named(const char *name, weft_fn fn, void *arg); /* name is copied */
+/* name is copied (up to 63 bytes; longer names are truncated) */
+WEFT_API weft_task  *weft_spawn_named(const char *name, weft_fn fn, void *arg);
 
 /* SUSPENSION POINT.  Waits for t and releases the handle.  0: t ran to the
  * end uncancelled; -ECANCELED: t was cancelled before it finished (its value

@@ -26,6 +26,9 @@
 #define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
 #define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* Names are copied into the task, up to this many bytes with the NUL. */
+#define WEFT__NAME_MAX 64
+
 typedef struct weft__worker weft__worker;
 typedef struct weft__pool weft__pool;
 typedef struct weft__runtime weft__runtime;
@@ -139,11 +142,14 @@ struct weft_task {
     weft__timer timer;          /* the one deadline this task may wait on */
     weft__local *locals;
     unsigned nlocals, caplocals;
-    const char *wait;           /* what it waits on, while WAITING */
-    int wait_fd;                /* the fd of a "read fd" / "write fd" wait */
-    int64_t since;              /* when it entered its state (debug/observability) */
-    uint64_t id;
-    char *name;                 /* NULL when unnamed; immutable after spawn */
+    /* Read by registry walkers on any thread (observe.c), hence atomics. */
+    _Atomic(const char *) wait; /* what it waits on (a static string), or NULL */
+    _Atomic int wait_fd;        /* the fd of a "read fd" / "write fd" wait */
+    _Atomic int64_t since;      /* coarse weft_now() when it last parked/started */
+    _Atomic uint64_t id;
+    _Atomic uint32_t seq;       /* odd while the slot is being (re)filled or freed */
+    char name[WEFT__NAME_MAX];  /* "" when unnamed; written at spawn only, with
+                                   relaxed atomic byte stores (walkers read it) */
     void *tsan_fiber;           /* sanitizer fiber state (fiber.h) */
     void *asan_fake;
     bool blocking;              /* runs on the blocking pool (blocking.c) */
@@ -230,7 +236,7 @@ struct weft__worker {
     /* Debug mode: what runs now, for sysmon's slow-coroutine warning. */
     weft__spin dbg_lock;
     uint64_t dbg_id;
-    char dbg_name[48];
+    char dbg_name[WEFT__NAME_MAX];
     bool dbg_warned;
 };
 
@@ -295,6 +301,7 @@ struct weft__runtime {
     bool sysmon_stop;
 
     void *topo;                           /* hwloc topology (topo.c) */
+    _Atomic int64_t coarse_now;           /* weft_now(), refreshed by sysmon each ms */
     weft__pool *pool;                     /* blocking pool for users' calls */
     weft__pool *sys_pool;                 /* the runtime's own (names, files) */
     struct weft__fdtable *fds;            /* io/netpoll.c */

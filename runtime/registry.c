@@ -95,12 +95,13 @@ void weft__task_dealloc(weft_task *t)
         free(t->locals);
         t->locals = NULL;
     }
-    if (t->name) {
-        free(t->name);
-        t->name = NULL;
-    }
+    /* seq odd around the change: walkers never report a torn slot. */
+    uint32_t seq = atomic_load_explicit(&t->seq, memory_order_relaxed);
+    atomic_store_explicit(&t->seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
     /* release: a walker that reads FREE sees nothing of the old task. */
     atomic_store_explicit(&t->state, WEFT__TASK_FREE, memory_order_release);
+    atomic_store_explicit(&t->seq, seq + 2, memory_order_release);
     weft__worker *w = weft__cur_worker();
     if (w && w->rt == rt) {
         t->next = w->tasks.free;
@@ -192,15 +193,14 @@ void weft__reg_free_all(weft__runtime *rt)
             if (atomic_load_explicit(&t->state, memory_order_relaxed) == WEFT__TASK_FREE)
                 continue;
             if (rt->cfg.debug && !t->is_main) {
-                if (t->name)
+                unsigned long long id = atomic_load_explicit(&t->id, memory_order_relaxed);
+                if (t->name[0])
                     weft__log("weft: task '%s' (id %llu) was never joined or detached",
-                              t->name, (unsigned long long)t->id);
+                              t->name, id);
                 else
-                    weft__log("weft: task id %llu was never joined or detached",
-                              (unsigned long long)t->id);
+                    weft__log("weft: task id %llu was never joined or detached", id);
             }
             free(t->locals);
-            free(t->name);
         }
         struct weft__task_slab *n = s->next;
         free(s);

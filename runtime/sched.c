@@ -336,7 +336,10 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     t->after = WEFT__AFTER_PARK;
     t->park_commit = commit;
     t->park_arg = arg;
-    t->wait = wait;
+    /* relaxed: observability only (walkers in observe.c). */
+    atomic_store_explicit(&t->wait, wait, memory_order_relaxed);
+    atomic_store_explicit(&t->since, atomic_load_explicit(&w->rt->coarse_now, memory_order_relaxed),
+                          memory_order_relaxed);
     t->park_deadline = deadline;
     t->park_cancellable = cancellable;
     leave(w, t, WEFT__AFTER_PARK);
@@ -484,8 +487,8 @@ static void debug_publish(weft__worker *w, weft_task *t)
 {
     weft__spin_lock(&w->dbg_lock);
     if (t) {
-        w->dbg_id = t->id;
-        snprintf(w->dbg_name, sizeof w->dbg_name, "%s", t->name ? t->name : "");
+        w->dbg_id = atomic_load_explicit(&t->id, memory_order_relaxed);
+        snprintf(w->dbg_name, sizeof w->dbg_name, "%s", t->name);
         w->dbg_warned = false;
     } else {
         w->dbg_id = 0;

@@ -66,13 +66,13 @@ static void on_fault(int sig, siginfo_t *info, void *uc)
         char b[512];
         size_t n = 0;
         n = put_str(b, n, sizeof b, "weft: stack overflow in task ");
-        if (t->name) {
+        if (t->name[0]) {
             n = put_str(b, n, sizeof b, "'");
             n = put_str(b, n, sizeof b, t->name);
             n = put_str(b, n, sizeof b, "' ");
         }
         n = put_str(b, n, sizeof b, "(id ");
-        n = put_num(b, n, sizeof b, t->id);
+        n = put_num(b, n, sizeof b, atomic_load_explicit(&t->id, memory_order_relaxed));
         n = put_str(b, n, sizeof b, "): its stack of ");
         n = put_num(b, n, sizeof b, t->stack->size);
         n = put_str(b, n, sizeof b, " bytes is exhausted; raise WEFT_STACK_SIZE (or weft_config.stack_size)\n");

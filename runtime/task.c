@@ -47,16 +47,16 @@ static uint64_t new_id(weft__worker *w)
 weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, weft_fn fn,
                           void *arg)
 {
-    char *copy = NULL;
-    if (name && !(copy = strdup(name)))
-        return NULL;
     weft_task *t = weft__task_alloc(rt, w);
-    if (!t) {
-        free(copy);
+    if (!t)
         return NULL;
-    }
+    /* seq odd while the slot is filled: registry walkers skip or retry.
+     * release: pairs with their acquire loads (observe.c). */
+    uint32_t seq = atomic_load_explicit(&t->seq, memory_order_relaxed);
+    atomic_store_explicit(&t->seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
     /* Field by field, not memset: registry walkers may read this slot's
-     * atomics concurrently (registry.c). */
+     * atomics concurrently (registry.c, observe.c). */
     t->next = NULL;
     t->sp = NULL;
     t->stack = NULL;
@@ -76,10 +76,6 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     t->nlocals = t->caplocals = 0;
     t->finished_cancelled = false;
     t->is_main = false;
-    t->wait = NULL;
-    t->since = 0;
-    t->id = new_id(w);
-    t->name = copy;
     t->tsan_fiber = NULL;
     t->asan_fake = NULL;
     t->blocking = false;
@@ -87,6 +83,16 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     t->pool = NULL;
     t->group = NULL;
     t->gprev = t->gnext = NULL;
+    atomic_store_explicit(&t->wait, NULL, memory_order_relaxed);
+    atomic_store_explicit(&t->wait_fd, -1, memory_order_relaxed);
+    atomic_store_explicit(&t->since, atomic_load_explicit(&rt->coarse_now, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(&t->id, new_id(w), memory_order_relaxed);
+    size_t i = 0;
+    if (name)
+        for (; name[i] && i + 1 < WEFT__NAME_MAX; i++)
+            __atomic_store_n(&t->name[i], name[i], __ATOMIC_RELAXED);
+    __atomic_store_n(&t->name[i], '\0', __ATOMIC_RELAXED);
     atomic_store_explicit(&t->park, WEFT__PARK_RUNNING, memory_order_relaxed);
     atomic_store_explicit(&t->join_state, 0, memory_order_relaxed);
     atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
@@ -96,6 +102,7 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
                           memory_order_relaxed);
     /* release: the slot is a task from here on (pairs with the walkers). */
     atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_release);
+    atomic_store_explicit(&t->seq, seq + 2, memory_order_release);
     return t;
 }
 
@@ -208,12 +215,12 @@ weft_task *weft_self(void)
 
 const char *weft_task_name(const weft_task *t)
 {
-    return t ? t->name : NULL;
+    return t && t->name[0] ? t->name : NULL;
 }
 
 uint64_t weft_task_id(const weft_task *t)
 {
-    return t ? t->id : 0;
+    return t ? atomic_load_explicit(&((weft_task *)t)->id, memory_order_relaxed) : 0;
 }
 
 bool weft_task_done(const weft_task *t)

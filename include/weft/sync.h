@@ -12,7 +12,8 @@
  *    a plain thread), and -ECANCELED at once when the caller has been
  *    cancelled, even where they could have completed at once.
  *  - Calls on a NULL, never-initialised or destroyed object return -EINVAL
- *    (bool / size_t calls return false / 0).
+ *    (bool / size_t calls return false / 0); outside a coroutine a
+ *    suspension point's -EPERM comes first.
  *  - Deadlines are absolute on the weft_now() clock; WEFT_FOREVER (-1) means
  *    none.  A deadline already past still lets a call that can complete at
  *    once succeed; otherwise it returns -ETIMEDOUT without waiting.
