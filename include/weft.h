@@ -242,6 +242,7 @@ WEFT_API int        weft_to_thread(weft_fn fn, void *arg, void **result);
 
 #include <weft/sync.h>
 #include <weft/io.h>
+#include <weft/observe.h>
 
 #ifdef __cplusplus
 }

@@ -163,6 +163,16 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
         return rc;
     out->slow_ns = (int64_t)slow * WEFT_MS;
 
+    const char *ds = getenv("WEFT_DUMP_SIGNAL");
+    out->dump_signal = 0;
+    if (ds && *ds) {
+        out->dump_signal = weft__signal_number(ds);
+        if (out->dump_signal < 0)
+            return bad("WEFT_DUMP_SIGNAL", ds, "a signal name such as USR1 or QUIT, or its number");
+    }
+    const char *tr = getenv("WEFT_TRACE");
+    out->trace_path = tr && *tr ? tr : NULL;
+
     const char *g = getenv("WEFT_GUARD");
     if (g && strcmp(g, "mprotect") != 0 && strcmp(g, "auto") != 0)
         return bad("WEFT_GUARD", g, "auto or mprotect");

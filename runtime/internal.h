@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "weft.h"
 
@@ -28,6 +29,9 @@
 
 /* Names are copied into the task, up to this many bytes with the NUL. */
 #define WEFT__NAME_MAX 64
+/* Task slots come in slabs (registry.c); slabs are never freed before
+ * weft_run returns, so walkers may read them without a lock. */
+#define WEFT__SLAB_TASKS 64
 
 typedef struct weft__worker weft__worker;
 typedef struct weft__pool weft__pool;
@@ -159,6 +163,11 @@ struct weft_task {
     weft_task *gprev, *gnext;   /* links in the group's lists */
 } __attribute__((aligned(64)));
 
+struct weft__task_slab {
+    struct weft__task_slab *next;   /* immutable once published */
+    weft_task t[WEFT__SLAB_TASKS];
+};
+
 /* A task slot that is not in use (registry.c). */
 #define WEFT__TASK_FREE (-1)
 
@@ -194,6 +203,21 @@ typedef struct weft__stack_cache {
     weft__stack *free;
     unsigned n;
 } weft__stack_cache;
+
+/* ------------------------------------------------------------------ */
+/* Counters (observe.c): written by their worker only, read by anyone.  */
+/* ------------------------------------------------------------------ */
+typedef struct weft__counters {
+    _Atomic uint64_t runs, spawned, steals, steal_attempts, parks, wakeups, polls, injected;
+    _Atomic uint64_t parked_ns;
+} weft__counters;
+
+/* Owner worker only: a counter bump without a locked instruction
+ * (relaxed load + store; readers load relaxed). */
+#define WEFT__COUNT(w, field, n)                                                          \
+    atomic_store_explicit(&(w)->c.field,                                                 \
+                          atomic_load_explicit(&(w)->c.field, memory_order_relaxed) + (n), \
+                          memory_order_relaxed)
 
 /* ------------------------------------------------------------------ */
 /* Worker                                                              */
@@ -232,6 +256,7 @@ struct weft__worker {
 
     weft__timers timers;
     weft__task_cache tasks;               /* owner only: free task slots */
+    weft__counters c WEFT__ALIGNED;
 
     /* Debug mode: what runs now, for sysmon's slow-coroutine warning. */
     weft__spin dbg_lock;
@@ -250,6 +275,8 @@ typedef struct weft__settings {
     bool pin;
     bool debug;
     int64_t slow_ns;
+    int dump_signal;            /* WEFT_DUMP_SIGNAL, 0 for none */
+    const char *trace_path;     /* WEFT_TRACE, NULL for none */
 } weft__settings;
 
 struct weft__runtime {
@@ -301,7 +328,8 @@ struct weft__runtime {
     bool sysmon_stop;
 
     void *topo;                           /* hwloc topology (topo.c) */
-    _Atomic int64_t coarse_now;           /* weft_now(), refreshed by sysmon each ms */
+    int64_t started_at;                   /* weft_now() at start */
+    _Atomic uint64_t spawned_plain;       /* tasks spawned from plain threads */
     weft__pool *pool;                     /* blocking pool for users' calls */
     weft__pool *sys_pool;                 /* the runtime's own (names, files) */
     struct weft__fdtable *fds;            /* io/netpoll.c */
@@ -384,6 +412,9 @@ void weft__after_switch(weft__worker *w);
 unsigned weft__valgrind_stack_register(void *lo, void *hi);
 void weft__valgrind_stack_deregister(unsigned id);
 
+/* observe.c */
+int weft__signal_number(const char *s);
+
 /* env.c */
 int weft__settings_resolve(const weft_config *cfg, weft__settings *out);
 
@@ -417,6 +448,14 @@ int  weft__join_wait_code(weft_task *t, int64_t deadline, void **result, const c
 /* io/netpoll.c */
 void weft__netpoll_free(weft__runtime *rt);
 
+/* observe.c */
+int  weft__observe_start(weft__runtime *rt);
+void weft__observe_stop(weft__runtime *rt);
+
+/* arch/<cpu>/context.c: the resume address and frame pointer saved in a
+ * switched-out context (for backtraces of suspended coroutines). */
+void weft__ctx_frame(void *sp, uintptr_t *pc, uintptr_t *fp);
+
 /* sysmon.c */
 int  weft__sysmon_start(weft__runtime *rt);
 void weft__sysmon_stop(weft__runtime *rt);
@@ -426,6 +465,15 @@ int  weft__signal_install(void);
 void weft__signal_uninstall(void);
 int  weft__altstack_setup(weft__worker *w);
 void weft__altstack_teardown(weft__worker *w);
+
+/* weft_now() to the kernel's tick (1-4 ms): a few ns (vDSO, no rdtsc).
+ * For observability timestamps on hot paths. */
+static inline int64_t weft__coarse_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
+}
 
 void weft__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

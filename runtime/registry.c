@@ -25,13 +25,7 @@
 
 #include "internal.h"
 
-#define WEFT__SLAB_TASKS 64
 #define WEFT__TASK_BATCH 32
-
-struct weft__task_slab {
-    struct weft__task_slab *next;   /* immutable once published */
-    weft_task t[WEFT__SLAB_TASKS];
-};
 
 /* Under rt->task_lock. */
 static int new_slab(weft__runtime *rt)

@@ -186,7 +186,6 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
         return -ENOMEM;
     memset(rt, 0, sizeof *rt);
     rt->cfg = set;
-    atomic_init(&rt->coarse_now, weft_now());
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -242,6 +241,10 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     weft__inject_push(rt, m, m, 1);
 
     weft__signal_install();
+    if ((rc = weft__observe_start(rt)) < 0) {
+        weft__signal_uninstall();
+        goto fail_early;
+    }
     unsigned started = 0;
     for (; started < rt->nworkers; started++) {
         int e = pthread_create(&rt->workers[started]->thread, NULL, weft__worker_main,
@@ -275,6 +278,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     for (unsigned i = 0; i < started; i++)
         pthread_join(rt->workers[i]->thread, NULL);
     weft__sysmon_stop(rt);
+    weft__observe_stop(rt);
     weft__signal_uninstall();
 
     bool ok = started == rt->nworkers && rc == 0;

@@ -204,6 +204,7 @@ static weft_task *inject_pop(weft__worker *w, unsigned max)
         rt->inject_tail = NULL;
     atomic_store_explicit(&rt->inject_len, len - n, memory_order_relaxed);
     weft__spin_unlock(&rt->inject_lock);
+    WEFT__COUNT(w, injected, n);
     if (!first)
         return NULL;
     t = first->next;
@@ -338,7 +339,7 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     t->park_arg = arg;
     /* relaxed: observability only (walkers in observe.c). */
     atomic_store_explicit(&t->wait, wait, memory_order_relaxed);
-    atomic_store_explicit(&t->since, atomic_load_explicit(&w->rt->coarse_now, memory_order_relaxed),
+    atomic_store_explicit(&t->since, weft__coarse_now(),
                           memory_order_relaxed);
     t->park_deadline = deadline;
     t->park_cancellable = cancellable;
@@ -516,10 +517,13 @@ static bool prepare(weft__worker *w, weft_task *t)
             return false;
         }
         t->stack = s;
-        t->sp = weft__ctx_make(s->lo + s->size, weft__task_entry, t);
+        /* relaxed atomic store: weft_dump may read sp from another thread. */
+        __atomic_store_n(&t->sp, weft__ctx_make(s->lo + s->size, weft__task_entry, t),
+                         __ATOMIC_RELAXED);
         weft__fiber_create(t);
     }
     w->current = t;
+    WEFT__COUNT(w, runs, 1);
     atomic_store_explicit(&t->state, WEFT_TASK_RUNNING, memory_order_relaxed);
     atomic_store_explicit(&t->last_worker, w->id, memory_order_relaxed);
     atomic_store_explicit(&w->tick, ++w->ticks, memory_order_relaxed);
@@ -597,11 +601,11 @@ static void leave(weft__worker *w, weft_task *t, int after)
  * their coroutines onto w's queues.  Skipped when owner watches none. */
 static void poll_now(weft__worker *w, weft__worker *owner)
 {
-    (void)w;
     if (!atomic_load_explicit(&owner->nfds, memory_order_relaxed))
         return;
     static const struct timespec zero = {0, 0};
     weft__poll_wait(owner, &zero);
+    WEFT__COUNT(w, polls, 1);
 }
 
 /* Owner worker only.  Takes work from workers that sysmon flagged blocked:
@@ -677,8 +681,12 @@ static weft_task *steal_work(weft__worker *w)
                 atomic_load_explicit(&v->running, memory_order_relaxed) &&
                 atomic_load_explicit(&v->q.runnext, memory_order_relaxed))
                 runnext_backoff(v);
-            if (weft__runq_steal(w, v, runnext, &t))
+            WEFT__COUNT(w, steal_attempts, 1);
+            unsigned got = weft__runq_steal(w, v, runnext, &t);
+            if (got) {
+                WEFT__COUNT(w, steals, got);
                 return t;
+            }
         }
         weft_task *t = inject_pop(w, WEFT__RUNQ_SIZE / 2);
         if (t)
@@ -716,7 +724,11 @@ static void park_worker(weft__worker *w)
             tsp = &ts;
         }
         atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+        int64_t t0 = weft_now();
         weft__poll_wait(w, tsp);
+        WEFT__COUNT(w, parked_ns, (uint64_t)(weft_now() - t0));
+        WEFT__COUNT(w, parks, 1);
+        WEFT__COUNT(w, polls, 1);
         atomic_store_explicit(&w->running, 1, memory_order_relaxed);
     }
     weft__spin_lock(&rt->idle_lock);
@@ -731,6 +743,7 @@ static void park_worker(weft__worker *w)
     } else {
         /* A notifier popped us and gave us its searching token. */
         w->searching = true;
+        WEFT__COUNT(w, wakeups, 1);
     }
     weft__spin_unlock(&rt->idle_lock);
 }

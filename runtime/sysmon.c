@@ -59,8 +59,6 @@ static void *sysmon_main(void *arg)
         pthread_mutex_unlock(&rt->sysmon_mu);
 
         int64_t now = weft_now();
-        /* relaxed: a coarse clock for observability timestamps. */
-        atomic_store_explicit(&rt->coarse_now, now, memory_order_relaxed);
         bool any_running = false, any_blocked = false, want_help = false;
         for (unsigned i = 0; i < rt->nworkers; i++) {
             weft__worker *w = rt->workers[i];

@@ -85,9 +85,13 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     t->gprev = t->gnext = NULL;
     atomic_store_explicit(&t->wait, NULL, memory_order_relaxed);
     atomic_store_explicit(&t->wait_fd, -1, memory_order_relaxed);
-    atomic_store_explicit(&t->since, atomic_load_explicit(&rt->coarse_now, memory_order_relaxed),
+    atomic_store_explicit(&t->since, weft__coarse_now(),
                           memory_order_relaxed);
     atomic_store_explicit(&t->id, new_id(w), memory_order_relaxed);
+    if (w)
+        WEFT__COUNT(w, spawned, 1);
+    else
+        atomic_fetch_add_explicit(&rt->spawned_plain, 1, memory_order_relaxed);
     size_t i = 0;
     if (name)
         for (; name[i] && i + 1 < WEFT__NAME_MAX; i++)

@@ -24,7 +24,11 @@
  *    -ECANCELED;
  *  - a sleep that returned 0 lasted at least its duration;
  *  - nothing hangs (watchdog).
- * And a second scenario: a joiner task (join, or gather of 3) cancelled
+ * Photo finishes: tasks that return at a set moment, each cancelled by a
+ * plain thread at that moment plus an offset it adapts (toward the boundary
+ * between weft_cancel returning 0 and -ESRCH), so the cancel lands while the
+ * task finishes on another CPU (same invariants).
+ * And a scenario: a joiner task (join, or gather of 3) cancelled
  * while it waits: its join returns -ECANCELED (or 0 if the child finished
  * first) and the child has finished by then (no orphans).
  *
@@ -37,7 +41,7 @@
 #define NCANCEL_TH 2
 #define NKINDS 7
 
-enum { K_NOW, K_YIELD, K_YIELDS, K_SLEEP_SHORT, K_SLEEP_5MS, K_WAIT_EVENT, K_SPIN };
+enum { K_NOW, K_YIELD, K_YIELDS, K_SLEEP_SHORT, K_SLEEP_5MS, K_WAIT_EVENT, K_SPIN, K_PHOTO };
 
 typedef struct {
     stress_slot slot;
@@ -48,6 +52,7 @@ typedef struct {
     _Atomic int cancel_srch;    /* weft_cancel returned -ESRCH */
     _Atomic int saw_cancel;     /* the task observed its cancellation */
     _Atomic int cancelled_at_start;
+    int64_t at;                 /* K_PHOTO: when it returns */
 } rec_t;
 
 static _Atomic(rec_t *) recs;        /* the current wave, WAVE records */
@@ -55,6 +60,7 @@ static _Atomic int wave_live;       /* cancellers work while 1 */
 static _Atomic int in_cancel;       /* cancellers between loading recs and done */
 static _Atomic int stop_cancellers;
 static weft_event never;            /* never set */
+static _Atomic uint64_t n_photo;
 static _Atomic uint64_t n_tasks, n_join_cancelled, n_join_ok, n_cancel_ok, n_cancel_srch,
     n_orphan_checks;
 
@@ -129,6 +135,10 @@ static void *task_fn(void *arg)
     }
     case K_SPIN:
         stress_spin_ns((int64_t)rng_below(&seed, 20) * WEFT_US);
+        break;
+    case K_PHOTO:
+        while (weft_now() < r->at)
+            ;
         break;
     }
     if (weft_cancelled())
@@ -285,6 +295,91 @@ static void run_wave(uint64_t *seed, uint32_t *next_id)
     free(wave);
 }
 
+/* ---- photo finish: a plain thread cancels each task within a few
+ * microseconds of the moment it returns ---- */
+
+#define NPHOTO 16
+
+static int64_t photo_offset;    /* ns after `at` where finishes happen (photo threads only, one at a time) */
+
+typedef struct {
+    rec_t *recs;
+    uint64_t seed;
+    _Atomic int done;
+} photo_t;
+
+static void *photo_thread(void *arg)
+{
+    photo_t *ph = arg;
+    for (int i = 0; i < NPHOTO; i++) {
+        rec_t *r = &ph->recs[i];
+        weft_task *t;
+        while (!(t = slot_enter(&r->slot)))
+            ;  /* opened right after the spawn */
+        /* Aim at the boundary between "cancelled before it finished" (0)
+         * and "already finished" (-ESRCH), learnt from the previous shots:
+         * that is where a cancel and the finish overlap. */
+        int64_t at = r->at + photo_offset + (int64_t)rng_below(&ph->seed, 400) - 200;
+        while (weft_now() < at)
+            ;
+        int rc = weft_cancel(t);
+        photo_offset += rc == 0 ? 25 : -25;
+        if (photo_offset < -5000 || photo_offset > 50000)
+            photo_offset = 0;
+        if (rc == 0) {
+            atomic_fetch_add(&r->cancel_ok, 1);
+            atomic_fetch_add_explicit(&n_cancel_ok, 1, memory_order_relaxed);
+        } else if (rc == -ESRCH) {
+            atomic_fetch_add(&r->cancel_srch, 1);
+            atomic_fetch_add_explicit(&n_cancel_srch, 1, memory_order_relaxed);
+        } else {
+            FAIL("task %u: weft_cancel returned %d", r->id, rc);
+        }
+        slot_leave(&r->slot);
+    }
+    atomic_store(&ph->done, 1);
+    return NULL;
+}
+
+static void run_photo(uint64_t *seed, uint32_t *next_id)
+{
+    photo_t ph = {.recs = calloc(NPHOTO, sizeof(rec_t)), .seed = rng_next(seed) | 1};
+    int64_t base = weft_now() + 300 * WEFT_US;
+    for (int i = 0; i < NPHOTO; i++) {
+        rec_t *r = &ph.recs[i];
+        r->id = (*next_id)++;
+        r->kind = K_PHOTO;
+        r->at = base + (int64_t)i * 40 * WEFT_US;
+        atomic_store(&r->slot.guard, SLOT_CLOSED);
+    }
+    pthread_t th;
+    if (pthread_create(&th, NULL, photo_thread, &ph) != 0)
+        abort();
+    for (int i = 0; i < NPHOTO; i++) {
+        weft_task *t = weft_spawn(task_fn, &ph.recs[i]);
+        CHECK(t, "weft_spawn failed");
+        if (!t)
+            abort();
+        slot_open(&ph.recs[i].slot, t);
+        atomic_fetch_add_explicit(&n_tasks, 1, memory_order_relaxed);
+    }
+    for (int i = 0; i < NPHOTO; i++) {
+        rec_t *r = &ph.recs[i];
+        /* The photo thread holds the slot until it cancelled. */
+        while (atomic_load(&r->cancel_ok) + atomic_load(&r->cancel_srch) == 0)
+            weft_yield();
+        weft_task *t = slot_close(&r->slot);
+        void *res = NULL;
+        int rc = weft_join(t, &res);
+        check_joined(r, rc, res);
+        atomic_fetch_add_explicit(&n_photo, 1, memory_order_relaxed);
+    }
+    while (!atomic_load(&ph.done))
+        weft_yield();
+    pthread_join(th, NULL);
+    free(ph.recs);
+}
+
 /* ---- joiner cancelled while joining ---- */
 
 typedef struct {
@@ -366,6 +461,7 @@ static void *main_task(void *arg)
     uint32_t next_id = 0;
     do {
         run_wave(&seed, &next_id);
+        run_photo(&seed, &next_id);
         run_orphans(&seed);
     } while (!stress_time_up() && !stress_failed());
     atomic_store(&stop_cancellers, 1);
@@ -383,8 +479,10 @@ int main(void)
     stress_run(3, main_task, NULL);
     return stress_finish("%" PRIu64 " tasks: %" PRIu64 " joined 0, %" PRIu64
                          " joined -ECANCELED; cancels: %" PRIu64 " -> 0, %" PRIu64
-                         " -> -ESRCH; %" PRIu64 " cancelled joiners checked for orphans",
+                         " -> -ESRCH; %" PRIu64 " photo finishes; %" PRIu64
+                         " cancelled joiners checked for orphans",
                          atomic_load(&n_tasks), atomic_load(&n_join_ok),
                          atomic_load(&n_join_cancelled), atomic_load(&n_cancel_ok),
-                         atomic_load(&n_cancel_srch), atomic_load(&n_orphan_checks));
+                         atomic_load(&n_cancel_srch), atomic_load(&n_photo),
+                         atomic_load(&n_orphan_checks));
 }

@@ -28,10 +28,10 @@
  */
 #include "stress.h"
 
-#define PAIRS STRESS_SCALE(400, 60)
-#define DETACHES STRESS_SCALE(400, 60)
+#define PAIRS STRESS_SCALE(400, 40)
+#define DETACHES STRESS_SCALE(400, 40)
 #define CHAINS 4
-#define CHAIN_LEN STRESS_SCALE(200, 30)
+#define CHAIN_LEN STRESS_SCALE(200, 20)
 #define GATHER_N 32
 #define NTH 2
 #define MAXID (1u << 22)
@@ -168,7 +168,8 @@ static void *join_race_co(void *p)
     (void)p;
     uint64_t seed = rng_seed();
     weft_task **js = malloc(sizeof *js * PAIRS);
-    for (int i = 0; i < PAIRS; i++) {
+    int n = 0;
+    for (int i = 0; i < PAIRS && !(i >= 8 && stress_time_up()); i++, n++) {
         arg_t *a = new_arg(&seed);
         weft_task *t = weft_spawn(quick_fn, a);
         CHECK(t, "spawn failed");
@@ -181,7 +182,7 @@ static void *join_race_co(void *p)
         if (rng_below(&seed, 4) == 0)
             weft_yield();
     }
-    for (int i = 0; i < PAIRS; i++)
+    for (int i = 0; i < n; i++)
         CHECK(weft_join(js[i], NULL) == 0, "joiner join failed");
     free(js);
     return NULL;
@@ -193,7 +194,7 @@ static void *detach_race_co(void *p)
 {
     (void)p;
     uint64_t seed = rng_seed();
-    for (int i = 0; i < DETACHES; i++) {
+    for (int i = 0; i < DETACHES && !(i >= 8 && stress_time_up()); i++) {
         arg_t *a = new_arg(&seed);
         weft_task *t = weft_spawn(detached_fn, a);
         CHECK(t, "spawn failed");
@@ -222,8 +223,11 @@ static void *detach_thread(void *p)
 {
     uint64_t seed = rng_seed() ^ (uintptr_t)p;
     while (!atomic_load(&stop_threads)) {
-        if (atomic_load(&next_id) > MAXID / 2) {
-            stress_os_sleep_ns(WEFT_MS);
+        /* Keep a bounded number of our tasks in flight: a plain thread
+         * spawns much faster than sanitized workers run. */
+        if (atomic_load(&next_id) > MAXID / 2 ||
+            atomic_load(&next_id) - atomic_load(&finished_round) > 256) {
+            stress_os_sleep_ns(200 * WEFT_US);
             continue;
         }
         /* Spawn-and-detach from a plain thread too. */
@@ -286,7 +290,7 @@ static void *gather_co(void *p)
 {
     (void)p;
     uint64_t seed = rng_seed();
-    for (int round = 0; round < STRESS_SCALE(20, 4); round++) {
+    for (int round = 0; round < STRESS_SCALE(20, 3) && !(round >= 1 && stress_time_up()); round++) {
         weft_task *ts[GATHER_N];
         arg_t *as[GATHER_N];
         void *res[GATHER_N];

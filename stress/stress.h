@@ -267,14 +267,27 @@ __attribute__((unused)) static void stress_rebudget(double fraction_of_default, 
     stress_t_end = stress_t_start + (int64_t)(secs * 1e9);
 }
 
-/* Runs fn as main of a runtime with `workers` workers unless WEFT_WORKERS is
- * set in the environment. */
-__attribute__((unused)) static void stress_run(unsigned workers, weft_fn fn, void *arg)
+/* The configuration of the stress runs: `workers` workers unless
+ * WEFT_WORKERS is set, and workers not pinned unless WEFT_PIN is set.  (On a
+ * shared machine a pinned thread can wait hundreds of milliseconds for its
+ * CPU while the others run; unpinned, the OS moves it.  Pinning changes
+ * nothing in the runtime's logic, only where the OS runs the threads.) */
+static inline weft_config stress_config(unsigned workers)
 {
     weft_config cfg = WEFT_CONFIG_DEFAULT;
     const char *env = getenv("WEFT_WORKERS");
     if (!env || !*env)
         cfg.workers = workers;
+    env = getenv("WEFT_PIN");
+    if (!env || !*env)
+        cfg.pin = 0;
+    return cfg;
+}
+
+/* Runs fn as the main task of a runtime configured by stress_config. */
+__attribute__((unused)) static void stress_run(unsigned workers, weft_fn fn, void *arg)
+{
+    weft_config cfg = stress_config(workers);
     void *res = NULL;
     int rc = weft_run_config(&cfg, fn, arg, &res);
     CHECK(rc == 0, "weft_run_config returned %d (%s)", rc, strerror(-rc));

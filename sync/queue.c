@@ -38,11 +38,13 @@ typedef struct {
     void *item;
 } pq_ent;
 
-/* Two cache lines, 128-byte aligned: line 0 is what every put and get
- * touches (the lock, the counts, the ring), line 1 the getters and putters
- * and the ring itself while it fits in INLINE_SLOTS, so a hand-off through a
- * small queue touches the queue's two lines and nothing else. */
-#define INLINE_SLOTS 4u
+/* Layout, 64-byte aligned: line 0 holds what every put and get touches -
+ * the lock, the counts and the waiting getters - so a hand-off from a put
+ * to a waiting getter (a ping-pong) touches one line of the queue; line 1
+ * the store of FIFO/LIFO queues with room for INLINE_SLOTS items (a small
+ * bounded queue needs no other memory) and the waiting putters; line 2 what
+ * priority queues and join need. */
+#define INLINE_SLOTS 2u
 
 struct weft_queue {
     weft__spin lock;
@@ -51,19 +53,21 @@ struct weft_queue {
     bool closed;
     size_t n;            /* items stored */
     size_t cap;          /* 0: unbounded */
+    size_t unfinished;   /* put and not yet task_done */
+    weft__waitq getters;
+    _Alignas(64) weft__waitq putters;
     size_t slots;        /* entries of ring / heap: a power of two */
     size_t head;         /* FIFO: index of the oldest item */
     void **ring;         /* FIFO / LIFO: inline_ring or malloc'ed */
-    size_t unfinished;   /* put and not yet task_done */
-    _Alignas(64) weft__waitq getters, putters;
     void *inline_ring[INLINE_SLOTS];
-    weft__waitq joiners;
-    pq_ent *heap;        /* PRIORITY */
+    _Alignas(64) pq_ent *heap;  /* PRIORITY */
     uint64_t seq;        /* PRIORITY: next sequence number */
+    weft__waitq joiners;
 };
 
-_Static_assert(offsetof(struct weft_queue, getters) == 64, "queue layout");
-_Static_assert(offsetof(struct weft_queue, joiners) >= 128, "queue layout");
+_Static_assert(offsetof(struct weft_queue, getters) + sizeof(weft__waitq) <= 64, "queue layout");
+_Static_assert(offsetof(struct weft_queue, inline_ring) + sizeof(void *) * INLINE_SLOTS <= 128,
+               "queue layout");
 
 static bool live(weft_queue *q) { return q && q->magic == WEFT__QUEUE_MAGIC; }
 static bool full(weft_queue *q) { return q->cap && q->n >= q->cap; }
@@ -75,7 +79,7 @@ weft_queue *weft_queue_new(int kind, size_t capacity)
         return NULL;
     }
     weft_queue *q;
-    if (posix_memalign((void **)&q, 128, sizeof *q)) {
+    if (posix_memalign((void **)&q, 64, sizeof *q)) {
         errno = ENOMEM;
         return NULL;
     }
@@ -244,7 +248,8 @@ static void refill_from_putter(weft_queue *q)
 
 /* Under the lock.  Completes a put at once if it can: 0, -EPIPE, -ENOMEM,
  * or 1 when full. */
-static int put_now(weft_queue *q, void *item, int64_t prio)
+static inline __attribute__((always_inline)) int put_now(weft_queue *q, void *item,
+                                                        int64_t prio)
 {
     if (q->closed)
         return -EPIPE;
@@ -315,7 +320,7 @@ int weft_queue_try_put(weft_queue *q, void *item)
 
 /* Under the lock.  0 with *item, -EPIPE (closed and drained), or 1 when
  * empty. */
-static int get_now(weft_queue *q, void **item)
+static inline __attribute__((always_inline)) int get_now(weft_queue *q, void **item)
 {
     if (q->n) {
         void *it = store_get(q);

@@ -35,7 +35,8 @@ static inline bool weft__deadline_past(int64_t deadline)
  * object, -ECANCELED for a cancelled caller when cancellable). */
 static inline int weft__sync_enter(weft_task **self, bool live, bool cancellable)
 {
-    weft_task *t = weft__cur_task();
+    weft__worker *w = weft__cur_worker();  /* one call: weft__cur_task() would be two */
+    weft_task *t = w ? w->current : NULL;
     if (!t)
         return -EPERM;
     if (!live)

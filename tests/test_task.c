@@ -156,21 +156,35 @@ static void *names_main(void *arg)
     weft_task *n = weft_spawn_named(NULL, name_task, &c3);
     T_CHECK(weft_task_name(n) == NULL);
 
+    /* names are copied up to 63 bytes; longer ones are truncated */
     char longname[257];
-    memset(longname, 'n', 256);
+    for (int i = 0; i < 256; i++)
+        longname[i] = (char)('a' + i % 26);
     longname[256] = 0;
     name_ctx c4 = {{0}, false};
     weft_task *l = weft_spawn_named(longname, name_task, &c4);
-    T_CHECK(weft_task_name(l) && strcmp(weft_task_name(l), longname) == 0);
+    T_CHECK(weft_task_name(l) && strlen(weft_task_name(l)) == 63 &&
+            strncmp(weft_task_name(l), longname, 63) == 0);
+    char name63[64];
+    memcpy(name63, longname, 63);
+    name63[63] = 0;
+    name_ctx c5 = {{0}, false};
+    weft_task *l63 = weft_spawn_named(name63, name_task, &c5);
+    T_CHECK(weft_task_name(l63) && strcmp(weft_task_name(l63), name63) == 0);
+    name_ctx c6 = {{0}, false};
+    weft_task *empty = weft_spawn_named("", name_task, &c6);
 
     T_CHECK_EQ(weft_join(a, NULL), 0);
     T_CHECK_EQ(weft_join(b, NULL), 0);
     T_CHECK_EQ(weft_join(n, NULL), 0);
     T_CHECK_EQ(weft_join(l, NULL), 0);
+    T_CHECK_EQ(weft_join(l63, NULL), 0);
+    T_CHECK_EQ(weft_join(empty, NULL), 0);
     T_CHECK(strcmp(c1.seen, "worker-alpha") == 0);
     T_CHECK(c2.seen_null);
     T_CHECK(c3.seen_null);
-    T_CHECK(strcmp(c4.seen, longname) == 0);
+    T_CHECK(strncmp(c4.seen, longname, 63) == 0 && strlen(c4.seen) == 63);
+    T_CHECK(strcmp(c5.seen, name63) == 0);
     T_CHECK(weft_task_name(NULL) == NULL);
     return NULL;
 }

@@ -1027,6 +1027,37 @@ static void test_shutdown_to_thread_caller(void **state)
     assert_int_equal(atomic_load(&sd_probe.runs), 1);
 }
 
+/* Debug mode reports a blocking task never joined nor detached, as for any
+ * task (by id: a blocking task has no name). */
+static uint64_t unjoined_id;
+
+static void *unjoined_main(void *arg)
+{
+    (void)arg;
+    weft_task *t = weft_spawn_blocking(ret_arg, NULL);
+    unjoined_id = weft_task_id(t);
+    while (!weft_task_done(t))
+        weft_sleep(WEFT_MS);
+    return NULL;  /* t never released */
+}
+
+static void test_debug_reports_unjoined(void **state)
+{
+    (void)state;
+    BLK_BEGIN(30);
+    weft_config c = WEFT_CONFIG_DEFAULT;
+    c.debug = 1;
+    t_capture cap;
+    t_capture_begin(&cap);
+    int rc = t_run_config(&c, unjoined_main, NULL, NULL);
+    char *err = t_capture_end(&cap);
+    assert_int_equal(rc, 0);
+    char id[32];
+    snprintf(id, sizeof id, "id %llu", (unsigned long long)unjoined_id);
+    assert_int_equal(t_lines_with(err, "never joined or detached", id), 1);
+    free(err);
+}
+
 /* Back-to-back runtimes, each with its own pool. */
 static void *tiny_main(void *arg)
 {
@@ -1048,9 +1079,12 @@ static void test_runs_back_to_back(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    blk_no_stack_cache(argv);
     blk_warm_up();
+    blk_filter_from_env();
     const struct CMUnitTest tests[] = {
         BLK_TEST(test_eperm),
         BLK_TEST(test_einval),
@@ -1075,10 +1109,13 @@ int main(void)
         BLK_TEST(test_gather_cancelled),
         BLK_TEST(test_wait_for),
         BLK_TEST(test_wait_for_queued),
-        BLK_TEST(test_shutdown_waits_running_fn),
         BLK_TEST(test_shutdown_to_thread_caller),
         BLK_TEST(test_runs_back_to_back),
+        BLK_TEST(test_debug_reports_unjoined),
         BLK_TEST(test_idle_threads_exit),
+        /* Last: a hang here is reported by the watchdog, which ends the
+         * program (a deadlocked runtime cannot be recovered from). */
+        BLK_TEST(test_shutdown_waits_running_fn),
     };
     return cmocka_run_group_tests_name("blocking", tests, NULL, NULL);
 }

@@ -213,16 +213,19 @@ static void test_outside_runtime(void **state)
 /* Completion order, values, codes, size                               */
 /* ------------------------------------------------------------------ */
 
+#define ORDER_SCALE (3 * T_SLACK)
+
 static void *order_main(void *arg)
 {
     (void)arg;
     weft_group *g = weft_group_new();
     T_CHECK_EQ(weft_group_size(g), 0);
-    T_CHECK(weft_group_spawn(g, nap_ret, (void *)90) != NULL);
-    T_CHECK(weft_group_spawn(g, nap_ret, (void *)30) != NULL);
-    T_CHECK(weft_group_spawn(g, nap_ret, (void *)60) != NULL);
+    /* 30 / 10 / 20 ms, scaled so that a loaded machine keeps the order. */
+    T_CHECK(weft_group_spawn(g, nap_ret, (void *)(30 * ORDER_SCALE)) != NULL);
+    T_CHECK(weft_group_spawn(g, nap_ret, (void *)(10 * ORDER_SCALE)) != NULL);
+    T_CHECK(weft_group_spawn(g, nap_ret, (void *)(20 * ORDER_SCALE)) != NULL);
     T_CHECK_EQ(weft_group_size(g), 3);
-    intptr_t want[3] = {30, 60, 90};
+    intptr_t want[3] = {10 * ORDER_SCALE, 20 * ORDER_SCALE, 30 * ORDER_SCALE};
     for (int i = 0; i < 3; i++) {
         void *res = NULL;
         T_CHECK_EQ(weft_group_next(g, &res, WEFT_FOREVER), 0);
@@ -252,14 +255,15 @@ static void *order_blocking_main(void *arg)
 {
     (void)arg;
     weft_group *g = weft_group_new();
-    T_CHECK(weft_group_spawn_blocking(g, os_nap_ret, (void *)100) != NULL);
-    T_CHECK(weft_group_spawn(g, nap_ret, (void *)25) != NULL);
-    T_CHECK(weft_group_spawn_blocking(g, os_nap_ret, (void *)50) != NULL);
-    T_CHECK(weft_group_spawn(g, nap_ret, (void *)75) != NULL);
+    const intptr_t k = 20 * ORDER_SCALE;
+    T_CHECK(weft_group_spawn_blocking(g, os_nap_ret, (void *)(4 * k)) != NULL);
+    T_CHECK(weft_group_spawn(g, nap_ret, (void *)k) != NULL);
+    T_CHECK(weft_group_spawn_blocking(g, os_nap_ret, (void *)(2 * k)) != NULL);
+    T_CHECK(weft_group_spawn(g, nap_ret, (void *)(3 * k)) != NULL);
     weft_task *b = weft_group_spawn_blocking(g, os_nap_ret, (void *)1);
     T_CHECK(b != NULL && weft_task_name(b) == NULL);
     T_CHECK_EQ(weft_group_size(g), 5);
-    intptr_t want[5] = {1, 25, 50, 75, 100};
+    intptr_t want[5] = {1, k, 2 * k, 3 * k, 4 * k};
     for (int i = 0; i < 5; i++) {
         void *res = NULL;
         T_CHECK_EQ(weft_group_next(g, &res, WEFT_FOREVER), 0);
@@ -684,6 +688,70 @@ static void test_owner_cancelled_before_wait(void **state)
     assert_int_equal(t_run(owner_main, &o, NULL), 0);
 }
 
+/* The owner is cancelled just after a member that was itself cancelled
+ * finished and woke it (one worker, so the owner cannot run in between):
+ * group_wait must still cancel the other members and wait for them before
+ * it returns -ECANCELED. */
+typedef struct race_rec {
+    member a;                /* waits until cancelled, then cleans up */
+    bmember b;               /* blocking, gated */
+    weft_task *bt;
+    _Atomic int in_wait;
+    int rc;
+    int a_cleaned_at_return;
+    int a_runs_at_return;
+} race_rec;
+
+static void *race_owner(void *arg)
+{
+    race_rec *r = arg;
+    weft_group *g = weft_group_new();
+    weft_group_spawn(g, member_fn, &r->a);
+    r->bt = weft_group_spawn_blocking(g, bmember_fn, &r->b);
+    blk_co_wait_flag(&r->a.started, 5000);
+    blk_co_wait_flag(&r->b.started, 5000);
+    atomic_store(&r->in_wait, 1);
+    r->rc = weft_group_wait(g);
+    r->a_cleaned_at_return = atomic_load(&r->a.cleaned);
+    weft_group_free(g);
+    return NULL;
+}
+
+static void *wait_race_main(void *arg)
+{
+    (void)arg;
+    race_rec r;
+    memset(&r, 0, sizeof r);
+    r.a.cleanup_ms = 20;
+    r.b.use_gate = true;
+    weft_task *o = weft_spawn(race_owner, &r);
+    T_CHECK(blk_co_wait_flag(&r.in_wait, 5000));
+    weft_sleep(10 * WEFT_MS);  /* the owner is parked in group_wait */
+    /* b is cancelled while it runs (its code will be -ECANCELED), then let
+     * go; without a suspension point here the owner, woken by b's finish,
+     * cannot run before it is cancelled too. */
+    T_CHECK_EQ(weft_cancel(r.bt), 0);
+    atomic_store(&r.b.gate, 1);
+    while (!atomic_load(&r.b.finished))
+        ;
+    t_spin_ms(10);  /* b's pool thread reports it done and wakes the owner */
+    T_CHECK_EQ(weft_cancel(o), 0);
+    weft_join(o, NULL);
+    T_CHECK_EQ(r.rc, -ECANCELED);
+    if (!r.a_cleaned_at_return)
+        fprintf(stderr, "group_wait returned %d to a cancelled owner while another member "
+                        "still ran (not cancelled, not awaited)\n", r.rc);
+    T_CHECK_EQ(r.a_cleaned_at_return, 1);
+    return NULL;
+}
+
+static void test_wait_owner_cancelled_after_member_report(void **state)
+{
+    (void)state;
+    BLK_BEGIN(30);
+    assert_int_equal(t_run_workers(1, wait_race_main, NULL, NULL), 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Plain threads and several consumers                                 */
 /* ------------------------------------------------------------------ */
@@ -801,7 +869,17 @@ static void *sd_owner(void *arg)
     for (int i = 0; i < 2; i++)
         weft_group_spawn(g, member_fn, &sd_m[i]);
     weft_group_spawn_blocking(g, bmember_fn, &sd_b);
-    sd_next_rc = weft_group_next(g, NULL, WEFT_FOREVER);
+    /* Shutdown cancels the members and the owner in one walk: next may
+     * first report a member that finished (its code), so an owner that
+     * sees itself cancelled calls next once more, which drains. */
+    int rc;
+    while ((rc = weft_group_next(g, NULL, WEFT_FOREVER)) != -ENOENT) {
+        if (weft_cancelled()) {
+            rc = weft_group_next(g, NULL, WEFT_FOREVER);
+            break;
+        }
+    }
+    sd_next_rc = rc;
     sd_cleaned_at_return = atomic_load(&sd_m[0].cleaned) + atomic_load(&sd_m[1].cleaned);
     sd_bfinished_at_return = atomic_load(&sd_b.finished);
     sd_free_rc = weft_group_free(g);
@@ -902,9 +980,12 @@ static void test_free_queued_blocking_members(void **state)
     assert_int_equal(t_run_config(&c, cancel_queued_main, &use_free, NULL), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    blk_no_stack_cache(argv);
     blk_warm_up();
+    blk_filter_from_env();
     const struct CMUnitTest tests[] = {
         BLK_TEST(test_errors),
         BLK_TEST(test_outside_runtime),
@@ -922,6 +1003,7 @@ int main(void)
         BLK_TEST(test_owner_cancelled_in_wait),
         BLK_TEST(test_owner_cancelled_before_next),
         BLK_TEST(test_owner_cancelled_before_wait),
+        BLK_TEST(test_wait_owner_cancelled_after_member_report),
         BLK_TEST(test_spawn_from_plain_thread),
         BLK_TEST(test_several_consumers),
         BLK_TEST(test_shutdown_with_group),

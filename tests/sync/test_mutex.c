@@ -267,6 +267,23 @@ static void *starve_main(void *arg)
     /* Back in normal mode: free again. */
     T_CHECK_EQ(weft_mutex_trylock(&s.m), 0);
     T_CHECK_EQ(weft_mutex_unlock(&s.m), 0);
+
+    /* Starvation mode whose only waiter times out: the next unlock finds
+     * nobody to hand to, frees the mutex and leaves starvation mode. */
+    T_CHECK_EQ(weft_mutex_lock(&s.m), 0);
+    s.deadline = weft_now() + 30 * WEFT_MS;
+    t = spawn_ok(locker, &a);
+    waiting_for(t);
+    weft_sleep(3 * WEFT_MS);
+    T_CHECK_EQ(weft_mutex_unlock(&s.m), 0);
+    T_CHECK_EQ(weft_mutex_trylock(&s.m), 0);  /* barge again */
+    waiting_for(t);                             /* starving now */
+    T_CHECK_EQ(join_long(t, NULL), -ETIMEDOUT);
+    T_CHECK_EQ(weft_mutex_unlock(&s.m), 0);
+    T_CHECK(!weft_mutex_is_locked(&s.m));
+    T_CHECK_EQ(weft_mutex_trylock(&s.m), 0);
+    T_CHECK_EQ(weft_mutex_unlock(&s.m), 0);
+    T_CHECK_EQ(s.n, 1);
     weft_mutex_destroy(&s.m);
     return NULL;
 }

@@ -17,3 +17,11 @@ void *weft__ctx_make(void *stack_top, void (*fn)(void *), void *arg)
     sp[20] = 0;  /* FPCR: the ABI's initial state (round to nearest, no traps) */
     return sp;
 }
+
+/* Any thread: the frame of a switched-out context (see switch.S). */
+void weft__ctx_frame(void *sp, uintptr_t *pc, uintptr_t *fp)
+{
+    const uint64_t *f = sp;
+    *fp = (uintptr_t)__atomic_load_n(&f[10], __ATOMIC_RELAXED); /* x29 */
+    *pc = (uintptr_t)__atomic_load_n(&f[11], __ATOMIC_RELAXED); /* x30 */
+}

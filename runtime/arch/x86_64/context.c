@@ -23,3 +23,11 @@ void *weft__ctx_make(void *stack_top, void (*fn)(void *), void *arg)
     *--sp = (uint64_t)0x1F80 | ((uint64_t)0x037F << 32);
     return sp;
 }
+
+/* Any thread: the frame of a switched-out context (see switch.S). */
+void weft__ctx_frame(void *sp, uintptr_t *pc, uintptr_t *fp)
+{
+    const uint64_t *f = sp;
+    *fp = (uintptr_t)__atomic_load_n(&f[6], __ATOMIC_RELAXED);  /* rbp */
+    *pc = (uintptr_t)__atomic_load_n(&f[7], __ATOMIC_RELAXED);  /* return address */
+}

@@ -1,0 +1,74 @@
+/*
+ * weft observability (included by <weft.h>): every task, what it waits on,
+ * a Go-style dump, and counters.
+ */
+#ifndef WEFT_OBSERVE_H
+#define WEFT_OBSERVE_H
+
+#ifndef WEFT_H
+#error "include <weft.h>"
+#endif
+
+typedef struct weft_task_info {
+    uint64_t    id;           /* unique for the process's lifetime, never reused */
+    const char *name;         /* NULL when unnamed */
+    int         state;        /* WEFT_TASK_* */
+    const char *wait;         /* what a waiting task waits on: "sleep", "join", "gather",
+                                 "event", "mutex", "queue get", "read fd 7",
+                                 "to_thread", "group next", ...; NULL otherwise */
+    int64_t     since;        /* weft_now() (to a millisecond) when it entered this state */
+    int         worker;       /* worker it last ran on, -1 for none */
+} weft_task_info;
+
+/* Visits every task that has not finished (asyncio's all_tasks), from any
+ * thread, without stopping the workers; the strings in info are valid during
+ * the call only.  A visitor returning nonzero stops the walk, and that value
+ * is returned; 0 after a full walk; -EINVAL for a NULL visitor; -EPERM when
+ * no runtime runs.  Tasks starting or finishing during the walk may or may
+ * not be visited; no entry is ever torn. */
+WEFT_API int weft_tasks_foreach(int (*visit)(const weft_task_info *info, void *ctx), void *ctx);
+
+/* Writes every unfinished task to fd as Go's dump does: id, name, state,
+ * what it waits on and for how long, its worker, and the backtrace of each
+ * suspended coroutine (frame pointers from its saved context: weft is built
+ * with -fno-omit-frame-pointer; build your code so too for full traces).
+ * Safe in a signal handler's context (no locks, no allocation); it is what
+ * WEFT_DUMP_SIGNAL runs.  Never stops the process.  0 or -errno. */
+WEFT_API int weft_dump(int fd);
+
+#define WEFT_STATS_MAX_WORKERS 64
+
+typedef struct weft_worker_stats {
+    uint64_t tasks_run;       /* times it switched a coroutine in */
+    uint64_t tasks_spawned;   /* tasks spawned by coroutines running on it */
+    uint64_t steals;          /* tasks it stole from other workers */
+    uint64_t steal_attempts;  /* victims it tried */
+    uint64_t parks;           /* times it parked in its poller */
+    uint64_t wakeups;         /* times another thread woke it to search */
+    uint64_t polls;           /* polls of descriptors (parking or not) */
+    uint64_t injected;        /* tasks it took from the injection queue */
+    uint64_t queue_depth;     /* tasks in its run queue now */
+    uint64_t timers;          /* timers pending in its heap now */
+    uint64_t busy_ns;         /* time not parked since the runtime started */
+} weft_worker_stats;
+
+typedef struct weft_stats {
+    uint64_t tasks_alive;      /* unfinished tasks now */
+    uint64_t tasks_spawned;    /* since the runtime started, from anywhere */
+    uint64_t steals;           /* sum over workers */
+    uint64_t parks;            /* sum over workers */
+    uint64_t blocking_threads; /* blocking-pool threads now (users' pool) */
+    uint64_t blocking_queued;  /* blocking calls waiting for a thread now */
+    uint64_t steal_attempts, wakeups, polls, injected;  /* sums over workers */
+    uint64_t inject_queue;     /* tasks in the global injection queue now */
+    uint64_t uptime_ns;        /* since weft_run started */
+    unsigned workers;          /* entries of worker[] filled (at most 64) */
+    weft_worker_stats worker[WEFT_STATS_MAX_WORKERS];
+} weft_stats;
+
+/* Any thread while a runtime runs: counters are per worker (no shared
+ * cache line on the hot path) and summed here.  0, -EINVAL for NULL, -EPERM
+ * when no runtime runs. */
+WEFT_API int weft_stats_get(weft_stats *out);
+
+#endif

@@ -1,0 +1,401 @@
+/*
+ * Observability: the task walk (weft_tasks_foreach), the dump (weft_dump,
+ * WEFT_DUMP_SIGNAL) and counters (weft_stats_get).
+ *
+ * The walk reads the task slabs (registry.c) without a lock: every field it
+ * reads is an atomic, and each slot carries a sequence number that is odd
+ * while the slot is filled or freed; a slot whose sequence moved during the
+ * read is skipped, so no entry is ever torn.  Names are stored in the slot,
+ * never freed under a reader.  This is the RCU reader's discipline without
+ * liburcu: slabs are never freed while the runtime runs, so there is no
+ * grace period to wait for (and TSan sees every access, which liburcu's
+ * inline-assembly atomics would hide).
+ *
+ * The dump is async-signal-safe: no lock, no allocation, output assembled
+ * in a stack buffer and written with write(2); symbols by
+ * backtrace_symbols_fd.  Backtraces of suspended coroutines walk frame
+ * pointers from the saved context; every frame is bounds-checked against
+ * the coroutine's stack, so a coroutine that resumes meanwhile yields a
+ * short or odd trace, never a crash.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <execinfo.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+typedef struct {
+    weft_task_info info;
+    char name[WEFT__NAME_MAX];
+    char wait[48];
+    uintptr_t sp;
+    weft__stack *stack;
+} snap;
+
+static const char *state_name(int st)
+{
+    switch (st) {
+    case WEFT_TASK_READY: return "ready";
+    case WEFT_TASK_RUNNING: return "running";
+    case WEFT_TASK_WAITING: return "waiting";
+    case WEFT_TASK_BLOCKING: return "blocking";
+    case WEFT_TASK_DONE: return "done";
+    default: return "?";
+    }
+}
+
+/* Small async-signal-safe formatting. */
+static size_t put_s(char *b, size_t at, size_t cap, const char *s)
+{
+    while (s && *s && at + 1 < cap)
+        b[at++] = *s++;
+    b[at] = '\0';
+    return at;
+}
+
+static size_t put_u(char *b, size_t at, size_t cap, unsigned long long v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n && at + 1 < cap)
+        b[at++] = tmp[--n];
+    b[at] = '\0';
+    return at;
+}
+
+/* Any thread.  A consistent copy of slot t, or false (free, finished, or
+ * changing under us). */
+static bool snapshot(weft_task *t, snap *out)
+{
+    uint32_t s1 = atomic_load_explicit(&t->seq, memory_order_acquire);
+    if (s1 & 1)
+        return false;
+    int st = atomic_load_explicit(&t->state, memory_order_acquire);
+    if (st == WEFT__TASK_FREE || st == WEFT_TASK_DONE)
+        return false;
+    out->info.id = atomic_load_explicit(&t->id, memory_order_relaxed);
+    out->info.state = st;
+    out->info.since = atomic_load_explicit(&t->since, memory_order_relaxed);
+    out->info.worker = atomic_load_explicit(&t->last_worker, memory_order_relaxed);
+    size_t i = 0;
+    for (; i + 1 < WEFT__NAME_MAX; i++) {
+        char c = __atomic_load_n(&t->name[i], __ATOMIC_RELAXED);
+        out->name[i] = c;
+        if (!c)
+            break;
+    }
+    out->name[i] = '\0';
+    const char *w = atomic_load_explicit(&t->wait, memory_order_relaxed);
+    int fd = atomic_load_explicit(&t->wait_fd, memory_order_relaxed);
+    out->sp = (uintptr_t)__atomic_load_n(&t->sp, __ATOMIC_RELAXED);
+    out->stack = __atomic_load_n(&t->stack, __ATOMIC_RELAXED);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&t->seq, memory_order_relaxed) != s1)
+        return false;
+    out->info.name = out->name[0] ? out->name : NULL;
+    if (st == WEFT_TASK_WAITING && w) {
+        size_t n = put_s(out->wait, 0, sizeof out->wait, w);
+        if (strcmp(w, "read fd") == 0 || strcmp(w, "write fd") == 0 || strcmp(w, "poll fd") == 0) {
+            n = put_s(out->wait, n, sizeof out->wait, " ");
+            put_u(out->wait, n, sizeof out->wait, (unsigned long long)(fd < 0 ? 0 : fd));
+        }
+        out->info.wait = out->wait;
+    } else {
+        out->info.wait = NULL;
+    }
+    return true;
+}
+
+static int walk(weft__runtime *rt, int (*visit)(snap *s, void *ctx), void *ctx)
+{
+    /* acquire: pairs with the release that publishes a slab (registry.c). */
+    for (struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire);
+         s; s = s->next) {
+        for (int i = 0; i < WEFT__SLAB_TASKS; i++) {
+            snap sn;
+            if (!snapshot(&s->t[i], &sn))
+                continue;
+            int rc = visit(&sn, ctx);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    int (*visit)(const weft_task_info *info, void *ctx);
+    void *ctx;
+} foreach_ctx;
+
+static int foreach_one(snap *s, void *arg)
+{
+    foreach_ctx *f = arg;
+    return f->visit(&s->info, f->ctx);
+}
+
+int weft_tasks_foreach(int (*visit)(const weft_task_info *info, void *ctx), void *ctx)
+{
+    if (!visit)
+        return -EINVAL;
+    weft__worker *w = weft__cur_worker();
+    weft__runtime *rt = w ? w->rt : weft__rt_get();
+    if (!rt)
+        return -EPERM;
+    foreach_ctx f = {visit, ctx};
+    int rc = walk(rt, foreach_one, &f);
+    if (!w)
+        weft__rt_put();
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dump                                                                */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    int fd;
+    int64_t now;
+    int err;
+} dump_ctx;
+
+static void out(dump_ctx *d, const char *b, size_t n)
+{
+    while (n) {
+        ssize_t r = write(d->fd, b, n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            d->err = -errno;
+            return;
+        }
+        b += r;
+        n -= (size_t)r;
+    }
+}
+
+/* A suspended coroutine's return addresses, walking frame pointers inside
+ * its stack only. */
+static int backtrace_of(snap *s, void **pcs, int max)
+{
+    if (!s->sp || !s->stack)
+        return 0;
+    uintptr_t lo = (uintptr_t)s->stack->lo, hi = lo + s->stack->size;
+    if (s->sp < lo || s->sp >= hi)
+        return 0;
+    uintptr_t pc, fp;
+    weft__ctx_frame((void *)s->sp, &pc, &fp);
+    int n = 0;
+    while (pc && n < max) {
+        pcs[n++] = (void *)pc;
+        if (fp < lo || fp + 2 * sizeof(uintptr_t) > hi || (fp & (sizeof(uintptr_t) - 1)))
+            break;
+        const uintptr_t *f = (const uintptr_t *)fp;
+        uintptr_t next = __atomic_load_n(&f[0], __ATOMIC_RELAXED);
+        pc = __atomic_load_n(&f[1], __ATOMIC_RELAXED);
+        if (next <= fp)
+            break;  /* frames go up the stack; anything else is garbage */
+        fp = next;
+    }
+    return n;
+}
+
+static int dump_one(snap *s, void *arg)
+{
+    dump_ctx *d = arg;
+    char b[512];
+    size_t n = 0;
+    n = put_s(b, n, sizeof b, "task ");
+    n = put_u(b, n, sizeof b, s->info.id);
+    if (s->info.name) {
+        n = put_s(b, n, sizeof b, " '");
+        n = put_s(b, n, sizeof b, s->info.name);
+        n = put_s(b, n, sizeof b, "'");
+    }
+    n = put_s(b, n, sizeof b, " [");
+    n = put_s(b, n, sizeof b, state_name(s->info.state));
+    if (s->info.wait) {
+        n = put_s(b, n, sizeof b, ", ");
+        n = put_s(b, n, sizeof b, s->info.wait);
+    }
+    int64_t ms = (d->now - s->info.since) / WEFT_MS;
+    n = put_s(b, n, sizeof b, ", ");
+    n = put_u(b, n, sizeof b, (unsigned long long)(ms < 0 ? 0 : ms));
+    n = put_s(b, n, sizeof b, " ms");
+    if (s->info.worker >= 0) {
+        n = put_s(b, n, sizeof b, ", worker ");
+        n = put_u(b, n, sizeof b, (unsigned long long)s->info.worker);
+    }
+    n = put_s(b, n, sizeof b, "]:\n");
+    out(d, b, n);
+    if (s->info.state == WEFT_TASK_WAITING || s->info.state == WEFT_TASK_READY) {
+        void *pcs[32];
+        int k = backtrace_of(s, pcs, 32);
+        if (k > 0)
+            backtrace_symbols_fd(pcs, k, d->fd);
+    }
+    out(d, "\n", 1);
+    return d->err;
+}
+
+int weft_dump(int fd)
+{
+    if (fd < 0)
+        return -EBADF;
+    /* No rwlock here: this runs in signal handlers.  weft_run withdraws the
+     * dump signal before it frees anything (observe_stop). */
+    weft__worker *w = weft__cur_worker();
+    weft__runtime *rt = w ? w->rt : weft__cur_rt();
+    if (!rt)
+        return -EPERM;
+    dump_ctx d = {.fd = fd, .now = weft_now()};
+    char b[160];
+    size_t n = put_s(b, 0, sizeof b, "weft: dump of all tasks (");
+    n = put_u(b, n, sizeof b, rt->nworkers);
+    n = put_s(b, n, sizeof b, " workers)\n\n");
+    out(&d, b, n);
+    walk(rt, dump_one, &d);
+    return d.err;
+}
+
+/* ------------------------------------------------------------------ */
+/* WEFT_DUMP_SIGNAL                                                    */
+/* ------------------------------------------------------------------ */
+
+static int dump_sig;
+static struct sigaction dump_old;
+static _Atomic int dump_busy;
+
+static void on_dump_signal(int sig)
+{
+    (void)sig;
+    int e = errno;
+    atomic_fetch_add_explicit(&dump_busy, 1, memory_order_acq_rel);
+    weft_dump(2);
+    atomic_fetch_sub_explicit(&dump_busy, 1, memory_order_acq_rel);
+    errno = e;
+}
+
+/* A signal name ("USR1", "SIGQUIT") or number; -1 when unknown. */
+int weft__signal_number(const char *s)
+{
+    static const struct { const char *n; int v; } tab[] = {
+        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"QUIT", SIGQUIT}, {"HUP", SIGHUP},
+        {"INT", SIGINT},   {"TERM", SIGTERM}, {"WINCH", SIGWINCH}, {"URG", SIGURG},
+        {"PWR", SIGPWR},
+    };
+    if (!s || !*s)
+        return -1;
+    if (strncmp(s, "SIG", 3) == 0)
+        s += 3;
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+        if (strcmp(s, tab[i].n) == 0)
+            return tab[i].v;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v <= 0 || v >= NSIG || v == SIGKILL || v == SIGSTOP || v == SIGSEGV || v == SIGBUS)
+        return -1;
+    return (int)v;
+}
+
+/* weft_run, before the workers start. */
+int weft__observe_start(weft__runtime *rt)
+{
+    rt->started_at = weft_now();
+    dump_sig = rt->cfg.dump_signal;
+    if (dump_sig > 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_dump_signal;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(dump_sig, &sa, &dump_old) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+/* weft_run, after every task finished and before anything is freed. */
+void weft__observe_stop(weft__runtime *rt)
+{
+    (void)rt;
+    if (dump_sig > 0) {
+        sigaction(dump_sig, &dump_old, NULL);
+        dump_sig = 0;
+    }
+    while (atomic_load_explicit(&dump_busy, memory_order_acquire))
+        sched_yield();  /* a dump in flight on another thread */
+}
+
+/* ------------------------------------------------------------------ */
+/* Stats                                                               */
+/* ------------------------------------------------------------------ */
+
+static int count_alive(snap *s, void *arg)
+{
+    (void)s;
+    (*(uint64_t *)arg)++;
+    return 0;
+}
+
+int weft_stats_get(weft_stats *outp)
+{
+    if (!outp)
+        return -EINVAL;
+    weft__worker *cw = weft__cur_worker();
+    weft__runtime *rt = cw ? cw->rt : weft__rt_get();
+    if (!rt)
+        return -EPERM;
+    memset(outp, 0, sizeof *outp);
+    int64_t now = weft_now();
+    outp->uptime_ns = (uint64_t)(now - rt->started_at);
+    outp->tasks_spawned = atomic_load_explicit(&rt->spawned_plain, memory_order_relaxed);
+    outp->workers = rt->nworkers < WEFT_STATS_MAX_WORKERS ? rt->nworkers : WEFT_STATS_MAX_WORKERS;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft__worker *w = rt->workers[i];
+        weft_worker_stats ws;
+#define R(f) atomic_load_explicit(&w->c.f, memory_order_relaxed)
+        ws.tasks_run = R(runs);
+        ws.tasks_spawned = R(spawned);
+        ws.steals = R(steals);
+        ws.steal_attempts = R(steal_attempts);
+        ws.parks = R(parks);
+        ws.wakeups = R(wakeups);
+        ws.polls = R(polls);
+        ws.injected = R(injected);
+        uint64_t parked = R(parked_ns);
+#undef R
+        ws.queue_depth = weft__runq_len(w);
+        weft__spin_lock(&w->timers.lock);
+        ws.timers = (uint64_t)w->timers.n;
+        weft__spin_unlock(&w->timers.lock);
+        ws.busy_ns = outp->uptime_ns > parked ? outp->uptime_ns - parked : 0;
+        outp->tasks_spawned += ws.tasks_spawned;
+        outp->steals += ws.steals;
+        outp->steal_attempts += ws.steal_attempts;
+        outp->parks += ws.parks;
+        outp->wakeups += ws.wakeups;
+        outp->polls += ws.polls;
+        outp->injected += ws.injected;
+        if (i < WEFT_STATS_MAX_WORKERS)
+            outp->worker[i] = ws;
+    }
+    outp->inject_queue = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
+    if (rt->pool) {
+        outp->blocking_threads = weft__pool_threads(rt->pool);
+        outp->blocking_queued = weft__pool_queued(rt->pool);
+    }
+    walk(rt, count_alive, &outp->tasks_alive);
+    if (!cw)
+        weft__rt_put();
+    return 0;
+}
