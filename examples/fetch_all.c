@@ -7,7 +7,7 @@
  *     async def main():
  *         jobs = [fetch(url) for url in URLS]
  *         jobs.append(asyncio.to_thread(read_file, path))
- *         jobs.append(asyncio.to_thread(count_primes, 3_000_000))
+ *         jobs.append(asyncio.to_thread(count_primes, 1_000_000))
  *         for job in asyncio.as_completed(jobs, timeout=5):
  *             print(await job)
  *
@@ -187,7 +187,7 @@ static void *main_task(void *arg)
     for (size_t i = 0; i < NSITES; i++)
         spawned += weft_group_spawn(g, fetch, (void *)&SITES[i]) != NULL;
     spawned += weft_group_spawn(g, read_file, (void *)a->path) != NULL;
-    spawned += weft_group_spawn(g, count_primes, (void *)(intptr_t)3000000) != NULL;
+    spawned += weft_group_spawn(g, count_primes, (void *)(intptr_t)1000000) != NULL;
     printf("%zu jobs started on %u worker%s\n", spawned, weft_workers(),
            weft_workers() == 1 ? "" : "s");
 

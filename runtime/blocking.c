@@ -206,7 +206,10 @@ static void *pool_main(void *arg)
                 return NULL;
         }
         atomic_store_explicit(&t->state, WEFT_TASK_BLOCKING, memory_order_relaxed);
+        int64_t start = p->rt->pool_trace ? weft_now() : 0;
         t->result = t->fn(t->arg);
+        if (WEFT__UNLIKELY(p->rt->pool_trace))
+            weft__trace_blocking(p->rt, t, start);
         weft__task_done(t);
         t = NULL;
     }

@@ -161,6 +161,7 @@ struct weft_task {
     struct weft__pool *pool;    /* blocking: the pool it was submitted to */
     weft_group *group;          /* member of this group (group.c), or NULL */
     weft_task *gprev, *gnext;   /* links in the group's lists */
+    uint64_t trace_flow;        /* WEFT_TRACE: the wake-up arrow to end at its next run */
 } __attribute__((aligned(64)));
 
 struct weft__task_slab {
@@ -220,6 +221,19 @@ typedef struct weft__counters {
                           memory_order_relaxed)
 
 /* ------------------------------------------------------------------ */
+/* Trace events (trace.c)                                              */
+/* ------------------------------------------------------------------ */
+enum { WEFT__TEV_RUN, WEFT__TEV_PARK, WEFT__TEV_STEAL, WEFT__TEV_FLOW_S, WEFT__TEV_FLOW_F,
+       WEFT__TEV_BLOCKING };
+typedef struct weft__tev {
+    int64_t ts, dur;
+    uint64_t id;            /* task id, flow id, or victim worker */
+    int32_t kind, arg;
+    char name[16];
+} weft__tev;
+struct weft__trace;
+
+/* ------------------------------------------------------------------ */
 /* Worker                                                              */
 /* ------------------------------------------------------------------ */
 struct weft__worker {
@@ -257,6 +271,9 @@ struct weft__worker {
     weft__timers timers;
     weft__task_cache tasks;               /* owner only: free task slots */
     weft__counters c WEFT__ALIGNED;
+    struct weft__trace *trace;            /* WEFT_TRACE: owner-only ring, or NULL */
+    int64_t trace_start;                  /* when the current run began */
+    uint64_t trace_flows;                 /* flow ids handed out */
 
     /* Debug mode: what runs now, for sysmon's slow-coroutine warning. */
     weft__spin dbg_lock;
@@ -329,6 +346,8 @@ struct weft__runtime {
 
     void *topo;                           /* hwloc topology (topo.c) */
     int64_t started_at;                   /* weft_now() at start */
+    struct weft__trace *pool_trace;       /* WEFT_TRACE: the pool threads' ring */
+    pthread_mutex_t pool_trace_mu;
     _Atomic uint64_t spawned_plain;       /* tasks spawned from plain threads */
     weft__pool *pool;                     /* blocking pool for users' calls */
     weft__pool *sys_pool;                 /* the runtime's own (names, files) */
@@ -447,6 +466,12 @@ int  weft__join_wait_code(weft_task *t, int64_t deadline, void **result, const c
 
 /* io/netpoll.c */
 void weft__netpoll_free(weft__runtime *rt);
+
+/* trace.c */
+int  weft__trace_init(weft__runtime *rt);
+void weft__trace_finish(weft__runtime *rt);
+weft__tev *weft__trace_slot(struct weft__trace *tr);
+void weft__trace_blocking(weft__runtime *rt, weft_task *t, int64_t start);
 
 /* observe.c */
 int  weft__observe_start(weft__runtime *rt);

@@ -240,6 +240,8 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     rt->main = m;
     weft__inject_push(rt, m, m, 1);
 
+    if ((rc = weft__trace_init(rt)) < 0)
+        goto fail_early;
     weft__signal_install();
     if ((rc = weft__observe_start(rt)) < 0) {
         weft__signal_uninstall();
@@ -281,6 +283,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     weft__observe_stop(rt);
     weft__signal_uninstall();
 
+    weft__trace_finish(rt);
     bool ok = started == rt->nworkers && rc == 0;
     if (ok && result)
         *result = m->result;
@@ -291,6 +294,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
 
 fail_early:
     free(cpus);
+    weft__trace_finish(rt);
     withdraw(rt);
     weft__reg_free_all(rt);
     runtime_free(rt);

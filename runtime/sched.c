@@ -290,6 +290,8 @@ void weft__ready_on(weft__worker *w, weft_task *t, bool lifo)
     }
 }
 
+static void trace_event(weft__worker *w, int kind, int64_t ts, int64_t dur, uint64_t id, int arg);
+
 static bool wake(weft_task *t, bool lifo)
 {
     int v = atomic_load_explicit(&t->park, memory_order_seq_cst);
@@ -300,6 +302,12 @@ static bool wake(weft_task *t, bool lifo)
             if (atomic_compare_exchange_weak_explicit(&t->park, &v, WEFT__PARK_RUNNING,
                                                       memory_order_seq_cst,
                                                       memory_order_seq_cst)) {
+                weft__worker *w = weft__cur_worker();
+                if (WEFT__UNLIKELY(w && w->trace)) {
+                    /* The arrow starts here and ends at t's next run. */
+                    t->trace_flow = ((uint64_t)(w->id + 1) << 40) | ++w->trace_flows;
+                    trace_event(w, WEFT__TEV_FLOW_S, weft_now(), 0, t->trace_flow, 0);
+                }
                 weft__ready(t, lifo);
                 return true;
             }
@@ -497,6 +505,40 @@ static void debug_publish(weft__worker *w, weft_task *t)
     weft__spin_unlock(&w->dbg_lock);
 }
 
+/* WEFT_TRACE hooks (trace.c); each costs one branch when tracing is off. */
+static void trace_run_begin(weft__worker *w, weft_task *t)
+{
+    w->trace_start = weft_now();
+    if (t->trace_flow) {
+        weft__tev *e = weft__trace_slot(w->trace);
+        e->kind = WEFT__TEV_FLOW_F;
+        e->ts = w->trace_start;
+        e->id = t->trace_flow;
+        t->trace_flow = 0;
+    }
+}
+
+static void trace_run_end(weft__worker *w, weft_task *t)
+{
+    weft__tev *e = weft__trace_slot(w->trace);
+    e->kind = WEFT__TEV_RUN;
+    e->ts = w->trace_start;
+    e->dur = weft_now() - w->trace_start;
+    e->id = atomic_load_explicit(&t->id, memory_order_relaxed);
+    memcpy(e->name, t->name, sizeof e->name - 1);
+    e->name[sizeof e->name - 1] = '\0';
+}
+
+static void trace_event(weft__worker *w, int kind, int64_t ts, int64_t dur, uint64_t id, int arg)
+{
+    weft__tev *e = weft__trace_slot(w->trace);
+    e->kind = kind;
+    e->ts = ts;
+    e->dur = dur;
+    e->id = id;
+    e->arg = arg;
+}
+
 /* Owner worker only.  Makes t the current task of w, giving it a stack on
  * its first run.  false (t handed back to the injection queue) when no stack
  * can be had. */
@@ -529,6 +571,8 @@ static bool prepare(weft__worker *w, weft_task *t)
     atomic_store_explicit(&w->tick, ++w->ticks, memory_order_relaxed);
     if (WEFT__UNLIKELY(w->rt->cfg.debug))
         debug_publish(w, t);
+    if (WEFT__UNLIKELY(w->trace))
+        trace_run_begin(w, t);
     return true;
 }
 
@@ -581,6 +625,8 @@ static weft_task *local_next(weft__worker *w)
  * possibly on another worker. */
 static void leave(weft__worker *w, weft_task *t, int after)
 {
+    if (WEFT__UNLIKELY(w->trace))
+        trace_run_end(w, t);
     t->after = after;
     w->prev = t;
     weft_task *next = local_next(w);
@@ -685,6 +731,8 @@ static weft_task *steal_work(weft__worker *w)
             unsigned got = weft__runq_steal(w, v, runnext, &t);
             if (got) {
                 WEFT__COUNT(w, steals, got);
+                if (WEFT__UNLIKELY(w->trace))
+                    trace_event(w, WEFT__TEV_STEAL, weft_now(), 0, (uint64_t)v->id, (int)got);
                 return t;
             }
         }
@@ -726,7 +774,10 @@ static void park_worker(weft__worker *w)
         atomic_store_explicit(&w->running, 0, memory_order_relaxed);
         int64_t t0 = weft_now();
         weft__poll_wait(w, tsp);
-        WEFT__COUNT(w, parked_ns, (uint64_t)(weft_now() - t0));
+        int64_t t1 = weft_now();
+        WEFT__COUNT(w, parked_ns, (uint64_t)(t1 - t0));
+        if (WEFT__UNLIKELY(w->trace))
+            trace_event(w, WEFT__TEV_PARK, t0, t1 - t0, 0, 0);
         WEFT__COUNT(w, parks, 1);
         WEFT__COUNT(w, polls, 1);
         atomic_store_explicit(&w->running, 1, memory_order_relaxed);

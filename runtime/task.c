@@ -83,6 +83,7 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     t->pool = NULL;
     t->group = NULL;
     t->gprev = t->gnext = NULL;
+    t->trace_flow = 0;
     atomic_store_explicit(&t->wait, NULL, memory_order_relaxed);
     atomic_store_explicit(&t->wait_fd, -1, memory_order_relaxed);
     atomic_store_explicit(&t->since, weft__coarse_now(),
