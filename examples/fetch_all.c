@@ -11,10 +11,13 @@
  *         for job in asyncio.as_completed(jobs, timeout=5):
  *             print(await job)
  *
- * The fetches are coroutines (there is no networking in weft yet: each one
- * sleeps as long as a slow server would take); read_file and count_primes
- * are ordinary blocking C functions, handed to the blocking pool with
- * weft_to_thread so that the workers go on running the fetches meanwhile.
+ * The fetches are coroutines that sleep as long as a slow server would take
+ * (so that the example runs without network access; with real servers they
+ * would use weft_tcp_connect and the stream calls).  read_file and
+ * count_primes are ordinary blocking C functions, handed to the blocking
+ * pool with weft_to_thread so that the workers go on running the fetches
+ * meanwhile.  (For plain file contents weft_file_read does the same job in
+ * one call; read_file stands for any blocking library function.)
  * weft_group_next returns the members in completion order (as_completed),
  * and weft_group_free at the end cancels and awaits anything left (the
  * group never leaves a task behind).
@@ -75,8 +78,8 @@ static const site SITES[] = {
 };
 #define NSITES (sizeof SITES / sizeof SITES[0])
 
-/* Coroutine: "downloads" a page.  weft_sleep stands for the socket reads;
- * while it waits, its worker runs the other coroutines. */
+/* Coroutine: "downloads" a page.  weft_sleep stands for the connection and
+ * the socket reads; while it waits, its worker runs the other coroutines. */
 static void *fetch(void *arg)
 {
     const site *s = arg;
