@@ -9,9 +9,13 @@
  *  worker   One OS thread per CPU (WEFT_WORKERS), optionally pinned.  Each is
  *           an event loop: a run queue, a timer heap and an epoll instance
  *           (an eventfd for wake-ups now; sockets join it in the I/O layer).
- *           A worker switches between its scheduler context (the thread's
- *           own stack) and task contexts; every task switch goes through the
- *           scheduler context, as Go's g0 does.
+ *           A task that switches out goes straight to the worker's next
+ *           local task when there is one (one switch, not two); otherwise
+ *           to the worker's scheduler context (the thread's own stack),
+ *           which steals, polls and parks.  What the switched-out task asked
+ *           for (requeue, park, exit) is done by whichever context runs
+ *           next (weft__after_switch), once its registers are saved: only
+ *           then may another worker resume it, or its stack be freed.
  *  runtime  The workers, the global injection queue, the idle list, the task
  *           registry and the monitor thread (sysmon).
  *
@@ -101,15 +105,31 @@
  *
  *  - One global queue (simple, but every operation contends on one line).
  *  - Chase-Lev deques (runq.c says why the ring won).
- *  - Direct task-to-task switches (saves one switch per hand-off, but the
- *    park protocol then needs the parker's context saved by the wakee, and
- *    a finishing task cannot free its own stack).
+ *  - Every switch through the scheduler context (Go's g0): simpler, but a
+ *    second switch per hand-off; the deferred after-action (section 1) gives
+ *    the same safety with one.
  *  - liburcu's wfcqueue for injection: wait-free, but its uatomic is inline
  *    assembly that ThreadSanitizer cannot see, and injection is rare enough
  *    that a spinlock costs nothing measurable.
  *  - Waking a worker per new task (every spawn would pay a syscall).
  *
- * 9. Shutdown (runtime.c, weft_run)
+ * 9. I/O (io/netpoll.c, io/poll_epoll.c)
+ *
+ *  The poller is the wait a worker parks in: its epoll instance holds the
+ *  eventfd that notify() writes and every descriptor first waited on by a
+ *  coroutine running on that worker (edge-triggered).  A worker sees its
+ *  poller when it parks (blocking wait until its earliest timer), when it
+ *  runs out of local work (before stealing), and every WEFT__INJECT_EVERY
+ *  schedules while busy (no wait); other workers poll a blocked worker's
+ *  poller (section 6).  A readiness edge bumps the fd's sequence number and
+ *  wakes its waiters onto the polling worker's queue, from where any worker
+ *  may steal them: readiness reaches a coroutine through the fd's state and
+ *  the run queues, whichever worker it last ran on.  Nothing is missed
+ *  because a coroutine reads the sequence before its non-blocking syscall
+ *  and waits only if it has not moved (io/netpoll.c has the argument).
+ *  Blocking work (name resolution, files) runs on the runtime's own pool.
+ *
+ * 10. Shutdown (runtime.c, weft_run)
  *
  *  1. main returns; its worker signals the thread waiting in weft_run.
  *  2. The runtime is marked shutting down: tasks spawned from now on are
