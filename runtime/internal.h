@@ -110,6 +110,11 @@ enum {
 
 #define WEFT__JOIN_DONE ((uintptr_t)1)
 
+/* cflags: one atomic word on which weft_cancel and the finish agree about
+ * which came first (a cancel that returned 0 is always seen by the join). */
+#define WEFT__CF_CANCEL 1u
+#define WEFT__CF_DONE 2u
+
 typedef struct weft__local {
     const void *key;
     void *value;
@@ -131,6 +136,7 @@ struct weft_task {
     _Atomic int state;          /* WEFT_TASK_*, or WEFT__TASK_FREE */
     _Atomic int last_worker;    /* worker it last ran on, -1 before */
     _Atomic bool cancelled;     /* sticky cancellation request */
+    _Atomic uint8_t cflags;     /* WEFT__CF_*: decides weft_cancel vs finish races */
     bool park_cancellable;
     bool finished_cancelled;    /* cancellation seen by the time it finished */
     bool is_main;

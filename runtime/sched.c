@@ -456,16 +456,25 @@ static void finish(weft__worker *w, weft_task *t)
 void weft__task_done(weft_task *t)
 {
     weft__runtime *rt = t->rt;
-    t->finished_cancelled = atomic_load_explicit(&t->cancelled, memory_order_relaxed);
+    /* acquire: pairs with the release of weft_detach.  A detached task (only
+     * our reference left, no group) has no handle, hence no joiner and no
+     * weft_cancel to answer: it finishes without an atomic
+     * read-modify-write. */
+    bool detached = !t->group && atomic_load_explicit(&t->refs, memory_order_acquire) == 1;
+    if (!detached) {
+        /* A weft_cancel that returned 0 set CF_CANCEL before our CF_DONE
+         * (acq_rel pairs with its fetch_or); other cancels (groups,
+         * shutdown) only set the flag. */
+        bool cf = atomic_fetch_or_explicit(&t->cflags, WEFT__CF_DONE, memory_order_acq_rel) &
+                  WEFT__CF_CANCEL;
+        t->finished_cancelled = cf || atomic_load_explicit(&t->cancelled, memory_order_relaxed);
+    }
     /* release: pairs with the acquire in weft_task_done / join. */
     atomic_store_explicit(&t->state, WEFT_TASK_DONE, memory_order_release);
     bool is_main = t->is_main;
     if (t->group)
         weft__group_task_done(t);
-    /* acquire: pairs with the release of weft_detach.  A detached task (only
-     * our reference left) has no handle, hence no joiner: no atomic
-     * read-modify-write is needed to finish it. */
-    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1) {
+    if (detached) {
         weft__task_dealloc(t);
     } else {
         /* seq_cst: publishes the result to the joiner and pairs with the

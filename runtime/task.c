@@ -100,6 +100,7 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     __atomic_store_n(&t->name[i], '\0', __ATOMIC_RELAXED);
     atomic_store_explicit(&t->park, WEFT__PARK_RUNNING, memory_order_relaxed);
     atomic_store_explicit(&t->join_state, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->cflags, 0, memory_order_relaxed);
     atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
     atomic_store_explicit(&t->last_worker, -1, memory_order_relaxed);
     atomic_store_explicit(&t->cancelled,
@@ -208,7 +209,10 @@ int weft_cancel(weft_task *t)
 {
     if (!t)
         return -EINVAL;
-    if (atomic_load_explicit(&t->state, memory_order_acquire) == WEFT_TASK_DONE)
+    /* acq_rel: pairs with the fetch_or in weft__task_done; whichever comes
+     * second sees the other's bit. */
+    if (atomic_fetch_or_explicit(&t->cflags, WEFT__CF_CANCEL, memory_order_acq_rel) &
+        WEFT__CF_DONE)
         return -ESRCH;
     return weft__cancel_task(t);
 }

@@ -855,9 +855,19 @@ static void *slow_main(void *arg)
     return NULL;
 }
 
-/* One attempt; false when the sleeper and the busy task did not share a
+/* The bound for "within ~100 ms" on a machine shared with other jobs: a
+ * correctness bound (the timer was taken over, not left until the busy task
+ * ended), not a performance figure.  A late measurement is retried, up to
+ * T_LATE_TRIES in all, to filter out the OS scheduler's noise on a loaded
+ * machine; a runtime that does not take the timers over fails every time. */
+#define T_TAKEOVER_BOUND (150 * WEFT_MS * T_SLACK)
+#define T_LATE_TRIES 3
+
+enum { ATTEMPT_NOT_SAME, ATTEMPT_OK, ATTEMPT_LATE };
+
+/* One attempt.  NOT_SAME when the sleeper and the busy task did not share a
  * worker (work stealing decides that), so the case was not exercised. */
-static bool slow_attempt(bool debug)
+static int slow_attempt(bool debug, int64_t *late_out)
 {
     slow_ctx c;
     memset(&c, 0, sizeof c);
@@ -873,50 +883,65 @@ static bool slow_attempt(bool debug)
     char *err = t_capture_end(&cap);
     assert_int_equal(rc, 0);
     assert_int_equal(c.sleep_rc, 0);
-    bool same = c.sleeper_wid == c.busy_wid;
-    if (same) {
-        int64_t late = c.woke_at - c.sleep_start;
-        print_message("(a 10 ms sleep behind a blocked worker took %.1f ms)\n",
-                      (double)late / WEFT_MS);
-        if (late >= 150 * WEFT_MS * T_SLACK || c.woke_at >= c.busy_end)
-            print_error("sleeper woke after %lld ms (busy ended after %lld ms)\n",
-                        (long long)(late / WEFT_MS),
-                        (long long)((c.busy_end - c.sleep_start) / WEFT_MS));
-        assert_true(late >= 10 * WEFT_MS);
-        assert_true(late < 150 * WEFT_MS * T_SLACK);
-        assert_true(c.woke_at < c.busy_end);
-        assert_int_not_equal(c.woke_wid, c.busy_wid);
-        if (debug) {
-            assert_int_equal(t_lines_with(err, "busy-task", NULL), 1);
-            assert_int_equal(t_count_lines(err), 1);
-        } else {
-            assert_string_equal(err, "");
-        }
+    if (c.sleeper_wid != c.busy_wid) {
+        free(err);
+        return ATTEMPT_NOT_SAME;
+    }
+    int64_t late = c.woke_at - c.sleep_start;
+    *late_out = late;
+    print_message("(a 10 ms sleep behind a blocked worker took %.1f ms; the busy task ran "
+                  "%.1f ms more)\n",
+                  (double)late / WEFT_MS, (double)(c.busy_end - c.woke_at) / WEFT_MS);
+    assert_true(late >= 10 * WEFT_MS);
+    if (debug) {
+        /* one line naming the task, however late the sleeper was */
+        assert_int_equal(t_lines_with(err, "busy-task", NULL), 1);
+        assert_int_equal(t_count_lines(err), 1);
+    } else {
+        assert_string_equal(err, "");
     }
     free(err);
-    return same;
+    if (late >= T_TAKEOVER_BOUND || c.woke_at >= c.busy_end)
+        return ATTEMPT_LATE;
+    assert_int_not_equal(c.woke_wid, c.busy_wid);
+    return ATTEMPT_OK;
+}
+
+static void blocked_worker_case(bool debug)
+{
+    int not_same = 0, late_n = 0;
+    int64_t lates[T_LATE_TRIES];
+    for (;;) {
+        int64_t late = 0;
+        int r = slow_attempt(debug, &late);
+        if (r == ATTEMPT_OK)
+            break;
+        if (r == ATTEMPT_NOT_SAME) {
+            not_same++;
+            assert_true(not_same < 30);
+            continue;
+        }
+        lates[late_n++] = late;
+        if (late_n == T_LATE_TRIES) {
+            print_error("a 10 ms sleep behind a blocked worker took %.1f, %.1f and %.1f ms "
+                        "(bound %lld ms, busy task 300 ms)\n",
+                        (double)lates[0] / WEFT_MS, (double)lates[1] / WEFT_MS,
+                        (double)lates[2] / WEFT_MS, (long long)(T_TAKEOVER_BOUND / WEFT_MS));
+            fail();
+        }
+    }
 }
 
 static void test_blocked_worker_timers(void **state)
 {
     (void)state;
-    int tries = 0;
-    while (!slow_attempt(false)) {
-        tries++;
-        assert_true(tries < 30);
-    }
-    print_message("(sleeper and busy task shared a worker after %d retries)\n", tries);
+    blocked_worker_case(false);
 }
 
 static void test_debug_slow_warning(void **state)
 {
     (void)state;
-    int tries = 0;
-    while (!slow_attempt(true)) {
-        tries++;
-        assert_true(tries < 30);
-    }
-    print_message("(sleeper and busy task shared a worker after %d retries)\n", tries);
+    blocked_worker_case(true);
 }
 
 /* A task in the LIFO slot of a blocked worker runs elsewhere. */
@@ -939,7 +964,7 @@ static void *stuck_busy(void *arg)
     c->spawned_at = weft_now();
     weft_task *t = weft_spawn(stuck_child, c);
     c->busy_wid = weft_worker_id();
-    t_spin_ms(200);
+    t_spin_ms(300);
     c->busy_end = weft_now();
     weft_join(t, NULL);
     return NULL;
@@ -955,12 +980,22 @@ static void *stuck_main(void *arg)
 static void test_blocked_worker_runnext(void **state)
 {
     (void)state;
-    stuck_ctx c;
-    memset(&c, 0, sizeof c);
-    assert_int_equal(t_run_workers(2, stuck_main, &c, NULL), 0);
-    assert_true(c.ran_at < c.busy_end);
-    assert_true(c.ran_at - c.spawned_at < 100 * WEFT_MS * T_SLACK);
-    assert_int_not_equal(c.ran_wid, c.busy_wid);
+    /* as above: a late run is retried to filter out the OS's noise */
+    for (int attempt = 1;; attempt++) {
+        stuck_ctx c;
+        memset(&c, 0, sizeof c);
+        assert_int_equal(t_run_workers(2, stuck_main, &c, NULL), 0);
+        int64_t wait = c.ran_at - c.spawned_at;
+        print_message("(a task in a blocked worker's LIFO slot ran after %.1f ms)\n",
+                      (double)wait / WEFT_MS);
+        if (c.ran_at < c.busy_end && wait < T_TAKEOVER_BOUND) {
+            assert_int_not_equal(c.ran_wid, c.busy_wid);
+            break;
+        }
+        if (attempt == T_LATE_TRIES)
+            fail_msg("a task in a blocked worker's LIFO slot waited %.1f ms (bound %lld ms)",
+                     (double)wait / WEFT_MS, (long long)(T_TAKEOVER_BOUND / WEFT_MS));
+    }
 }
 
 int main(void)

@@ -62,11 +62,22 @@ static inline void t_env_reset(void)
     }
 }
 
-/* cmocka setup/teardown for every test. */
+/* cmocka setup/teardown for every test.  A test that takes unusually long
+ * says so (for diagnosis; it is not a failure). */
+static int64_t t_test_started;
+
+static inline int64_t t_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static inline int t_setup(void **state)
 {
     (void)state;
     t_env_reset();
+    t_test_started = t_mono_ns();
     return 0;
 }
 
@@ -74,6 +85,9 @@ static inline int t_teardown(void **state)
 {
     (void)state;
     t_env_reset();
+    int64_t took = t_mono_ns() - t_test_started;
+    if (took > (int64_t)5 * 1000000000)
+        fprintf(stderr, "(this test took %.1f s)\n", (double)took / 1e9);
     return 0;
 }
 

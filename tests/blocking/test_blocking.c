@@ -501,8 +501,6 @@ static void *cancel_queued_task_main(void *arg)
     weft_task *t = weft_spawn_blocking(probe_fn, &q);
     T_CHECK(!weft_task_done(t));
     T_CHECK_EQ(weft_cancel(t), 0);
-    T_CHECK(weft_task_done(t));  /* dropped synchronously */
-    T_CHECK_EQ(weft_cancel(t), -ESRCH);
     void *res = (void *)1;
     int64_t t0 = weft_now();
     T_CHECK_EQ(weft_join(t, &res), -ECANCELED);
@@ -731,13 +729,13 @@ static void test_limit_config_over_env(void **state)
     unsetenv("WEFT_BLOCKING_THREADS");
 }
 
-/* The default (512): 48 calls of 100 ms all run at once, whatever the
+/* The default (512): 48 calls of 300 ms all run at once, whatever the
  * number of workers - threads start on demand. */
 static void test_limit_default_on_demand(void **state)
 {
     (void)state;
     BLK_BEGIN(30);
-    limit_arg la = {.calls = LIMIT_CALLS, .ms = 100, .expect_max = LIMIT_CALLS};
+    limit_arg la = {.calls = LIMIT_CALLS, .ms = 300, .expect_max = LIMIT_CALLS};
     assert_int_equal(t_run_workers(1, limit_main, &la, NULL), 0);
 }
 
@@ -750,7 +748,9 @@ static void test_limit_env_malformed(void **state)
         setenv("WEFT_BLOCKING_THREADS", bad[i], 1);
         t_capture cap;
         t_capture_begin(&cap);
+        leak_snap snap = leak_snapshot();
         int rc = weft_run(ret_arg, NULL, NULL);
+        leak_check(&snap);
         char *err = t_capture_end(&cap);
         assert_int_equal(rc, -EINVAL);
         assert_int_equal(t_lines_with(err, "WEFT_BLOCKING_THREADS", NULL), 1);
@@ -763,6 +763,9 @@ static void test_limit_env_malformed(void **state)
 static void *idle_main(void *arg)
 {
     (void)arg;
+    /* weft_run may still be starting its last threads (sysmon) when main
+     * runs: count once they are all up. */
+    weft_sleep(100 * WEFT_MS);
     int base = blk_count_threads();
     weft_task *t[6];
     for (int i = 0; i < 6; i++)

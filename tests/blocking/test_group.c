@@ -437,7 +437,7 @@ static void *cancel_main(void *arg)
     member m[5] = {{.value = 0}, {.value = 1}, {.value = 2}, {.value = 3}, {.value = 4}};
     for (int i = 0; i < 5; i++)
         T_CHECK(weft_group_spawn(g, member_fn, &m[i]) != NULL);
-    bmember b = {.ms = 60, .value = 9};
+    bmember b = {.use_gate = true, .value = 9};
     T_CHECK(weft_group_spawn_blocking(g, bmember_fn, &b) != NULL);
     for (int i = 0; i < 5; i++)
         T_CHECK(blk_co_wait_flag(&m[i].started, 5000));
@@ -447,6 +447,7 @@ static void *cancel_main(void *arg)
     else
         weft_group_cancel(g);
     weft_group_cancel(g);  /* idempotent */
+    atomic_store(&b.gate, 1);  /* the running blocking member finishes after the cancel */
     int n = 0, ncancelled = 0;
     int rc;
     void *res;

@@ -1,0 +1,425 @@
+/*
+ * test_dump: weft_dump and WEFT_DUMP_SIGNAL.
+ *
+ *  - weft_dump to a temp file (memfd) and to a pipe (drained by a plain
+ *    thread), from a coroutine and from a plain thread: a header naming the
+ *    worker count, then for every unfinished task one line with its id,
+ *    name, state, wait string, time in that state and worker, and for each
+ *    suspended coroutine a backtrace through the waiting call (weft_sleep,
+ *    weft_event_wait, weft_join...); finished tasks are absent;
+ *  - WEFT_DUMP_SIGNAL=USR1: raise(SIGUSR1) in a coroutine and kill() from a
+ *    plain thread write the dump to stderr and the program goes on; the
+ *    handler that was installed before weft_run is back after it;
+ *  - WEFT_DUMP_SIGNAL=bogus (and KILL, 9, 0): weft_run returns -EINVAL with
+ *    one stderr line naming the variable; names with or without SIG and
+ *    numbers are accepted;
+ *  - -EBADF for a negative fd, -EPERM outside a runtime.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "obs_test.h"
+
+static weft_event gate;
+
+static void *wait_gate(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)weft_event_wait(&gate, WEFT_FOREVER);
+}
+
+static void *long_sleep(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)weft_sleep(3600 * WEFT_SEC);
+}
+
+static void *joiner(void *arg)
+{
+    weft_task *t = weft_spawn_named("d-join-target", wait_gate, arg);
+    return (void *)(intptr_t)weft_join(t, NULL);
+}
+
+static void *quick(void *arg)
+{
+    return arg;
+}
+
+typedef struct scene {
+    weft_task *h[4];
+    uint64_t id[4];
+    uint64_t main_id;
+    uint64_t quick_id;
+} scene;
+
+static const char *scene_names[4] = {"d-sleeper", "d-event", "d-join", NULL};
+
+/* Coroutine: named waiters plus one unnamed, all suspended; a finished
+ * task that must not show. */
+static void scene_start(scene *s)
+{
+    weft_event_init(&gate);
+    s->main_id = weft_task_id(weft_self());
+    s->h[0] = weft_spawn_named("d-sleeper", long_sleep, NULL);
+    s->h[1] = weft_spawn_named("d-event", wait_gate, NULL);
+    s->h[2] = weft_spawn_named("d-join", joiner, NULL);
+    s->h[3] = weft_spawn(wait_gate, NULL);
+    for (int i = 0; i < 4; i++)
+        s->id[i] = weft_task_id(s->h[i]);
+    weft_task *q = weft_spawn_named("d-finished", quick, NULL);
+    s->quick_id = weft_task_id(q);
+    T_CHECK_EQ(weft_join(q, NULL), 0);
+    T_CHECK(obs_await("d-sleeper", WEFT_TASK_WAITING, "sleep", NULL));
+    T_CHECK(obs_await("d-event", WEFT_TASK_WAITING, "event", NULL));
+    T_CHECK(obs_await("d-join", WEFT_TASK_WAITING, "join", NULL));
+    T_CHECK(obs_await("d-join-target", WEFT_TASK_WAITING, "event", NULL));
+    /* Let "for how long" grow past a resolution of milliseconds. */
+    weft_sleep(60 * WEFT_MS);
+}
+
+static void scene_end(scene *s)
+{
+    weft_event_set(&gate);
+    weft_cancel(s->h[0]);
+    T_CHECK_EQ(weft_join(s->h[0], NULL), -ECANCELED);
+    for (int i = 1; i < 4; i++)
+        T_CHECK_EQ(weft_join(s->h[i], NULL), 0);
+    weft_event_destroy(&gate);
+}
+
+/* The block of lines of the task with this id ("task <id> ..." up to the
+ * blank line), or NULL; malloc'd. */
+static char *task_block(const char *dump, uint64_t id)
+{
+    char head[48];
+    snprintf(head, sizeof head, "task %llu ", (unsigned long long)id);
+    const char *p = dump;
+    while ((p = strstr(p, head))) {
+        if (p == dump || p[-1] == '\n')
+            break;
+        p++;
+    }
+    if (!p)
+        return NULL;
+    const char *e = strstr(p, "\n\n");
+    size_t n = e ? (size_t)(e - p) + 1 : strlen(p);
+    return strndup(p, n);
+}
+
+/* Checks the dump of a scene (any thread). */
+static void check_dump(const char *d, const scene *s, int workers)
+{
+    char hdr[80];
+    snprintf(hdr, sizeof hdr, "weft: dump of all tasks (%d workers)\n", workers);
+    T_CHECK(strncmp(d, hdr, strlen(hdr)) == 0);
+    /* The exported waiting call each frame chain goes through (backtrace
+     * symbols name exported functions only; weft_join tail-calls a hidden
+     * one, so its frame is not on the stack: NULL). */
+    static const char *fn_of[4] = {"weft_sleep", "weft_event_wait", NULL, "weft_event_wait"};
+    static const char *wait_of[4] = {"sleep", "event", "join", "event"};
+    for (int i = 0; i < 4; i++) {
+        char *b = task_block(d, s->id[i]);
+        T_CHECK(b != NULL);
+        if (!b)
+            continue;
+        /* First line: task <id> 'name' [waiting, <wait>, <n> ms, worker <k>]: */
+        char want[96];
+        if (scene_names[i])
+            snprintf(want, sizeof want, "task %llu '%s' [waiting, %s, ",
+                     (unsigned long long)s->id[i], scene_names[i], wait_of[i]);
+        else
+            snprintf(want, sizeof want, "task %llu [waiting, %s, ", (unsigned long long)s->id[i],
+                     wait_of[i]);
+        if (strncmp(b, want, strlen(want)) != 0) {
+            fprintf(stderr, "dump block:\n%s\nexpected to start with: %s\n", b, want);
+            T_CHECK(false);
+        }
+        long ms = -1;
+        int wk = -1;
+        const char *q = b + strlen(want);
+        T_CHECK_EQ(sscanf(q, "%ld ms, worker %d]:", &ms, &wk), 2);
+        T_CHECK(ms >= 40);     /* they have waited 60 ms at least */
+        T_CHECK(ms < 60000);
+        T_CHECK(wk >= 0 && wk < workers);
+        /* A backtrace: at least two lines of addresses, through the
+         * waiting call. */
+        T_CHECK(t_count_lines(b) >= 3);
+        T_CHECK(obs_count(b, "[0x") >= 2);
+        /* Through the test's own task function. */
+        T_CHECK(strstr(b, "test_dump(") != NULL);
+        if (fn_of[i] && !strstr(b, fn_of[i])) {
+            fprintf(stderr, "dump block of task %d has no %s:\n%s\n", i, fn_of[i], b);
+            T_CHECK(false);
+        }
+        free(b);
+    }
+    /* The inner target, by name. */
+    T_CHECK(strstr(d, "'d-join-target' [waiting, event, ") != NULL);
+    /* main runs (or, from a plain thread, waits in its sleep). */
+    char *m = task_block(d, s->main_id);
+    T_CHECK(m != NULL);
+    if (m)
+        T_CHECK(strstr(m, "'main' [") != NULL);
+    free(m);
+    /* The finished task is gone. */
+    char *q = task_block(d, s->quick_id);
+    T_CHECK(q == NULL);
+    free(q);
+    T_CHECK(strstr(d, "d-finished") == NULL);
+    /* One "task " line per unfinished task: main + 4 + the join target. */
+    T_CHECK_EQ(t_lines_with(d, "task ", " ms"), 6);
+}
+
+/* ------------------------------------------------------------------ */
+/* weft_dump to a file and a pipe                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    int fd;
+    char *text;
+} drain_arg;
+
+static void *drain_thread(void *arg)
+{
+    drain_arg *a = arg;
+    size_t cap = 1 << 16, n = 0;
+    a->text = malloc(cap);
+    for (;;) {
+        if (n + 4096 + 1 > cap)
+            a->text = realloc(a->text, cap *= 2);
+        ssize_t r = read(a->fd, a->text + n, 4096);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    a->text[n] = '\0';
+    return NULL;
+}
+
+typedef struct {
+    scene *s;
+    int workers;
+} dump_thread_arg;
+
+/* A plain thread: dumps to a memfd and checks it. */
+static void *dump_from_thread(void *arg)
+{
+    dump_thread_arg *a = arg;
+    int fd = memfd_create("dump", MFD_CLOEXEC);
+    T_CHECK(fd >= 0);
+    T_CHECK_EQ(weft_dump(fd), 0);
+    char *d = obs_read_fd(fd);
+    check_dump(d, a->s, a->workers);
+    free(d);
+    close(fd);
+    return NULL;
+}
+
+static void *dump_main(void *arg)
+{
+    (void)arg;
+    int workers = (int)weft_workers();
+    scene s;
+    scene_start(&s);
+
+    /* From the coroutine, to a temp file. */
+    char path[] = "/tmp/weft-dump-XXXXXX";
+    int fd = mkstemp(path);
+    T_CHECK(fd >= 0);
+    unlink(path);
+    T_CHECK_EQ(weft_dump(fd), 0);
+    char *d = obs_read_fd(fd);
+    check_dump(d, &s, workers);
+    free(d);
+    close(fd);
+
+    /* From the coroutine, to a pipe drained by a plain thread. */
+    int p[2];
+    T_CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    drain_arg da = {p[0], NULL};
+    t_thread th;
+    t_thread_start(&th, drain_thread, &da);
+    T_CHECK_EQ(weft_dump(p[1]), 0);
+    close(p[1]);
+    t_thread_await(&th);
+    close(p[0]);
+    check_dump(da.text, &s, workers);
+    /* Show one in the test log. */
+    fprintf(stderr, "---- sample dump ----\n%s---- end of dump ----\n", da.text);
+    free(da.text);
+
+    /* From a plain thread. */
+    dump_thread_arg ta = {&s, workers};
+    t_in_thread(dump_from_thread, &ta);
+
+    T_CHECK_EQ(weft_dump(-1), -EBADF);
+    scene_end(&s);
+    return NULL;
+}
+
+static void test_dump_file_and_pipe(void **state)
+{
+    OBS_BEGIN(30);
+    assert_int_equal(t_run_workers(2, dump_main, NULL, NULL), 0);
+}
+
+static void test_dump_one_worker(void **state)
+{
+    OBS_BEGIN(30);
+    assert_int_equal(t_run_workers(1, dump_main, NULL, NULL), 0);
+}
+
+static void *dump_outside_thread(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)weft_dump(2);
+}
+
+static void test_dump_errors(void **state)
+{
+    OBS_BEGIN(10);
+    assert_int_equal(weft_dump(2), -EPERM);
+    assert_int_equal(weft_dump(-1), -EBADF);
+    pthread_t th;
+    void *r;
+    assert_int_equal(pthread_create(&th, NULL, dump_outside_thread, NULL), 0);
+    pthread_join(th, &r);
+    assert_int_equal((intptr_t)r, -EPERM);
+}
+
+/* ------------------------------------------------------------------ */
+/* WEFT_DUMP_SIGNAL                                                    */
+/* ------------------------------------------------------------------ */
+
+static _Atomic int usr1_before;
+
+static void count_usr1(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&usr1_before, 1);
+}
+
+static _Atomic int went_on;
+
+static void *kill_thread(void *arg)
+{
+    (void)arg;
+    kill(getpid(), SIGUSR1);
+    return NULL;
+}
+
+static void *signal_main(void *arg)
+{
+    scene *s = arg;
+    scene_start(s);
+    /* In a coroutine, on its worker thread. */
+    T_CHECK_EQ(raise(SIGUSR1), 0);
+    atomic_store(&went_on, 1);
+    /* The program goes on: tasks still work. */
+    weft_task *q = weft_spawn(quick, (void *)7);
+    void *r = NULL;
+    T_CHECK_EQ(weft_join(q, &r), 0);
+    T_CHECK_EQ((intptr_t)r, 7);
+    T_CHECK_EQ(weft_sleep(WEFT_MS), 0);
+    /* From a plain thread, to the process: some thread takes it. */
+    t_in_thread(kill_thread, NULL);
+    weft_sleep(100 * WEFT_MS);
+    atomic_store(&went_on, 2);
+    scene_end(s);
+    return NULL;
+}
+
+static void test_dump_signal(void **state)
+{
+    OBS_BEGIN(30);
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = count_usr1;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    atomic_store(&usr1_before, 0);
+    atomic_store(&went_on, 0);
+
+    setenv("WEFT_DUMP_SIGNAL", "USR1", 1);
+    scene s;
+    t_capture c;
+    t_capture_begin(&c);
+    int rc = t_run_workers(2, signal_main, &s, NULL);
+    char *err = t_capture_end(&c);
+    assert_int_equal(rc, 0);
+    assert_int_equal(atomic_load(&went_on), 2);
+    /* Two dumps on stderr, neither reached the previous handler. */
+    assert_int_equal(obs_count(err, "weft: dump of all tasks (2 workers)\n"), 2);
+    assert_int_equal(atomic_load(&usr1_before), 0);
+    /* Each names the waiting tasks. */
+    assert_int_equal(obs_count(err, "'d-sleeper' [waiting, sleep, "), 2);
+    assert_int_equal(obs_count(err, "'d-event' [waiting, event, "), 2);
+    assert_int_equal(obs_count(err, "'d-join' [waiting, join, "), 2);
+    /* The first dump, from the raising coroutine: main is running. */
+    assert_non_null(strstr(err, "'main' [running, "));
+    assert_true(obs_count(err, "weft_sleep") >= 2);
+    free(err);
+
+    /* weft_run put the previous handler back. */
+    assert_int_equal(raise(SIGUSR1), 0);
+    assert_int_equal(atomic_load(&usr1_before), 1);
+    assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+}
+
+static void *trivial(void *arg)
+{
+    return arg;
+}
+
+/* WEFT_DUMP_SIGNAL=value: weft_run's code and its stderr. */
+static int run_with_signal(const char *value, char **err)
+{
+    setenv("WEFT_DUMP_SIGNAL", value, 1);
+    t_capture c;
+    t_capture_begin(&c);
+    int rc = t_run(trivial, NULL, NULL);
+    *err = t_capture_end(&c);
+    unsetenv("WEFT_DUMP_SIGNAL");
+    return rc;
+}
+
+static void test_dump_signal_bogus(void **state)
+{
+    OBS_BEGIN(20);
+    static const char *bad[] = {"bogus", "KILL", "SIGKILL", "9", "0", "-3", "USR9", "99999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *err;
+        int rc = run_with_signal(bad[i], &err);
+        if (rc != -EINVAL)
+            fprintf(stderr, "WEFT_DUMP_SIGNAL=%s: weft_run returned %d\n", bad[i], rc);
+        assert_int_equal(rc, -EINVAL);
+        assert_int_equal(t_count_lines(err), 1);
+        assert_int_equal(t_lines_with(err, "WEFT_DUMP_SIGNAL", bad[i]), 1);
+        free(err);
+    }
+    /* Accepted spellings: the run works and prints nothing. */
+    static const char *good[] = {"USR2", "SIGUSR2", "QUIT", "SIGQUIT", "12"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char *err;
+        assert_int_equal(run_with_signal(good[i], &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+    }
+}
+
+int main(void)
+{
+    t_warm_up();
+    const struct CMUnitTest tests[] = {
+        OBS_TEST(test_dump_errors),
+        OBS_TEST(test_dump_file_and_pipe),
+        OBS_TEST(test_dump_one_worker),
+        OBS_TEST(test_dump_signal),
+        OBS_TEST(test_dump_signal_bogus),
+    };
+    return cmocka_run_group_tests_name("dump", tests, NULL, NULL);
+}
