@@ -38,6 +38,9 @@ soak=$(awk -v s="${WEFT_STRESS_SECONDS:-0}" 'BEGIN { s += 0; n = 0; if (s > 0) n
 CTEST_TIMEOUT=${CTEST_TIMEOUT:-$((600 + soak))}
 BUILD_TYPE=RelWithDebInfo     # the project's release configuration (-O2 -g)
 PACKAGES=(cmake gcc make pkg-config libc6-dev libhwloc-dev libcmocka-dev liburcu-dev valgrind)
+# The test suite also uses gdb (tools/weft-gdb.py's test) and runs the
+# aarch64 context switch under qemu-user with Debian's cross compiler.
+TEST_PACKAGES=(gdb gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 DRY_RUN=0
 
 if [ -t 1 ]; then bold=$'\033[1m' red=$'\033[1;31m' green=$'\033[1;32m' off=$'\033[0m'
@@ -187,6 +190,7 @@ cmd_demo() {
 }
 
 cmd_test() {
+    PACKAGES+=("${TEST_PACKAGES[@]}")
     ensure_packages
     set_tsan_prefix
     local names=() results=() times=() failed=0 t0 rc
