@@ -76,7 +76,7 @@ struct weft__pool {
     bool stop;
     pool_thread *idle;          /* idle threads, most recent first (warm) */
     pool_thread *live;          /* every thread not retired */
-    pool_thread *dead;          /* retired, to be joined */
+    pool_thread *_Atomic dead;  /* retired, to be joined (written under lock) */
     const char *name;
 };
 
@@ -169,8 +169,8 @@ static weft_task *wait_job(pool_thread *self)
                         break;
                     }
                 }
-                self->next = p->dead;
-                p->dead = self;
+                self->next = atomic_load_explicit(&p->dead, memory_order_relaxed);
+                atomic_store_explicit(&p->dead, self, memory_order_release);
                 weft__spin_unlock(&p->lock);
                 return NULL;
             }
@@ -205,6 +205,11 @@ static void *pool_main(void *arg)
             if (!t && !(t = wait_job(self)))
                 return NULL;
         }
+        if (atomic_load_explicit(&t->cancelled, memory_order_seq_cst)) {
+            drop(t);  /* cancelled while in line: its fn never starts */
+            t = NULL;
+            continue;
+        }
         atomic_store_explicit(&t->state, WEFT_TASK_BLOCKING, memory_order_relaxed);
         int64_t start = p->rt->pool_trace ? weft_now() : 0;
         t->result = t->fn(t->arg);
@@ -219,8 +224,8 @@ static void *pool_main(void *arg)
 static void reap_dead(weft__pool *p)
 {
     weft__spin_lock(&p->lock);
-    pool_thread *d = p->dead;
-    p->dead = NULL;
+    pool_thread *d = atomic_load_explicit(&p->dead, memory_order_relaxed);
+    atomic_store_explicit(&p->dead, NULL, memory_order_relaxed);
     weft__spin_unlock(&p->lock);
     while (d) {
         pool_thread *n = d->next;
@@ -235,9 +240,8 @@ static void reap_dead(weft__pool *p)
  * -EAGAIN when no thread can be started and none exists. */
 int weft__pool_submit(weft__pool *p, weft_task *t)
 {
-    t->blocking = true;
-    t->pool = p;
-    if (WEFT__UNLIKELY(p->dead))
+    /* t->blocking and t->pool are set by the caller before t is visible. */
+    if (WEFT__UNLIKELY(atomic_load_explicit(&p->dead, memory_order_relaxed)))
         reap_dead(p);
     weft__spin_lock(&p->lock);
     pool_thread *th = p->idle;
@@ -410,12 +414,13 @@ static weft_task *spawn_blocking_in(weft__runtime *rt, weft__worker *w, weft_fn 
         errno = ENOMEM;
         return NULL;
     }
-    if (g)
-        weft__group_adopt(g, t);
     t->blocking = true;
     t->pool = rt->pool;
-    /* A task cancelled at birth (shutdown, a cancelled group) never runs. */
-    if (atomic_load_explicit(&t->cancelled, memory_order_relaxed)) {
+    if (g)
+        weft__group_adopt(g, t);
+    /* A task cancelled at birth (shutdown, a cancelled group) never runs.
+     * seq_cst: pairs with the store in weft_group_cancel. */
+    if (atomic_load_explicit(&t->cancelled, memory_order_seq_cst)) {
         drop(t);
         return t;
     }

@@ -126,6 +126,11 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
     }
     out->stack_size = round_page(out->stack_size);
 
+    if (c.blocking_threads > 65536) {
+        weft__log("weft: weft_config.blocking_threads=%u is invalid: expected at most 65536",
+                  c.blocking_threads);
+        return -EINVAL;
+    }
     out->blocking_threads = c.blocking_threads;
     if (!out->blocking_threads) {
         unsigned v = 0;

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../sync/waitq.h"
 #include "internal.h"
@@ -141,10 +142,36 @@ void weft_group_cancel(weft_group *g)
     weft__spin_lock(&g->lock);
     g->cancelled = true;
     /* Under the lock: a member cannot finish (and be reported and freed)
-     * while we cancel it. */
-    for (weft_task *t = g->running; t; t = t->gnext)
-        weft__cancel_task(t);
+     * while we cancel it.  Coroutines are flagged and woken here; blocking
+     * members still in line must be dropped from the pool, which finishes
+     * them (and takes this lock): that happens after the unlock, with a
+     * reference held on each so none is freed meanwhile. */
+    size_t nb = 0, cap = 0;
+    weft_task **blk = NULL;
+    for (weft_task *t = g->running; t; t = t->gnext) {
+        /* seq_cst: pairs with the load in park_commit (sched.c). */
+        atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
+        if (!t->blocking) {
+            weft__wake(t);
+            continue;
+        }
+        if (nb == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            weft_task **b = realloc(blk, nc * sizeof *b);
+            if (!b)
+                continue;  /* the pool drops it when it comes up: pool_main */
+            blk = b;
+            cap = nc;
+        }
+        atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+        blk[nb++] = t;
+    }
     weft__spin_unlock(&g->lock);
+    for (size_t i = 0; i < nb; i++) {
+        weft__pool_cancel(blk[i]);
+        weft__task_release(blk[i]);
+    }
+    free(blk);
 }
 
 /* May suspend.  With g->lock held: waits, ignoring cancellation, until no
@@ -229,8 +256,12 @@ int weft_group_wait(weft_group *g)
         int rc = weft_group_next(g, NULL, WEFT_FOREVER);
         if (rc == -ENOENT)
             return first;
-        if (rc == -ECANCELED && atomic_load_explicit(&self->cancelled, memory_order_seq_cst))
+        if (atomic_load_explicit(&self->cancelled, memory_order_seq_cst)) {
+            /* Cancelled (next may have returned a member's report first):
+             * no orphans. */
+            cancel_and_drain(g, self);
             return -ECANCELED;
+        }
         if (rc && !first)
             first = rc;
     }

@@ -143,11 +143,29 @@ static void runtime_free(weft__runtime *rt)
     free(rt);
 }
 
-/* Waits (on the done condition) until pred(rt) holds. */
-static void wait_until(weft__runtime *rt, bool (*pred)(weft__runtime *))
+/* The thread in weft_run: waits until main has returned. */
+static void wait_main(weft__runtime *rt)
 {
     pthread_mutex_lock(&rt->done_mu);
-    while (!pred(rt)) {
+    while (!rt->main_done)
+        pthread_cond_wait(&rt->done_cv, &rt->done_mu);
+    pthread_mutex_unlock(&rt->done_mu);
+}
+
+/* The thread in weft_run, at shutdown: cancels, and waits until no task is
+ * unfinished.  The check runs without done_mu (finishing tasks take it to
+ * signal us); a 10 ms timed wait covers a signal sent between the two. */
+static void wait_none_live(weft__runtime *rt)
+{
+    for (;;) {
+        /* Cancel again on every look: a task whose spawn raced with the
+         * first walk may have missed both it and the cancel-at-birth flag. */
+        weft__reg_cancel_all(rt);
+        weft__pool_drop_all(rt->pool);
+        weft__pool_drop_all(rt->sys_pool);
+        if (weft__reg_live(rt) == 0)
+            return;
+        pthread_mutex_lock(&rt->done_mu);
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += 10 * 1000 * 1000;
@@ -156,20 +174,8 @@ static void wait_until(weft__runtime *rt, bool (*pred)(weft__runtime *))
             ts.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&rt->done_cv, &rt->done_mu, &ts);
+        pthread_mutex_unlock(&rt->done_mu);
     }
-    pthread_mutex_unlock(&rt->done_mu);
-}
-
-static bool main_done(weft__runtime *rt) { return rt->main_done; }
-
-static bool none_live(weft__runtime *rt)
-{
-    /* Cancel again on every look: a task whose spawn raced with the first
-     * walk may have missed both it and the cancel-at-birth flag. */
-    weft__reg_cancel_all(rt);
-    weft__pool_drop_all(rt->pool);
-    weft__pool_drop_all(rt->sys_pool);
-    return weft__reg_live(rt) == 0;
 }
 
 int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
@@ -258,7 +264,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     }
     if (started == rt->nworkers && (rc = weft__sysmon_start(rt)) == 0) {
         /* 1. main runs until it returns. */
-        wait_until(rt, main_done);
+        wait_main(rt);
     } else {
         weft__log("weft: cannot start the runtime's threads: %s", strerror(-rc));
     }
@@ -268,7 +274,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     withdraw(rt);
     atomic_store_explicit(&rt->shutdown, true, memory_order_seq_cst);
     if (started == rt->nworkers)
-        wait_until(rt, none_live);
+        wait_none_live(rt);
     /* Every task finished, so the pools are idle: join their threads. */
     weft__pool_free(rt->pool);
     weft__pool_free(rt->sys_pool);

@@ -461,6 +461,9 @@ void weft__task_done(weft_task *t)
      * weft_cancel to answer: it finishes without an atomic
      * read-modify-write. */
     bool detached = !t->group && atomic_load_explicit(&t->refs, memory_order_acquire) == 1;
+    /* release: pairs with the acquire in weft_task_done.  Before CF_DONE: a
+     * weft_cancel that sees CF_DONE (-ESRCH) also sees weft_task_done. */
+    atomic_store_explicit(&t->state, WEFT_TASK_DONE, memory_order_release);
     if (!detached) {
         /* A weft_cancel that returned 0 set CF_CANCEL before our CF_DONE
          * (acq_rel pairs with its fetch_or); other cancels (groups,
@@ -469,8 +472,6 @@ void weft__task_done(weft_task *t)
                   WEFT__CF_CANCEL;
         t->finished_cancelled = cf || atomic_load_explicit(&t->cancelled, memory_order_relaxed);
     }
-    /* release: pairs with the acquire in weft_task_done / join. */
-    atomic_store_explicit(&t->state, WEFT_TASK_DONE, memory_order_release);
     bool is_main = t->is_main;
     if (t->group)
         weft__group_task_done(t);

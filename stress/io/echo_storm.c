@@ -15,8 +15,8 @@
  *  - the reader reads the echoes with weft_stream_readline and compares
  *    each with the line it regenerates from (conn, seq): every byte echoed
  *    exactly once and in order, per connection;
- *  - a connection lives for a random number of lines, then the writer shuts
- *    down its side; the server's handler answers the rest, sees EOF and
+ *  - a connection lives for a random number of lines (or until the time is
+ *    up), then the writer shuts down its side; the server's handler answers the rest, sees EOF and
  *    returns; the reader must then see end of stream exactly after the last
  *    line; and a new connection takes its place (accept / close churn,
  *    descriptor numbers reused).
@@ -132,6 +132,8 @@ static void *writer_main(void *p)
     size_t len = 0;
     char line[LINE_MAX_LEN];
     for (uint64_t seq = 0; seq < c->lines; seq++) {
+        if (stress_time_up() && !len)
+            break;  /* out of time: end this connection early */
         if (weft_sem_acquire(&c->window) != 0)
             break;
         size_t n = make_line(c->conn, seq, line);
@@ -140,7 +142,7 @@ static void *writer_main(void *p)
         atomic_fetch_add(&c->sent, 1);
         /* Flush at random points: sometimes mid-line, sometimes several
          * lines at once; always when the window is about to block. */
-        bool last = seq + 1 == c->lines;
+        bool last = seq + 1 == c->lines || stress_time_up();
         if (last || len > 32 * 1024 || weft_sem_value(&c->window) == 0 || rng_below(&rng, 3) == 0) {
             size_t cut = len;
             if (!last && len > 1 && rng_below(&rng, 4) == 0)
@@ -193,8 +195,10 @@ static void *reader_main(void *p)
         stress_progress();
         weft_sem_release(&c->window);
     }
-    CHECK(seq == c->lines, "conn %" PRIu64 ": %" PRIu64 " lines echoed, %" PRIu64 " sent",
-          c->conn, seq, c->lines);
+    /* End of stream exactly after the last line sent (the writer has shut
+     * down: its count is final). */
+    CHECK(seq == atomic_load(&c->sent), "conn %" PRIu64 ": %" PRIu64 " lines echoed, %" PRIu64 " sent",
+          c->conn, seq, atomic_load(&c->sent));
     weft_stream_close(s);  /* closes the fd (the writer has finished) */
     return NULL;
 }
@@ -235,7 +239,8 @@ static void *client_main(void *p)
 
 static void *storm_main(void *arg)
 {
-    (void)arg;
+    /* The budget starts once the runtime is up. */
+    stress_rebudget(*(double *)arg, 4);
     uint64_t h0 = atomic_load(&n_handlers_started);
     weft_server *srv = weft_start_server("127.0.0.1", "0", echo_handler, NULL);
     if (!srv) {
@@ -268,14 +273,14 @@ static void *storm_main(void *arg)
 int main(void)
 {
     stress_init("stress_echo_storm", 4, dump);
+    int64_t start = stress_t_start;
     const char *env = getenv("WEFT_WORKERS");
     bool fixed = env && *env;
     for (unsigned w = 2; w <= 4; w++) {
-        if (!fixed)
-            stress_rebudget(1.0 / 3, 4);
+        double share = fixed ? 1.0 : 1.0 / 3;
         int fds = count_fds();
         uint64_t l0 = atomic_load(&n_lines);
-        stress_run(w, storm_main, NULL);
+        stress_run(w, storm_main, &share);
         int after = count_fds();
         CHECK(after == fds, "%d descriptors before weft_run, %d after", fds, after);
         fprintf(stderr, "stress_echo_storm: %s workers: %" PRIu64 " lines echoed\n",
@@ -283,6 +288,7 @@ int main(void)
         if (fixed || stress_failed())
             break;
     }
+    stress_t_start = start;
     return stress_finish("%" PRIu64 " lines (%" PRIu64 " bytes) echoed over %" PRIu64
                          " connections, every byte once and in order",
                          atomic_load(&n_lines), atomic_load(&n_bytes), atomic_load(&n_conns));

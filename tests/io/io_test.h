@@ -105,6 +105,18 @@ static inline void io_init(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* errno in coroutines                                                 */
+/* ------------------------------------------------------------------ */
+
+/* In a coroutine, the compiler may compute errno's address once and reuse
+ * it after a suspension point, when the coroutine may run on another
+ * thread (docs/migration-rules.md): weft calls that return NULL and set
+ * errno (weft_open_connection, weft_start_server, weft_stream_new) are
+ * checked through these, which cannot be inlined. */
+__attribute__((noinline, unused)) static int io_errno(void) { return errno; }
+__attribute__((noinline, unused)) static void io_errno_clear(void) { errno = 0; }
+
+/* ------------------------------------------------------------------ */
 /* Time                                                                */
 /* ------------------------------------------------------------------ */
 

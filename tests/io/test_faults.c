@@ -64,7 +64,7 @@ static void *witness_main(void *p)
     fault_env *e = p;
     weft_stream *s = weft_open_connection("127.0.0.1", e->port, io_in_ms(5000));
     if (!s) {
-        fprintf(stderr, "witness: open_connection: %s\n", strerror(errno));
+        fprintf(stderr, "witness: open_connection: %s\n", strerror(io_errno()));
         atomic_store(&e->wfail, 1);
         return NULL;
     }
@@ -517,7 +517,7 @@ static void fault_emfile(fault_env *e)
     while (nf < 4096) {
         int f = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (f < 0) {
-            err = errno;
+            err = io_errno();
             break;
         }
         fillers[nf++] = f;
@@ -530,7 +530,7 @@ static void fault_emfile(fault_env *e)
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     for (int i = 0; i < EMFILE_CLIENTS; i++) {
         int rc = connect(cs[i], (struct sockaddr *)&sa, sizeof sa);
-        T_CHECK(rc == 0 || errno == EINPROGRESS);
+        T_CHECK(rc == 0 || io_errno() == EINPROGRESS);
         T_CHECK_EQ(weft_wait_fd(cs[i], WEFT_WRITABLE, io_in_ms(5000)), WEFT_WRITABLE);
         int so = 0;
         socklen_t sl = sizeof so;

@@ -29,7 +29,7 @@ static void *client_main(void *p)
     weft_stream *s = weft_open_connection(c->host ? c->host : "127.0.0.1", c->port,
                                           io_in_ms(10000));
     if (!s) {
-        c->rc = -errno;
+        c->rc = -io_errno();
         return NULL;
     }
     for (int i = 0; i < c->lines; i++) {
@@ -302,15 +302,18 @@ static void *errors_main(void *arg)
 {
     (void)arg;
     io_srv h = {0};
-    errno = 0;
+    io_errno_clear();
     T_CHECK(weft_start_server("127.0.0.1", "0", NULL, &h) == NULL);
-    T_CHECK_EQ(errno, EINVAL);
-    errno = 0;
+    T_CHECK_EQ(io_errno(), EINVAL);
+    io_errno_clear();
     T_CHECK(weft_start_server("127.0.0.1", NULL, io_echo_handler, &h) == NULL);
-    T_CHECK_EQ(errno, EINVAL);
-    errno = 0;
+    T_CHECK_EQ(io_errno(), EINVAL);
+    io_errno_clear();
     T_CHECK(weft_start_server("no-such-host.invalid", "0", io_echo_handler, &h) == NULL);
-    T_CHECK(errno == ENOENT || errno == EAGAIN);
+    {
+        int e_ = io_errno();
+        T_CHECK(e_ == ENOENT || e_ == EAGAIN);
+    }
     T_CHECK_EQ(weft_server_port(NULL), -EINVAL);
     T_CHECK_EQ(weft_serve_forever(NULL), -EINVAL);
     T_CHECK_EQ(weft_server_close(NULL), -EINVAL);
@@ -320,9 +323,9 @@ static void *errors_main(void *arg)
     int lfd = io_listen(&port);
     char ps[16];
     io_port_str(port, ps);
-    errno = 0;
+    io_errno_clear();
     T_CHECK(weft_start_server("127.0.0.1", ps, io_echo_handler, &h) == NULL);
-    T_CHECK_EQ(errno, EADDRINUSE);
+    T_CHECK_EQ(io_errno(), EADDRINUSE);
     weft_close(lfd);
 
     /* serve_forever / server_close from a plain thread: -EPERM, and the
@@ -373,9 +376,9 @@ static void test_server_errors(void **state)
     (void)state;
     IO_BEGIN(30);
     io_srv h = {0};
-    errno = 0;
+    io_errno_clear();
     assert_null(weft_start_server("127.0.0.1", "0", io_echo_handler, &h));
-    assert_int_equal(errno, EPERM);
+    assert_int_equal(io_errno(), EPERM);
     assert_int_equal(weft_serve_forever(NULL), -EPERM);
     assert_int_equal(weft_server_close(NULL), -EPERM);
     assert_int_equal(t_run_workers(2, errors_main, NULL, NULL), 0);

@@ -90,9 +90,9 @@ static void put(int fd, const char *s)
 static void *args_main(void *arg)
 {
     (void)arg;
-    errno = 0;
+    io_errno_clear();
     T_CHECK(weft_stream_new(-1) == NULL);
-    T_CHECK_EQ(errno, EBADF);
+    T_CHECK_EQ(io_errno(), EBADF);
     T_CHECK_EQ(weft_stream_fd(NULL), -EINVAL);
     int peer;
     weft_stream *s = stream_pair(&peer);
@@ -142,9 +142,9 @@ static void *eperm_calls(void *arg)
     /* write only buffers: not a suspension point, so it works */
     T_CHECK_EQ(weft_stream_write(s, "bye\n", 4), 0);
     T_CHECK_EQ(weft_stream_drain(s, WEFT_FOREVER), -EPERM);  /* buffered */
-    errno = 0;
+    io_errno_clear();
     T_CHECK(weft_open_connection("127.0.0.1", "1", WEFT_FOREVER) == NULL);
-    T_CHECK_EQ(errno, EPERM);
+    T_CHECK_EQ(io_errno(), EPERM);
     /* close flushes what it can without waiting: the peer gets it */
     T_CHECK_EQ(weft_stream_close(s), 0);
     ssize_t n = read(sv[1], buf, sizeof buf);
@@ -902,23 +902,26 @@ static void *open_conn_main(void *arg)
 
     /* Refused. */
     io_port_str(io_closed_port(), ps);
-    errno = 0;
+    io_errno_clear();
     T_CHECK(weft_open_connection("127.0.0.1", ps, io_in_ms(5000)) == NULL);
-    T_CHECK_EQ(errno, ECONNREFUSED);
+    T_CHECK_EQ(io_errno(), ECONNREFUSED);
 
     /* Unknown name (or no resolver: EAGAIN). */
-    errno = 0;
+    io_errno_clear();
     T_CHECK(weft_open_connection("no-such-host.invalid", "80", io_in_ms(10000)) == NULL);
-    T_CHECK(errno == ENOENT || errno == EAGAIN);
+    {
+        int e_ = io_errno();
+        T_CHECK(e_ == ENOENT || e_ == EAGAIN);
+    }
 
     /* Timed out: a listener whose accept queue is full. */
     int held[16], nheld, fport;
     int flfd = io_full_listener(&fport, held, 16, &nheld);
     io_port_str(fport, ps);
-    errno = 0;
+    io_errno_clear();
     int64_t t0 = weft_now();
     T_CHECK(weft_open_connection("127.0.0.1", ps, t0 + 80 * WEFT_MS) == NULL);
-    T_CHECK_EQ(errno, ETIMEDOUT);
+    T_CHECK_EQ(io_errno(), ETIMEDOUT);
     T_CHECK(weft_now() - t0 >= 80 * WEFT_MS);
     for (int i = 0; i < nheld; i++)
         weft_close(held[i]);

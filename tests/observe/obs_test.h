@@ -183,6 +183,22 @@ static inline bool obs_await(const char *name, int state, const char *wait, obs_
     return true;
 }
 
+/* WEFT_OBS_STRICT=1: also fail on the known runtime bugs the tests name
+ * (each prints "known bug" instead by default). */
+static bool obs_strict_v;
+static inline bool obs_strict(void)
+{
+    return obs_strict_v;
+}
+
+/* First in main(), before t_warm_up (each test unsets every WEFT_*). */
+static inline void obs_init(void)
+{
+    const char *s = getenv("WEFT_OBS_STRICT");
+    obs_strict_v = s && strcmp(s, "1") == 0;
+    setvbuf(stderr, NULL, _IOLBF, 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Files                                                               */
 /* ------------------------------------------------------------------ */

@@ -413,6 +413,7 @@ static void test_dump_signal_bogus(void **state)
 
 int main(void)
 {
+    obs_init();
     t_warm_up();
     const struct CMUnitTest tests[] = {
         OBS_TEST(test_dump_errors),

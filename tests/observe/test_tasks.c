@@ -614,6 +614,7 @@ static void test_stop_and_errors(void **state)
 
 int main(void)
 {
+    obs_init();
     t_warm_up();
     const struct CMUnitTest tests[] = {
         OBS_TEST(test_ids_unique_across_runs),
