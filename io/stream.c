@@ -85,7 +85,9 @@ ssize_t weft_stream_readline(weft_stream *s, char *buf, size_t cap, int64_t dead
 {
     if (!s || !buf || cap == 0)
         return -EINVAL;
-    bool discarding = false;  /* the line is too long: skip through its '\n' */
+    /* A line too long is skipped through its '\n', even across calls that
+     * time out meanwhile (s->discarding). */
+    bool discarding = s->discarding;
     for (;;) {
         char *start = s->rbuf + s->rpos;
         size_t avail = s->rend - s->rpos;
@@ -93,6 +95,7 @@ ssize_t weft_stream_readline(weft_stream *s, char *buf, size_t cap, int64_t dead
         if (nl) {
             size_t len = (size_t)(nl - start) + 1;
             s->rpos += len;
+            s->discarding = false;
             if (discarding || len > cap - 1)
                 return -EMSGSIZE;
             memcpy(buf, start, len);
@@ -105,6 +108,7 @@ ssize_t weft_stream_readline(weft_stream *s, char *buf, size_t cap, int64_t dead
             avail = 0;
         }
         if (s->eof) {
+            s->discarding = false;
             if (discarding)
                 return -EMSGSIZE;
             if (avail == 0)
@@ -114,6 +118,7 @@ ssize_t weft_stream_readline(weft_stream *s, char *buf, size_t cap, int64_t dead
             s->rpos = s->rend;
             return (ssize_t)avail;
         }
+        s->discarding = discarding;
         ssize_t n = fill(s, deadline);
         if (n == -ENOBUFS) {
             discarding = true;  /* longer than the stream's own buffer */
@@ -153,6 +158,24 @@ ssize_t weft_stream_readexactly(weft_stream *s, void *buf, size_t n, int64_t dea
 {
     if (!s || (!buf && n))
         return -EINVAL;
+    if (n <= s->rcap) {
+        /* Gather all n in the buffer first: on a timeout or cancellation
+         * the bytes that came stay for the next call. */
+        while (s->rend - s->rpos < n) {
+            ssize_t r = s->eof ? 0 : fill(s, deadline);
+            if (r < 0)
+                return r;
+            if (r == 0) {
+                s->rpos = s->rend;  /* as asyncio: the partial read is consumed */
+                return -EPIPE;
+            }
+        }
+        memcpy(buf, s->rbuf + s->rpos, n);
+        s->rpos += n;
+        return (ssize_t)n;
+    }
+    /* Larger than the buffer: read straight into buf (on an error, what was
+     * read so far is consumed: documented in weft/io.h). */
     size_t got = 0;
     while (got < n) {
         ssize_t r = weft_stream_read(s, (char *)buf + got, n - got, deadline);
@@ -169,16 +192,39 @@ int weft_stream_drain(weft_stream *s, int64_t deadline)
 {
     if (!s)
         return -EINVAL;
-    if (s->wlen == 0) {
-        weft_task *t = weft__cur_task();
-        if (!t)
-            return -EPERM;
-        return atomic_load_explicit(&t->cancelled, memory_order_relaxed) ? -ECANCELED : 0;
+    weft_task *t = weft__cur_task();
+    if (!t)
+        return -EPERM;
+    if (atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
+        return -ECANCELED;
+    /* Sends from woff, and remembers how far it got: a drain that times out
+     * part-way and is retried sends every byte exactly once. */
+    bool sock = true;
+    while (s->woff < s->wlen) {
+        uint32_t seq = weft__io_seq(s->fd, WEFT__POLL_OUT);
+        ssize_t r;
+        if (sock) {
+            r = send(s->fd, s->wbuf + s->woff, s->wlen - s->woff, MSG_NOSIGNAL);
+            if (r < 0 && errno == ENOTSOCK) {
+                sock = false;
+                continue;
+            }
+        } else {
+            r = write(s->fd, s->wbuf + s->woff, s->wlen - s->woff);
+        }
+        if (r >= 0) {
+            s->woff += (size_t)r;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        int rc = weft__io_wait(s->fd, WEFT__POLL_OUT, seq, deadline);
+        if (rc < 0)
+            return rc;
     }
-    ssize_t r = weft_write(s->fd, s->wbuf, s->wlen, deadline);
-    if (r < 0)
-        return (int)r;
-    s->wlen = 0;
+    s->wlen = s->woff = 0;
     return 0;
 }
 
@@ -206,7 +252,7 @@ int weft_stream_close(weft_stream *s)
     if (!s)
         return -EINVAL;
     /* Flush what can go without waiting: closing never blocks on a peer. */
-    size_t off = 0;
+    size_t off = s->woff;
     while (off < s->wlen) {
         ssize_t r = send(s->fd, s->wbuf + off, s->wlen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (r < 0 && errno == ENOTSOCK)

@@ -9,8 +9,10 @@ struct weft_stream {
     bool eof;
     char *rbuf;
     size_t rcap, rpos, rend;
+    bool discarding;          /* readline is skipping a too-long line */
     char *wbuf;
     size_t wcap, wlen;
+    size_t woff;              /* bytes of wbuf already sent by an interrupted drain */
 };
 
 #endif

@@ -97,12 +97,16 @@ WEFT_API ssize_t weft_stream_readline(weft_stream *s, char *buf, size_t cap, int
 /* SUSPENSION POINT: up to n bytes (what is buffered, else one read); 0 at
  * end of stream. */
 WEFT_API ssize_t weft_stream_read(weft_stream *s, void *buf, size_t n, int64_t deadline);
-/* SUSPENSION POINT: exactly n bytes, or -EPIPE when the stream ends first. */
+/* SUSPENSION POINT: exactly n bytes, or -EPIPE when the stream ends first.
+ * On a timeout or cancellation the bytes that came stay in the stream for
+ * the next call (for n up to the 64 KiB buffer; a larger n consumes them). */
 WEFT_API ssize_t weft_stream_readexactly(weft_stream *s, void *buf, size_t n, int64_t deadline);
 /* Buffers; a SUSPENSION POINT only when the buffer is full and must be
  * flushed first. */
 WEFT_API int     weft_stream_write(weft_stream *s, const void *buf, size_t n);
-/* SUSPENSION POINT: sends everything buffered. */
+/* SUSPENSION POINT: sends everything buffered.  A drain interrupted by its
+ * deadline or a cancellation remembers what it sent: the next one sends the
+ * rest, every byte exactly once. */
 WEFT_API int     weft_stream_drain(weft_stream *s, int64_t deadline);
 WEFT_API int     weft_stream_fd(weft_stream *s);
 /* Sends what it can without waiting, closes, frees. */

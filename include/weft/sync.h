@@ -40,8 +40,13 @@
 #error "include <weft.h>"
 #endif
 
+#ifdef __cplusplus
+#define WEFT__ALIGNAS(n) alignas(n)
+#else
+#define WEFT__ALIGNAS(n) _Alignas(n)
+#endif
 #define WEFT__SYNC_STORAGE(name, words) \
-    typedef struct name { _Alignas(16) unsigned char opaque[(words) * 8]; } name
+    typedef struct name { WEFT__ALIGNAS(16) unsigned char opaque[(words) * 8]; } name
 
 WEFT__SYNC_STORAGE(weft_event, 8);
 WEFT__SYNC_STORAGE(weft_mutex, 8);
