@@ -9,15 +9,16 @@
  * two waiter tasks call weft_read, weft_wait_fd (readable, or writable on a
  * full socket), weft_write (full socket) or weft_accept on it, while a
  * closer - a coroutine or a blocking-pool thread, after a random delay of 0
- * to ~200 us, often before the waiter has parked, sometimes after -
- * calls weft_close.  Variants: the peer sends a byte (or drains the full
+ * to ~200 us once the waiters have called into weft, often before they have
+ * parked, sometimes after - calls weft_close.  Variants: the peer sends a byte (or drains the full
  * socket) at about the same time; the waiter has a deadline a few
  * microseconds away.
  *
  * Invariants:
- *  - every waiter returns (a waiter with no deadline is woken by the close:
- *    a lost wake-up is caught by a 10 s bound per round, then the
- *    watchdog);
+ *  - every waiter returns, within 1 s (4 s under a sanitizer) of the
+ *    weft_close that ends its wait (a waiter woken later was only rescued by
+ *    an unrelated event: a lost wake-up), and at all within a 10 s bound
+ *    per round (then the watchdog);
  *  - its result is -EBADF, or what the variant allows besides: the byte /
  *    ready mask / whole write when the peer acted, -ETIMEDOUT with a
  *    deadline - nothing else;
@@ -75,12 +76,16 @@ typedef struct target {
     bool closer_thread;
     _Atomic int close_rc_set;
     int close_rc;
+    _Atomic int64_t closed_at;  /* weft_now() when weft_close returned */
+    _Atomic int entered;        /* waiters that have called into weft */
+    int nwaiters;
 } target;
 
 typedef struct {
     target *t;
     int which;  /* for K_TWO: 0 read, 1 wait_fd */
     ssize_t rc;
+    int64_t returned_at;
 } waiter;
 
 #define WRITE_SIZE (256 * 1024)
@@ -92,6 +97,7 @@ static void *waiter_main(void *p)
     target *t = w->t;
     int64_t dl = t->variant == V_DEADLINE ? weft_now() + t->deadline_ns : WEFT_FOREVER;
     char buf[64];
+    atomic_fetch_add(&t->entered, 1);  /* the call below has begun */
     switch (t->kind) {
     case K_READ:
     case K_PIPE_READ: w->rc = weft_read(t->fd, buf, sizeof buf, dl); break;
@@ -104,12 +110,24 @@ static void *waiter_main(void *p)
                               : weft_wait_fd(t->fd, WEFT_READABLE, dl);
         break;
     }
+    w->returned_at = weft_now();
     return NULL;
 }
 
 /* Closer body (coroutine or pool thread). */
 static void do_close(target *t, bool coroutine)
 {
+    /* Close only once every waiter has begun its call: a call that begins
+     * after weft_close is a use of a closed number, the caller's bug (the
+     * number may already belong to another descriptor), not a race weft can
+     * resolve.  From then on the race is weft's: the waiter may be anywhere
+     * between its system call and its wait. */
+    while (atomic_load(&t->entered) < t->nwaiters) {
+        if (coroutine)
+            weft_yield();
+        else
+            sched_yield();
+    }
     if (t->close_delay_ns) {
         if (coroutine && t->close_delay_ns > 50 * WEFT_US)
             weft_sleep(t->close_delay_ns);
@@ -129,6 +147,7 @@ static void do_close(target *t, bool coroutine)
         }
     }
     t->close_rc = weft_close(t->fd);
+    atomic_store(&t->closed_at, weft_now());
     atomic_store(&t->close_rc_set, 1);
     atomic_fetch_add(&n_closes, 1);
 }
@@ -145,12 +164,22 @@ static void *closer_th(void *p)
     return NULL;
 }
 
+/* A waiter must return promptly once its descriptor is closed (a longer
+ * delay is a lost wake-up rescued by some unrelated event, such as the
+ * 10 s bound's timer). */
+#define WAKE_BOUND_NS (STRESS_SCALE(1, 4) * WEFT_SEC)
+
 /* Checks a waiter's result against what its target allows. */
 static void check_result(waiter *w)
 {
     target *t = w->t;
     ssize_t rc = w->rc;
     atomic_fetch_add(&n_waits, 1);
+    int64_t closed = atomic_load(&t->closed_at);
+    if (closed && w->returned_at - closed > WAKE_BOUND_NS)
+        FAIL("%s waiter (variant %d, closer %s) returned %.3f s after weft_close: lost wake-up",
+             kind_name[t->kind], t->variant, t->closer_thread ? "thread" : "coroutine",
+             (double)(w->returned_at - closed) / 1e9);
     if (rc == -EBADF) {
         atomic_fetch_add(&n_ebadf, 1);
         return;
@@ -274,6 +303,7 @@ static void *race_main(void *arg)
             if (t->fd < 0)
                 continue;
             int k = t->kind == K_TWO ? 2 : 1;
+            t->nwaiters = k;
             for (int j = 0; j < k; j++) {
                 ws[nw] = (waiter){.t = t, .which = j};
                 wt[nw] = weft_spawn(waiter_main, &ws[nw]);

@@ -14,7 +14,9 @@
  *    unanswered (a weft_sem);
  *  - the reader reads the echoes with weft_stream_readline and compares
  *    each with the line it regenerates from (conn, seq): every byte echoed
- *    exactly once and in order, per connection;
+ *    exactly once and in order, per connection; and no echo comes later
+ *    than 2 s (8 s under a sanitizer) after its line was written: a longer
+ *    delay is a lost wake-up rescued by some unrelated event;
  *  - a connection lives for a random number of lines (or until the time is
  *    up), then the writer shuts down its side; the server's handler answers the rest, sees EOF and
  *    returns; the reader must then see end of stream exactly after the last
@@ -122,7 +124,13 @@ typedef struct {
     uint64_t lines;      /* how many this connection sends */
     weft_sem window;
     _Atomic uint64_t sent;
+    _Atomic int64_t sent_at[WINDOW];  /* by seq % WINDOW: when the line was made */
 } conn_state;
+
+/* No line may take longer than this from being written to being echoed (a
+ * lost wake-up rescued by an unrelated event shows up as seconds). */
+#define ECHO_BOUND_NS (STRESS_SCALE(2, 8) * WEFT_SEC)
+static _Atomic int64_t max_echo_ns;
 
 static void *writer_main(void *p)
 {
@@ -137,6 +145,7 @@ static void *writer_main(void *p)
         if (weft_sem_acquire(&c->window) != 0)
             break;
         size_t n = make_line(c->conn, seq, line);
+        atomic_store(&c->sent_at[seq % WINDOW], weft_now());
         memcpy(buf + len, line, n);
         len += n;
         atomic_fetch_add(&c->sent, 1);
@@ -189,6 +198,11 @@ static void *reader_main(void *p)
                  c->conn, seq, n, got);
             break;
         }
+        int64_t lat = weft_now() - atomic_load(&c->sent_at[seq % WINDOW]);
+        if (lat > atomic_load(&max_echo_ns))
+            atomic_store(&max_echo_ns, lat);
+        CHECK(lat <= ECHO_BOUND_NS, "conn %" PRIu64 ": line %" PRIu64 " echoed %.3f s after it was "
+              "written: a lost wake-up", c->conn, seq, (double)lat / 1e9);
         seq++;
         atomic_fetch_add(&n_lines, 1);
         atomic_fetch_add(&n_bytes, (uint64_t)n);
@@ -290,6 +304,7 @@ int main(void)
     }
     stress_t_start = start;
     return stress_finish("%" PRIu64 " lines (%" PRIu64 " bytes) echoed over %" PRIu64
-                         " connections, every byte once and in order",
-                         atomic_load(&n_lines), atomic_load(&n_bytes), atomic_load(&n_conns));
+                         " connections, every byte once and in order; slowest echo %.1f ms",
+                         atomic_load(&n_lines), atomic_load(&n_bytes), atomic_load(&n_conns),
+                         (double)atomic_load(&max_echo_ns) / 1e6);
 }

@@ -183,6 +183,38 @@ static inline bool obs_await(const char *name, int state, const char *wait, obs_
     return true;
 }
 
+/* From a coroutine: runs fn(arg) on a new plain thread and waits for it on
+ * an event (no polling: the caller stays suspended, so a dump taken by the
+ * thread never reads the caller's stack while it runs). */
+typedef struct obs_call {
+    void *(*fn)(void *);
+    void *arg;
+    void *ret;
+    weft_event done;
+} obs_call;
+
+static void *obs_call_main(void *p)
+{
+    obs_call *c = p;
+    c->ret = c->fn(c->arg);
+    weft_event_set(&c->done);
+    return NULL;
+}
+
+static inline void *obs_in_thread(void *(*fn)(void *), void *arg)
+{
+    obs_call c = {fn, arg, NULL, {{0}}};
+    weft_event_init(&c.done);
+    pthread_t th;
+    if (pthread_create(&th, NULL, obs_call_main, &c) != 0)
+        return NULL;
+    while (weft_event_wait(&c.done, WEFT_FOREVER) != 0)
+        ;
+    pthread_join(th, NULL);
+    weft_event_destroy(&c.done);
+    return c.ret;
+}
+
 /* WEFT_OBS_STRICT=1: also fail on the known runtime bugs the tests name
  * (each prints "known bug" instead by default). */
 static bool obs_strict_v;
