@@ -43,11 +43,16 @@ int weft__poll_wait(weft__worker *w, const struct timespec *timeout)
     struct epoll_event ev[64];
     int n = epoll_pwait2(w->epfd, ev, 64, timeout, NULL);
     int fds = 0;
+    /* Only the owner consumes its wake-up: a worker helping a blocked one
+     * must not eat the eventfd count meant to wake it (it would sleep on). */
+    bool owner = weft__cur_worker() == w;
     for (int i = 0; i < n; i++) {
         if (!ev[i].data.ptr) {
-            uint64_t v;
-            ssize_t r = read(w->evfd, &v, sizeof v);
-            (void)r;
+            if (owner) {
+                uint64_t v;
+                ssize_t r = read(w->evfd, &v, sizeof v);
+                (void)r;
+            }
             continue;
         }
         int e = 0;

@@ -270,6 +270,9 @@ struct weft__worker {
     _Atomic uint32_t tick WEFT__ALIGNED;  /* bumped at each task switch-in */
     _Atomic int running;                  /* 1 unless parked in epoll */
     _Atomic bool blocked;                 /* sysmon: stuck in one task */
+    _Atomic int64_t park_since;           /* when it parked, 0 while not parked */
+    _Atomic int64_t run_since;            /* sysmon: when its tick last moved (1 ms) */
+    _Atomic bool want_bt;                 /* sysmon asks its signal handler for a backtrace */
     _Atomic unsigned nfds;                /* descriptors in its poller */
     bool in_idle;                         /* under rt->idle_lock */
     weft__worker *idle_next;              /* under rt->idle_lock */

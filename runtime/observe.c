@@ -29,6 +29,8 @@
 
 #include "internal.h"
 
+static _Atomic int dump_busy;   /* weft_dump calls under way (any thread) */
+
 typedef struct {
     weft_task_info info;
     char name[WEFT__NAME_MAX];
@@ -72,6 +74,8 @@ static size_t put_u(char *b, size_t at, size_t cap, unsigned long long v)
     return at;
 }
 
+static __thread weft__runtime *rt_of_walk;
+
 /* Any thread.  A consistent copy of slot t, or false (free, finished, or
  * changing under us). */
 static bool snapshot(weft_task *t, snap *out)
@@ -86,6 +90,15 @@ static bool snapshot(weft_task *t, snap *out)
     out->info.state = st;
     out->info.since = atomic_load_explicit(&t->since, memory_order_relaxed);
     out->info.worker = atomic_load_explicit(&t->last_worker, memory_order_relaxed);
+    if (st == WEFT_TASK_RUNNING && out->info.worker >= 0 && rt_of_walk &&
+        (unsigned)out->info.worker < rt_of_walk->nworkers) {
+        /* A running task's since is its worker's last switch, which sysmon
+         * samples each millisecond: no clock read on the switch path. */
+        int64_t rs = atomic_load_explicit(&rt_of_walk->workers[out->info.worker]->run_since,
+                                          memory_order_relaxed);
+        if (rs > out->info.since)
+            out->info.since = rs;
+    }
     size_t i = 0;
     for (; i + 1 < WEFT__NAME_MAX; i++) {
         char c = __atomic_load_n(&t->name[i], __ATOMIC_RELAXED);
@@ -97,7 +110,8 @@ static bool snapshot(weft_task *t, snap *out)
     const char *w = atomic_load_explicit(&t->wait, memory_order_relaxed);
     int fd = atomic_load_explicit(&t->wait_fd, memory_order_relaxed);
     out->sp = (uintptr_t)__atomic_load_n(&t->sp, __ATOMIC_RELAXED);
-    out->stack = __atomic_load_n(&t->stack, __ATOMIC_RELAXED);
+    /* acquire: pairs with the release store in prepare (sched.c). */
+    out->stack = __atomic_load_n(&t->stack, __ATOMIC_ACQUIRE);
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&t->seq, memory_order_relaxed) != s1)
         return false;
@@ -117,6 +131,7 @@ static bool snapshot(weft_task *t, snap *out)
 
 static int walk(weft__runtime *rt, int (*visit)(snap *s, void *ctx), void *ctx)
 {
+    rt_of_walk = rt;
     /* acquire: pairs with the release that publishes a slab (registry.c). */
     for (struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire);
          s; s = s->next) {
@@ -184,7 +199,10 @@ static void out(dump_ctx *d, const char *b, size_t n)
 }
 
 /* A suspended coroutine's return addresses, walking frame pointers inside
- * its stack only. */
+ * its stack only.  It reads another coroutine's stack, which that coroutine
+ * may be using right now (the values are checked, never trusted): not for
+ * the sanitizers' eyes. */
+__attribute__((no_sanitize("thread", "address")))
 static int backtrace_of(snap *s, void **pcs, int max)
 {
     if (!s->sp || !s->stack)
@@ -251,19 +269,25 @@ int weft_dump(int fd)
 {
     if (fd < 0)
         return -EBADF;
-    /* No rwlock here: this runs in signal handlers.  weft_run withdraws the
-     * dump signal before it frees anything (observe_stop). */
+    /* No rwlock here: this runs in signal handlers.  Instead dump_busy is
+     * raised before the runtime is looked up, and weft_run, after withdrawing
+     * the runtime, waits for it to fall before freeing anything
+     * (observe_stop).  seq_cst: pairs with withdraw and observe_stop. */
+    atomic_fetch_add_explicit(&dump_busy, 1, memory_order_seq_cst);
     weft__worker *w = weft__cur_worker();
     weft__runtime *rt = w ? w->rt : weft__cur_rt();
-    if (!rt)
+    if (!rt) {
+        atomic_fetch_sub_explicit(&dump_busy, 1, memory_order_seq_cst);
         return -EPERM;
+    }
     dump_ctx d = {.fd = fd, .now = weft_now()};
     char b[160];
     size_t n = put_s(b, 0, sizeof b, "weft: dump of all tasks (");
     n = put_u(b, n, sizeof b, rt->nworkers);
-    n = put_s(b, n, sizeof b, " workers)\n\n");
+    n = put_s(b, n, sizeof b, rt->nworkers == 1 ? " worker)\n\n" : " workers)\n\n");
     out(&d, b, n);
     walk(rt, dump_one, &d);
+    atomic_fetch_sub_explicit(&dump_busy, 1, memory_order_seq_cst);
     return d.err;
 }
 
@@ -273,15 +297,12 @@ int weft_dump(int fd)
 
 static int dump_sig;
 static struct sigaction dump_old;
-static _Atomic int dump_busy;
 
 static void on_dump_signal(int sig)
 {
     (void)sig;
     int e = errno;
-    atomic_fetch_add_explicit(&dump_busy, 1, memory_order_acq_rel);
     weft_dump(2);
-    atomic_fetch_sub_explicit(&dump_busy, 1, memory_order_acq_rel);
     errno = e;
 }
 
@@ -373,6 +394,9 @@ int weft_stats_get(weft_stats *outp)
         ws.polls = R(polls);
         ws.injected = R(injected);
         uint64_t parked = R(parked_ns);
+        int64_t ps = atomic_load_explicit(&w->park_since, memory_order_relaxed);
+        if (ps && now > ps)
+            parked += (uint64_t)(now - ps);  /* the park under way counts too */
 #undef R
         ws.queue_depth = weft__runq_len(w);
         weft__spin_lock(&w->timers.lock);

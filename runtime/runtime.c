@@ -26,7 +26,8 @@ static pthread_rwlock_t g_rt_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 weft__runtime *weft__cur_rt(void)
 {
-    return atomic_load_explicit(&g_rt, memory_order_acquire);
+    /* seq_cst: weft_dump's load must not pass its dump_busy increment. */
+    return atomic_load_explicit(&g_rt, memory_order_seq_cst);
 }
 
 /* Plain threads: the running runtime, held until weft__rt_put; NULL (and
@@ -50,8 +51,9 @@ static void withdraw(weft__runtime *rt)
 {
     pthread_rwlock_wrlock(&g_rt_lock);
     weft__runtime *cur = rt;
-    atomic_compare_exchange_strong_explicit(&g_rt, &cur, NULL, memory_order_acq_rel,
-                                            memory_order_acquire);
+    /* seq_cst: pairs with weft_dump's dump_busy increment (observe.c). */
+    atomic_compare_exchange_strong_explicit(&g_rt, &cur, NULL, memory_order_seq_cst,
+                                            memory_order_seq_cst);
     pthread_rwlock_unlock(&g_rt_lock);
 }
 

@@ -322,6 +322,8 @@ static bool wake(weft_task *t, bool lifo)
             if (atomic_compare_exchange_weak_explicit(&t->park, &v, WEFT__PARK_RUNNING,
                                                       memory_order_seq_cst,
                                                       memory_order_seq_cst)) {
+                /* relaxed: observability; the coarse clock costs a few ns. */
+                atomic_store_explicit(&t->since, weft__coarse_now(), memory_order_relaxed);
                 weft__worker *w = weft__cur_worker();
                 if (WEFT__UNLIKELY(w && w->trace)) {
                     /* The arrow starts here and ends at t's next run. */
@@ -446,7 +448,8 @@ static void finish(weft__worker *w, weft_task *t)
 {
     weft__fiber_destroy(t);
     weft__stack_put(w, t->stack);
-    t->stack = NULL;
+    /* release/relaxed atomics: weft_dump reads these from other threads. */
+    __atomic_store_n(&t->stack, NULL, __ATOMIC_RELEASE);
     weft__task_done(t);
 }
 
@@ -588,7 +591,9 @@ static bool prepare(weft__worker *w, weft_task *t)
             weft__inject_push(w->rt, t, t, 1);
             return false;
         }
-        t->stack = s;
+        /* release: the stack's descriptor (stack.c) is visible to weft_dump,
+         * which loads t->stack with acquire on another thread. */
+        __atomic_store_n(&t->stack, s, __ATOMIC_RELEASE);
         /* relaxed atomic store: weft_dump may read sp from another thread. */
         __atomic_store_n(&t->sp, weft__ctx_make(s->lo + s->size, weft__task_entry, t),
                          __ATOMIC_RELAXED);
@@ -699,7 +704,9 @@ static weft_task *help_blocked(weft__worker *w)
             continue;
         if (weft__timers_next(&v->timers) <= now)
             weft__timers_run(w, v, now);
-        poll_now(w, v);
+        /* A parked worker polls its own descriptors (it is in that wait). */
+        if (atomic_load_explicit(&v->running, memory_order_relaxed))
+            poll_now(w, v);
         if (!t)
             weft__runq_steal(w, v, true, &t);
     }
@@ -803,9 +810,11 @@ static void park_worker(weft__worker *w)
         }
         atomic_store_explicit(&w->running, 0, memory_order_relaxed);
         int64_t t0 = weft_now();
+        atomic_store_explicit(&w->park_since, t0, memory_order_relaxed);
         weft__poll_wait(w, tsp);
         int64_t t1 = weft_now();
         WEFT__COUNT(w, parked_ns, (uint64_t)(t1 - t0));
+        atomic_store_explicit(&w->park_since, 0, memory_order_relaxed);
         if (WEFT__UNLIKELY(w->trace))
             trace_event(w, WEFT__TEV_PARK, t0, t1 - t0, 0, 0);
         WEFT__COUNT(w, parks, 1);

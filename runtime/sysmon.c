@@ -15,12 +15,36 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <execinfo.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "internal.h"
 
 #define WEFT__BLOCKED_NS (2 * WEFT_MS)
+/* Debug mode: sysmon sends this to a worker stuck in one coroutine, whose
+ * handler writes the coroutine's backtrace (SIGURG: ignored by default, so a
+ * stray one harms nothing). */
+#define WEFT__BT_SIGNAL SIGURG
+
+static void on_bt_signal(int sig)
+{
+    (void)sig;
+    int e = errno;
+    weft__worker *w = weft__cur_worker();
+    if (w && atomic_exchange_explicit(&w->want_bt, false, memory_order_acq_rel)) {
+        void *pcs[32];
+        int n = backtrace(pcs, 32);
+        static const char hdr[] = "weft: backtrace of the stuck coroutine:\n";
+        ssize_t r = write(2, hdr, sizeof hdr - 1);
+        (void)r;
+        backtrace_symbols_fd(pcs, n, 2);
+    }
+    errno = e;
+}
 
 typedef struct {
     uint32_t tick;
@@ -37,6 +61,9 @@ static void warn_slow(weft__worker *w, int64_t ran)
                   "move to other workers",
                   w->dbg_name[0] ? w->dbg_name : "?", (unsigned long long)w->dbg_id,
                   (long long)(ran / WEFT_MS), w->id, (long long)(w->rt->cfg.slow_ns / WEFT_MS));
+        /* Its backtrace, taken on its own thread by the signal handler. */
+        atomic_store_explicit(&w->want_bt, true, memory_order_release);
+        pthread_kill(w->thread, WEFT__BT_SIGNAL);
     }
     weft__spin_unlock(&w->dbg_lock);
 }
@@ -67,6 +94,8 @@ static void *sysmon_main(void *arg)
             if (!running || tick != s[i].tick) {
                 s[i].tick = tick;
                 s[i].since = now;
+                /* relaxed: observability (the since of a running task). */
+                atomic_store_explicit(&w->run_since, now, memory_order_relaxed);
                 if (atomic_load_explicit(&w->blocked, memory_order_relaxed))
                     atomic_store_explicit(&w->blocked, false, memory_order_release);
                 any_running |= running;
@@ -79,8 +108,9 @@ static void *sysmon_main(void *arg)
             any_blocked = true;
             /* release: pairs with the acquire in help_blocked. */
             atomic_store_explicit(&w->blocked, true, memory_order_release);
-            if (!weft__runq_empty(w) || weft__timers_next(&w->timers) <= now)
-                want_help = true;
+            if (!weft__runq_empty(w) || weft__timers_next(&w->timers) <= now ||
+                atomic_load_explicit(&w->nfds, memory_order_relaxed))
+                want_help = true;  /* ready tasks, due timers, or descriptors to poll */
             if (rt->cfg.debug && stuck >= rt->cfg.slow_ns)
                 warn_slow(w, stuck);
         }
@@ -97,6 +127,16 @@ static void *sysmon_main(void *arg)
 
 int weft__sysmon_start(weft__runtime *rt)
 {
+    if (rt->cfg.debug) {
+        void *pcs[2];
+        backtrace(pcs, 2);  /* loads the unwinder now, not in a signal handler */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_bt_signal;
+        sa.sa_flags = SA_RESTART | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(WEFT__BT_SIGNAL, &sa, NULL);
+    }
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -58,8 +58,8 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     /* Field by field, not memset: registry walkers may read this slot's
      * atomics concurrently (registry.c, observe.c). */
     t->next = NULL;
-    t->sp = NULL;
-    t->stack = NULL;
+    __atomic_store_n(&t->sp, NULL, __ATOMIC_RELAXED);       /* read by weft_dump */
+    __atomic_store_n(&t->stack, NULL, __ATOMIC_RELAXED);
     t->fn = fn;
     t->arg = arg;
     t->result = NULL;

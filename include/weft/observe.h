@@ -16,7 +16,9 @@ typedef struct weft_task_info {
     const char *wait;         /* what a waiting task waits on: "sleep", "join", "gather",
                                  "event", "mutex", "queue get", "read fd 7",
                                  "to_thread", "group next", ...; NULL otherwise */
-    int64_t     since;        /* weft_now() (to a millisecond) when it entered this state */
+    int64_t     since;        /* weft_now() (to the kernel's tick, a few ms) when it entered
+                                 this state: spawned, woken, or parked; a task running
+                                 after a yield keeps the time it was woken */
     int         worker;       /* worker it last ran on, -1 for none */
 } weft_task_info;
 

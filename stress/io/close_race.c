@@ -45,9 +45,11 @@ static const char *kind_name[] = {"read", "wait_fd(R)", "wait_fd(W)", "write", "
                                   "pipe read", "read+wait_fd"};
 
 static _Atomic uint64_t n_rounds, n_waits, n_ebadf, n_data, n_timedout, n_closes;
+static const char *_Atomic phase = "starting";
 
 static void dump(void)
 {
+    fprintf(stderr, "  main task's phase: %s\n", atomic_load(&phase));
     fprintf(stderr,
             "  rounds %" PRIu64 ", waits %" PRIu64 " (-EBADF %" PRIu64 ", data/ready %" PRIu64
             ", -ETIMEDOUT %" PRIu64 "), closes %" PRIu64 "\n",
@@ -255,6 +257,8 @@ static void *race_main(void *arg)
 
     while (!stress_time_up() && !stress_failed()) {
         int before = count_fds();
+        int64_t round_start = weft_now();
+        atomic_store(&phase, "creating descriptors");
         /* Phase 1: descriptors. */
         for (int i = 0; i < TARGETS; i++) {
             target *t = &ts[i];
@@ -296,6 +300,7 @@ static void *race_main(void *arg)
                 break;
             }
         }
+        atomic_store(&phase, "spawning waiters and closers");
         /* Phase 2: waiters and closers, racing. */
         int nw = 0;
         for (int i = 0; i < TARGETS; i++) {
@@ -311,6 +316,7 @@ static void *race_main(void *arg)
             }
             ct[i] = t->closer_thread ? weft_spawn_blocking(closer_th, t) : weft_spawn(closer_co, t);
         }
+        atomic_store(&phase, "joining waiters");
         /* Phase 3: every waiter returns; results checked. */
         for (int i = 0; i < nw; i++) {
             int rc = weft_wait_for(wt[i], weft_now() + 10 * WEFT_SEC, NULL);
@@ -322,6 +328,7 @@ static void *race_main(void *arg)
             check_result(&ws[i]);
             stress_progress();
         }
+        atomic_store(&phase, "joining closers");
         for (int i = 0; i < TARGETS; i++) {
             target *t = &ts[i];
             if (t->fd < 0)
@@ -334,6 +341,10 @@ static void *race_main(void *arg)
         }
         int after = count_fds();
         CHECK(after == before, "round leaked descriptors: %d before, %d after", before, after);
+        /* A round is a few milliseconds of work: seconds mean something
+         * waited for an unrelated event to be woken. */
+        int64_t took = weft_now() - round_start;
+        CHECK(took < STRESS_SCALE(3, 8) * WEFT_SEC, "a round took %.3f s: a lost wake-up", (double)took / 1e9);
         atomic_fetch_add(&n_rounds, 1);
     }
     weft_close(lfd);

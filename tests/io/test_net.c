@@ -209,7 +209,7 @@ static void *close_wakes_main(void *arg)
 {
     close_cfg *cfg = arg;
     /* One waiter per kind; the fds are closed while they wait. */
-    int a1, b1, a2, b2, a3, b3, a4, b4;
+    int a1, b1, a2, b2, a4, b4;
     T_CHECK_EQ(io_tcp_pair(&a1, &b1), 0);  /* read */
     T_CHECK_EQ(io_tcp_pair(&a2, &b2), 0);  /* wait readable */
     T_CHECK_EQ(io_tcp_pair(&a4, &b4), 0);  /* write, full buffer */
@@ -226,8 +226,6 @@ static void *close_wakes_main(void *arg)
     T_CHECK(pipe2(pfd2, O_NONBLOCK | O_CLOEXEC) == 0); /* wait writable, full pipe */
     while (write(pfd2[1], &(char[4096]){0}, 4096) > 0)
         ;
-    (void)a3;
-    (void)b3;
 
     waiter_arg w[] = {
         {.fd = a1, .kind = W_READ},

@@ -386,7 +386,9 @@ static void *readline_deadline_main(void *arg)
     T_CHECK_EQ(weft_stream_readline(s, buf, sizeof buf, t0 + 60 * WEFT_MS), -ETIMEDOUT);
     int64_t el = weft_now() - t0;
     T_CHECK(el >= 60 * WEFT_MS);
-    T_CHECK(el < 150 * WEFT_MS * T_SLACK);
+    /* (-ETIMEDOUT is the proof: a deadline extended per byte would have let
+     * the line complete at ~190 ms; this bound only says it did not hang) */
+    T_CHECK(el < 2 * WEFT_SEC * T_SLACK);
     weft_join(t, NULL);
     EXPECT_LINE(s, 64, "abcdefghijklmnopqrs\n");  /* nothing lost */
     weft_stream_close(s);

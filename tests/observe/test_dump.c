@@ -115,7 +115,8 @@ static char *task_block(const char *dump, uint64_t id)
 static void check_dump(const char *d, const scene *s, int workers)
 {
     char hdr[80];
-    snprintf(hdr, sizeof hdr, "weft: dump of all tasks (%d workers)\n", workers);
+    snprintf(hdr, sizeof hdr, "weft: dump of all tasks (%d %s)\n", workers,
+             workers == 1 ? "worker" : "workers");
     T_CHECK(strncmp(d, hdr, strlen(hdr)) == 0);
     /* The exported waiting call each frame chain goes through (backtrace
      * symbols name exported functions only; weft_join tail-calls a hidden

@@ -18,7 +18,9 @@ void *weft__ctx_make(void *stack_top, void (*fn)(void *), void *arg)
     return sp;
 }
 
-/* Any thread: the frame of a switched-out context (see switch.S). */
+/* Any thread: the frame of a switched-out context (see switch.S).  The
+ * context may be resumed meanwhile: weft_dump checks what it gets. */
+__attribute__((no_sanitize("thread", "address")))
 void weft__ctx_frame(void *sp, uintptr_t *pc, uintptr_t *fp)
 {
     const uint64_t *f = sp;
