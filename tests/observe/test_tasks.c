@@ -127,6 +127,7 @@ typedef struct world {
     int wp[2];                /* full pipe: writer waits on wp[1] */
     int pp[2];                /* poll both ways on pp[0] (read end: never writable) */
     _Atomic int thread_gate;  /* released at cleanup: the to_thread fn returns */
+    _Atomic int thread_in;    /* the to_thread fn has started (a pool thread runs it) */
     _Atomic int spin_stop;
     int64_t t0;
 } world;
@@ -163,6 +164,7 @@ static void *w_gather(void *arg)
 static void *thread_fn(void *arg)
 {
     (void)arg;
+    atomic_store(&W.thread_in, 1);
     while (!atomic_load(&W.thread_gate))
         t_nap_ms(1);
     return NULL;
@@ -445,6 +447,10 @@ static void *world_main(void *arg)
         T_CHECK(obs_await(specs[i].name, WEFT_TASK_WAITING, specs[i].wait, NULL));
     for (size_t i = 0; i < sizeof inner / sizeof inner[0]; i++)
         T_CHECK(obs_await(inner[i].name, WEFT_TASK_WAITING, inner[i].wait, NULL));
+    /* The pool thread may start late (a new thread; slow under sanitizers). */
+    for (int k = 0; k < 10000 && !atomic_load(&W.thread_in); k++)
+        weft_sleep(WEFT_MS);
+    T_CHECK(atomic_load(&W.thread_in));
 
     /* The same picture from this coroutine and from a plain thread. */
     check_world(workers);
