@@ -173,21 +173,26 @@ int weft_accept(int listen_fd, int64_t deadline)
     int rc = self_check(NULL);
     if (rc < 0)
         return rc;
-    if (listen_fd < 0)
-        return -EBADF;
+    weft__fdop op;
+    if ((rc = weft__op_begin(&op, listen_fd)) < 0)
+        return rc;
     for (;;) {
-        uint32_t seq = weft__io_seq(listen_fd, WEFT__POLL_IN);
+        uint32_t seq;
+        if ((rc = weft__op_enter(&op, WEFT__POLL_IN, &seq)) < 0)
+            return rc;
         int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int e = errno;
+        weft__op_exit(&op);
         if (fd >= 0) {
             weft__fd_fresh(fd);
             nodelay(fd);
             return fd;
         }
-        if (errno == EINTR || errno == ECONNABORTED)
+        if (e == EINTR || e == ECONNABORTED)
             continue;
-        if (errno != EAGAIN)
-            return -errno;
-        if ((rc = weft__io_wait(listen_fd, WEFT__POLL_IN, seq, deadline)) < 0)
+        if (e != EAGAIN)
+            return -e;
+        if ((rc = weft__op_wait(&op, WEFT__POLL_IN, seq, deadline)) < 0)
             return rc;
     }
 }
@@ -199,14 +204,21 @@ static int connect_one(const struct sockaddr *sa, socklen_t len, int type, int64
     if (fd < 0)
         return -errno;
     weft__fd_fresh(fd);
-    uint32_t seq = weft__io_seq(fd, WEFT__POLL_OUT);
-    int rc = 0;
-    if (connect(fd, sa, len) < 0) {
-        if (errno != EINPROGRESS && errno != EAGAIN) {
-            rc = -errno;
+    weft__fdop op;
+    uint32_t seq = 0;
+    int rc = weft__op_begin(&op, fd);
+    if (rc == 0 && (rc = weft__op_enter(&op, WEFT__POLL_OUT, &seq)) == 0) {
+        int c = connect(fd, sa, len);
+        int e = errno;
+        weft__op_exit(&op);
+        rc = c < 0 ? -e : 0;
+    }
+    if (rc < 0) {
+        if (rc != -EINPROGRESS && rc != -EAGAIN) {
+            /* rc stands */
         } else {
             for (;;) {
-                rc = weft__io_wait(fd, WEFT__POLL_OUT, seq, deadline);
+                rc = weft__op_wait(&op, WEFT__POLL_OUT, seq, deadline);
                 if (rc < 0)
                     break;
                 int err = 0;
@@ -221,7 +233,7 @@ static int connect_one(const struct sockaddr *sa, socklen_t len, int type, int64
                 socklen_t pl = sizeof peer;
                 if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0)
                     break;  /* connected */
-                seq = weft__io_seq(fd, WEFT__POLL_OUT);  /* not yet: wait again */
+                seq = atomic_load_explicit(&op.st->wseq, memory_order_acquire);  /* not yet */
             }
         }
     }
@@ -263,16 +275,23 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
         return -EINVAL;
     if (n == 0)
         return 0;
+    weft__fdop op;
+    if ((rc = weft__op_begin(&op, fd)) < 0)
+        return rc;
     for (;;) {
-        uint32_t seq = weft__io_seq(fd, WEFT__POLL_IN);
+        uint32_t seq;
+        if ((rc = weft__op_enter(&op, WEFT__POLL_IN, &seq)) < 0)
+            return rc;
         ssize_t r = read(fd, buf, n);
+        int e = errno;
+        weft__op_exit(&op);
         if (r >= 0)
             return r;
-        if (errno == EINTR)
+        if (e == EINTR)
             continue;
-        if (errno != EAGAIN)
-            return -errno;
-        if ((rc = weft__io_wait(fd, WEFT__POLL_IN, seq, deadline)) < 0)
+        if (e != EAGAIN)
+            return -e;
+        if ((rc = weft__op_wait(&op, WEFT__POLL_IN, seq, deadline)) < 0)
             return rc;
     }
 }
@@ -286,30 +305,37 @@ ssize_t weft_write(int fd, const void *buf, size_t n, int64_t deadline)
         return -EBADF;
     if (!buf && n)
         return -EINVAL;
+    weft__fdop op;
+    if ((rc = weft__op_begin(&op, fd)) < 0)
+        return rc;
     size_t done = 0;
     bool sock = true;
     while (done < n) {
-        uint32_t seq = weft__io_seq(fd, WEFT__POLL_OUT);
+        uint32_t seq;
+        if ((rc = weft__op_enter(&op, WEFT__POLL_OUT, &seq)) < 0)
+            return rc;
         ssize_t r;
         if (sock) {
             /* MSG_NOSIGNAL: a closed peer is -EPIPE, not a SIGPIPE. */
             r = send(fd, (const char *)buf + done, n - done, MSG_NOSIGNAL);
             if (r < 0 && errno == ENOTSOCK) {
                 sock = false;
-                continue;
+                r = write(fd, (const char *)buf + done, n - done);
             }
         } else {
             r = write(fd, (const char *)buf + done, n - done);
         }
+        int e = errno;
+        weft__op_exit(&op);
         if (r >= 0) {
             done += (size_t)r;
             continue;
         }
-        if (errno == EINTR)
+        if (e == EINTR)
             continue;
-        if (errno != EAGAIN)
-            return -errno;
-        if ((rc = weft__io_wait(fd, WEFT__POLL_OUT, seq, deadline)) < 0)
+        if (e != EAGAIN)
+            return -e;
+        if ((rc = weft__op_wait(&op, WEFT__POLL_OUT, seq, deadline)) < 0)
             return rc;
     }
     return (ssize_t)n;
@@ -357,16 +383,23 @@ ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, sockle
         return rc;
     if (fd < 0)
         return -EBADF;
+    weft__fdop op;
+    if ((rc = weft__op_begin(&op, fd)) < 0)
+        return rc;
     for (;;) {
-        uint32_t seq = weft__io_seq(fd, WEFT__POLL_IN);
+        uint32_t seq;
+        if ((rc = weft__op_enter(&op, WEFT__POLL_IN, &seq)) < 0)
+            return rc;
         ssize_t r = recvfrom(fd, buf, n, 0, from, fromlen);
+        int e = errno;
+        weft__op_exit(&op);
         if (r >= 0)
             return r;
-        if (errno == EINTR)
+        if (e == EINTR)
             continue;
-        if (errno != EAGAIN)
-            return -errno;
-        if ((rc = weft__io_wait(fd, WEFT__POLL_IN, seq, deadline)) < 0)
+        if (e != EAGAIN)
+            return -e;
+        if ((rc = weft__op_wait(&op, WEFT__POLL_IN, seq, deadline)) < 0)
             return rc;
     }
 }
@@ -379,16 +412,23 @@ ssize_t weft_sendto(int fd, const void *buf, size_t n, const struct sockaddr *to
         return rc;
     if (fd < 0)
         return -EBADF;
+    weft__fdop op;
+    if ((rc = weft__op_begin(&op, fd)) < 0)
+        return rc;
     for (;;) {
-        uint32_t seq = weft__io_seq(fd, WEFT__POLL_OUT);
+        uint32_t seq;
+        if ((rc = weft__op_enter(&op, WEFT__POLL_OUT, &seq)) < 0)
+            return rc;
         ssize_t r = sendto(fd, buf, n, MSG_NOSIGNAL, to, tolen);
+        int e = errno;
+        weft__op_exit(&op);
         if (r >= 0)
             return r;
-        if (errno == EINTR)
+        if (e == EINTR)
             continue;
-        if (errno != EAGAIN)
-            return -errno;
-        if ((rc = weft__io_wait(fd, WEFT__POLL_OUT, seq, deadline)) < 0)
+        if (e != EAGAIN)
+            return -e;
+        if ((rc = weft__op_wait(&op, WEFT__POLL_OUT, seq, deadline)) < 0)
             return rc;
     }
 }

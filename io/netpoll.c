@@ -165,19 +165,35 @@ static int ensure_registered(weft__fdstate *st, weft__worker *w)
     return 0;
 }
 
-/* May suspend.  After a syscall on fd returned EAGAIN: waits until the
- * direction's sequence moves past seq, the deadline, cancellation or
- * weft_close.  0 (retry the syscall) or -ETIMEDOUT / -ECANCELED / -EBADF. */
-int weft__io_wait(int fd, int dir, uint32_t seq, int64_t deadline)
+/* Any thread with a runtime.  Starts an operation on fd (see netpoll.h). */
+int weft__op_begin(weft__fdop *op, int fd)
 {
     weft__worker *wk = weft__cur_worker();
-    weft_task *self = wk ? wk->current : NULL;
-    if (!self)
+    if (!wk || !wk->current)
         return -EPERM;
-    weft__fdstate *st = weft__fd_state(wk->rt, fd, true);
-    if (!st)
-        return fd < 0 ? -EBADF : -ENOMEM;
+    if (fd < 0)
+        return -EBADF;
+    op->fd = fd;
+    op->st = weft__fd_state(wk->rt, fd, true);
+    if (!op->st)
+        return -ENOMEM;
+    op->gen = atomic_load_explicit(&op->st->gen, memory_order_acquire);
+    return 0;
+}
+
+/* May suspend.  After a syscall returned EAGAIN: waits until the
+ * direction's sequence moves past seq, the deadline, cancellation or
+ * weft_close.  0 (retry the syscall) or -ETIMEDOUT / -ECANCELED / -EBADF. */
+int weft__op_wait(weft__fdop *op, int dir, uint32_t seq, int64_t deadline)
+{
+    weft__worker *wk = weft__cur_worker();
+    weft_task *self = wk->current;
+    weft__fdstate *st = op->st;
     weft__spin_lock(&st->lock);
+    if (atomic_load_explicit(&st->gen, memory_order_relaxed) != op->gen) {
+        weft__spin_unlock(&st->lock);
+        return -EBADF;
+    }
     int rc = ensure_registered(st, wk);
     if (rc < 0 || st->unpollable) {
         weft__spin_unlock(&st->lock);
@@ -192,32 +208,18 @@ int weft__io_wait(int fd, int dir, uint32_t seq, int64_t deadline)
         weft__spin_unlock(&st->lock);
         return -ETIMEDOUT;
     }
-    uint32_t gen = st->gen;
     weft__waiter w = {.task = self};
     weft__waitq *q = dir == WEFT__POLL_IN ? &st->rq : &st->wq;
     weft__waitq_push(q, &w);
     /* "read fd" / "write fd": the fd number is kept beside it (wait_fd),
      * so no string is formatted on this path. */
-    atomic_store_explicit(&self->wait_fd, fd, memory_order_relaxed);
+    atomic_store_explicit(&self->wait_fd, op->fd, memory_order_relaxed);
     rc = weft__waitq_wait(&st->lock, q, &w, dir == WEFT__POLL_IN ? "read fd" : "write fd",
                           deadline, true);
-    if (st->gen != gen)
+    if (atomic_load_explicit(&st->gen, memory_order_relaxed) != op->gen)
         rc = -EBADF;
     weft__spin_unlock(&st->lock);
     return rc;
-}
-
-/* Any thread.  The sequence of direction dir, to read before a syscall. */
-uint32_t weft__io_seq(int fd, int dir)
-{
-    weft__worker *wk = weft__cur_worker();
-    if (!wk)
-        return 0;
-    weft__fdstate *st = weft__fd_state(wk->rt, fd, true);
-    if (!st)
-        return 0;
-    return atomic_load_explicit(dir == WEFT__POLL_IN ? &st->rseq : &st->wseq,
-                                memory_order_acquire);
 }
 
 /* ------------------------------------------------------------------ */
@@ -265,13 +267,18 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
         return -EINVAL;
     if (atomic_load_explicit(&self->cancelled, memory_order_seq_cst))
         return -ECANCELED;
-    weft__fdstate *st = weft__fd_state(wk->rt, fd, true);
-    if (!st)
-        return -ENOMEM;
+    weft__fdop op;
+    int rc0 = weft__op_begin(&op, fd);
+    if (rc0 < 0)
+        return rc0;
+    weft__fdstate *st = op.st;
     for (;;) {
-        uint32_t rs = atomic_load_explicit(&st->rseq, memory_order_acquire);
-        uint32_t ws = atomic_load_explicit(&st->wseq, memory_order_acquire);
+        uint32_t rs, ws;
+        if ((rc0 = weft__op_enter(&op, WEFT__POLL_IN, &rs)) < 0)
+            return rc0;
+        ws = atomic_load_explicit(&st->wseq, memory_order_acquire);
         int r = poll_now(fd, events);
+        weft__op_exit(&op);
         if (r != 0)
             return r;
         weft__spin_lock(&st->lock);
@@ -290,7 +297,10 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
             weft__spin_unlock(&st->lock);
             return -ETIMEDOUT;
         }
-        uint32_t gen = st->gen;
+        if (atomic_load_explicit(&st->gen, memory_order_relaxed) != op.gen) {
+            weft__spin_unlock(&st->lock);
+            return -EBADF;
+        }
         weft__waiter w[2] = {{.task = self}, {.task = self}};
         if (events & WEFT_READABLE)
             weft__waitq_push(&st->rq, &w[0]);
@@ -306,7 +316,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
             weft__waitq_remove(&st->rq, &w[0]);
         if ((events & WEFT_WRITABLE) && !atomic_load_explicit(&w[1].granted, memory_order_relaxed))
             weft__waitq_remove(&st->wq, &w[1]);
-        bool closed = st->gen != gen;
+        bool closed = atomic_load_explicit(&st->gen, memory_order_relaxed) != op.gen;
         weft__spin_unlock(&st->lock);
         if (closed)
             return -EBADF;
@@ -324,7 +334,11 @@ int weft_close(int fd)
     weft__fdstate *st = rt ? weft__fd_state(rt, fd, false) : NULL;
     if (st) {
         weft__spin_lock(&st->lock);
-        st->gen++;
+        /* seq_cst: pairs with op_enter (netpoll.h): from here on no new
+         * system call starts on fd; wait for those in flight. */
+        atomic_fetch_add_explicit(&st->gen, 1, memory_order_seq_cst);
+        while (atomic_load_explicit(&st->users, memory_order_seq_cst))
+            weft__cpu_relax();
         weft__waiter *w;
         while ((w = weft__waitq_pop(&st->rq)))
             weft__waiter_grant(w);

@@ -2,6 +2,8 @@
 #ifndef WEFT_NETPOLL_H
 #define WEFT_NETPOLL_H
 
+#include <errno.h>
+
 #include "../sync/waitq.h"
 
 typedef struct weft__fdstate {
@@ -9,7 +11,8 @@ typedef struct weft__fdstate {
     int fd;
     weft__worker *poller;     /* whose poller watches it; NULL: none */
     bool unpollable;          /* epoll refused it (regular file): always ready */
-    uint32_t gen;             /* bumped by weft_close: waiters get -EBADF */
+    _Atomic uint32_t gen;     /* bumped by weft_close: waiters get -EBADF */
+    _Atomic int users;        /* coroutines inside a system call on the fd */
     _Atomic uint32_t rseq;    /* bumped at each readable edge */
     _Atomic uint32_t wseq;    /* bumped at each writable edge */
     weft__waitq rq, wq;       /* coroutines waiting to read / write */
@@ -19,7 +22,39 @@ weft__fdstate *weft__fd_state(weft__runtime *rt, int fd, bool create);
 /* A descriptor weft just created: forget what an earlier file of the same
  * number left (closed without weft_close). */
 void weft__fd_fresh(int fd);
-uint32_t weft__io_seq(int fd, int dir);
-int weft__io_wait(int fd, int dir, uint32_t seq, int64_t deadline);
+/*
+ * One operation on a descriptor (read, write, accept, ...), Go's fdMutex in
+ * small: op_begin snapshots the fd's generation; op_enter/op_exit bracket
+ * each non-blocking system call (and refuse with -EBADF once weft_close has
+ * begun); weft_close waits for the calls in flight before it closes the
+ * number, so a call never runs on a closed or reused descriptor and
+ * ThreadSanitizer sees the order.  op_wait waits for readiness past seq.
+ */
+typedef struct weft__fdop {
+    weft__fdstate *st;
+    uint32_t gen;
+    int fd;
+} weft__fdop;
+
+int weft__op_begin(weft__fdop *op, int fd);
+int weft__op_wait(weft__fdop *op, int dir, uint32_t seq, int64_t deadline);
+
+static inline int weft__op_enter(weft__fdop *op, int dir, uint32_t *seq)
+{
+    /* seq_cst: pairs with weft_close's gen bump and users load. */
+    atomic_fetch_add_explicit(&op->st->users, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&op->st->gen, memory_order_seq_cst) != op->gen) {
+        atomic_fetch_sub_explicit(&op->st->users, 1, memory_order_release);
+        return -EBADF;
+    }
+    *seq = atomic_load_explicit(dir == 1 ? &op->st->rseq : &op->st->wseq, memory_order_acquire);
+    return 0;
+}
+
+static inline void weft__op_exit(weft__fdop *op)
+{
+    /* release: pairs with weft_close's acquire wait for users == 0. */
+    atomic_fetch_sub_explicit(&op->st->users, 1, memory_order_release);
+}
 
 #endif

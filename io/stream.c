@@ -200,28 +200,35 @@ int weft_stream_drain(weft_stream *s, int64_t deadline)
     /* Sends from woff, and remembers how far it got: a drain that times out
      * part-way and is retried sends every byte exactly once. */
     bool sock = true;
+    weft__fdop op;
+    int rc = s->woff < s->wlen ? weft__op_begin(&op, s->fd) : 0;
+    if (rc < 0)
+        return rc;
     while (s->woff < s->wlen) {
-        uint32_t seq = weft__io_seq(s->fd, WEFT__POLL_OUT);
+        uint32_t seq;
+        if ((rc = weft__op_enter(&op, WEFT__POLL_OUT, &seq)) < 0)
+            return rc;
         ssize_t r;
         if (sock) {
             r = send(s->fd, s->wbuf + s->woff, s->wlen - s->woff, MSG_NOSIGNAL);
             if (r < 0 && errno == ENOTSOCK) {
                 sock = false;
-                continue;
+                r = write(s->fd, s->wbuf + s->woff, s->wlen - s->woff);
             }
         } else {
             r = write(s->fd, s->wbuf + s->woff, s->wlen - s->woff);
         }
+        int e = errno;
+        weft__op_exit(&op);
         if (r >= 0) {
             s->woff += (size_t)r;
             continue;
         }
-        if (errno == EINTR)
+        if (e == EINTR)
             continue;
-        if (errno != EAGAIN)
-            return -errno;
-        int rc = weft__io_wait(s->fd, WEFT__POLL_OUT, seq, deadline);
-        if (rc < 0)
+        if (e != EAGAIN)
+            return -e;
+        if ((rc = weft__op_wait(&op, WEFT__POLL_OUT, seq, deadline)) < 0)
             return rc;
     }
     s->wlen = s->woff = 0;
