@@ -19,6 +19,7 @@
 /* The runtime of this process.  acquire/release: pairs between weft_run's
  * publication and plain threads that spawn. */
 static _Atomic(weft__runtime *) g_rt;
+static _Atomic bool g_running;   /* a weft_run is under way (EBUSY) */
 /* Plain threads reach the runtime through g_rt; they hold this lock (read)
  * while they use it, and weft_run takes it (write) to withdraw the runtime,
  * so a plain-thread spawn never touches a runtime being torn down. */
@@ -201,8 +202,10 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&rt->done_mu, NULL);
 
-    weft__runtime *none = NULL;
-    if (!atomic_compare_exchange_strong_explicit(&g_rt, &none, rt, memory_order_acq_rel,
+    bool idle = false;
+    /* acq_rel: one weft_run at a time (-EBUSY); the runtime is published in
+     * g_rt only once it is set up (plain threads then reach it). */
+    if (!atomic_compare_exchange_strong_explicit(&g_running, &idle, true, memory_order_acq_rel,
                                                  memory_order_acquire)) {
         runtime_free(rt);
         return -EBUSY;
@@ -247,6 +250,8 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     m->is_main = true;
     rt->main = m;
     weft__inject_push(rt, m, m, 1);
+    /* seq_cst: set up; plain threads (spawn, dump, stats) may use it now. */
+    atomic_store_explicit(&g_rt, rt, memory_order_seq_cst);
 
     if ((rc = weft__trace_init(rt)) < 0)
         goto fail_early;
@@ -298,6 +303,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     /* 6. Free what was never released. */
     weft__reg_free_all(rt);
     runtime_free(rt);
+    atomic_store_explicit(&g_running, false, memory_order_release);
     return ok ? 0 : rc;
 
 fail_early:
@@ -306,6 +312,7 @@ fail_early:
     withdraw(rt);
     weft__reg_free_all(rt);
     runtime_free(rt);
+    atomic_store_explicit(&g_running, false, memory_order_release);
     return rc;
 }
 
