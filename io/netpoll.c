@@ -177,7 +177,12 @@ int weft__op_begin(weft__fdop *op, int fd)
     op->st = weft__fd_state(wk->rt, fd, true);
     if (!op->st)
         return -ENOMEM;
-    op->gen = atomic_load_explicit(&op->st->gen, memory_order_acquire);
+    /* Under the lock: a weft_close that already ran (it closes under this
+     * lock) is then ordered before our system calls, which see a closed or
+     * new descriptor, never a half-closed one. */
+    weft__spin_lock(&op->st->lock);
+    op->gen = atomic_load_explicit(&op->st->gen, memory_order_relaxed);
+    weft__spin_unlock(&op->st->lock);
     return 0;
 }
 

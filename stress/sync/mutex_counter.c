@@ -168,7 +168,7 @@ static void *stress_main(void *arg)
 
 int main(void)
 {
-    ss_begin("stress_mutex_counter", 4.5);
+    ss_begin("stress_mutex_counter", 4.0);
     const char *w = getenv("WEFT_WORKERS");
     int phases = (w && *w) ? 1 : 3;
     int64_t len = (ss_t_end - weft_now()) / phases;
