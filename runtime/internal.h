@@ -355,6 +355,7 @@ struct weft__runtime {
 
     void *topo;                           /* hwloc topology (topo.c) */
     int64_t started_at;                   /* weft_now() at start */
+    _Atomic int64_t clock;                /* weft_now(), refreshed by sysmon (1-5 ms) */
     struct weft__trace *pool_trace;       /* WEFT_TRACE: the pool threads' ring */
     pthread_mutex_t pool_trace_mu;
     _Atomic uint64_t spawned_plain;       /* tasks spawned from plain threads */
@@ -500,13 +501,19 @@ void weft__signal_uninstall(void);
 int  weft__altstack_setup(weft__worker *w);
 void weft__altstack_teardown(weft__worker *w);
 
-/* weft_now() to the kernel's tick (1-4 ms): a few ns (vDSO, no rdtsc).
- * For observability timestamps on hot paths. */
+/* weft_now() to the kernel's tick (1-4 ms): a few ns (vDSO, no rdtsc). */
 static inline int64_t weft__coarse_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
+}
+
+/* weft_now() as sysmon last saw it (1 ms while workers run, 5 ms idle): one
+ * load of a read-mostly line.  For observability timestamps on hot paths. */
+static inline int64_t weft__rt_clock(weft__runtime *rt)
+{
+    return atomic_load_explicit(&rt->clock, memory_order_relaxed);
 }
 
 void weft__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

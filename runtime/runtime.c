@@ -195,6 +195,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
         return -ENOMEM;
     memset(rt, 0, sizeof *rt);
     rt->cfg = set;
+    atomic_init(&rt->clock, weft_now());
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -322,8 +322,8 @@ static bool wake(weft_task *t, bool lifo)
             if (atomic_compare_exchange_weak_explicit(&t->park, &v, WEFT__PARK_RUNNING,
                                                       memory_order_seq_cst,
                                                       memory_order_seq_cst)) {
-                /* relaxed: observability; the coarse clock costs a few ns. */
-                atomic_store_explicit(&t->since, weft__coarse_now(), memory_order_relaxed);
+                /* relaxed: observability; sysmon's clock, no clock read here. */
+                atomic_store_explicit(&t->since, weft__rt_clock(t->rt), memory_order_relaxed);
                 weft__worker *w = weft__cur_worker();
                 if (WEFT__UNLIKELY(w && w->trace)) {
                     /* The arrow starts here and ends at t's next run. */
@@ -369,8 +369,7 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     t->park_arg = arg;
     /* relaxed: observability only (walkers in observe.c). */
     atomic_store_explicit(&t->wait, wait, memory_order_relaxed);
-    atomic_store_explicit(&t->since, weft__coarse_now(),
-                          memory_order_relaxed);
+    atomic_store_explicit(&t->since, weft__rt_clock(w->rt), memory_order_relaxed);
     t->park_deadline = deadline;
     t->park_cancellable = cancellable;
     leave(w, t, WEFT__AFTER_PARK);

@@ -11,7 +11,9 @@
  *     timers, so they run elsewhere within a few milliseconds;
  *   - in debug mode, once the coroutine has run WEFT_SLOW_MS without
  *     reaching a suspension point, names it on stderr.
- * When every worker is parked, sysmon backs off to 20 ms naps.
+ * When every worker is parked, sysmon backs off to 5 ms naps.  Each round
+ * it also refreshes rt->clock, the timestamp of observability fields (since)
+ * so that no hot path reads the clock.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -86,6 +88,8 @@ static void *sysmon_main(void *arg)
         pthread_mutex_unlock(&rt->sysmon_mu);
 
         int64_t now = weft_now();
+        /* relaxed: the clock of observability timestamps (weft__rt_clock). */
+        atomic_store_explicit(&rt->clock, now, memory_order_relaxed);
         bool any_running = false, any_blocked = false, want_help = false;
         for (unsigned i = 0; i < rt->nworkers; i++) {
             weft__worker *w = rt->workers[i];
@@ -117,7 +121,7 @@ static void *sysmon_main(void *arg)
         atomic_store_explicit(&rt->any_blocked, any_blocked, memory_order_relaxed);
         if (want_help)
             weft__notify(rt);
-        nap = any_running ? WEFT_MS : 20 * WEFT_MS;
+        nap = any_running ? WEFT_MS : 5 * WEFT_MS;
         pthread_mutex_lock(&rt->sysmon_mu);
     }
     pthread_mutex_unlock(&rt->sysmon_mu);
