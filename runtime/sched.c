@@ -764,6 +764,15 @@ static weft_task *steal_work(weft__worker *w)
                 atomic_load_explicit(&v->q.runnext, memory_order_relaxed))
                 runnext_backoff(v);
             WEFT__COUNT(w, steal_attempts, 1);
+            /* An idle worker also takes a busy one's ready descriptors: the
+             * busy one would see them only every WEFT__INJECT_EVERY
+             * schedules.  Their coroutines land in our queue. */
+            if (round == 0 && atomic_load_explicit(&v->nfds, memory_order_relaxed) &&
+                atomic_load_explicit(&v->running, memory_order_relaxed)) {
+                poll_now(w, v);
+                if ((t = weft__runq_get(w)))
+                    return t;
+            }
             unsigned got = weft__runq_steal(w, v, runnext, &t);
             if (got) {
                 WEFT__COUNT(w, steals, got);
