@@ -16,9 +16,10 @@ typedef struct weft_task_info {
     const char *wait;         /* what a waiting task waits on: "sleep", "join", "gather",
                                  "event", "mutex", "queue get", "read fd 7",
                                  "to_thread", "group next", ...; NULL otherwise */
-    int64_t     since;        /* weft_now() (to the kernel's tick, a few ms) when it entered
-                                 this state: spawned, woken, or parked; a task running
-                                 after a yield keeps the time it was woken */
+    int64_t     since;        /* weft_now() when it entered this state (spawned, woken,
+                                 parked), to a few ms: the runtime's monitor refreshes
+                                 the clock it is read from every 1-5 ms, so that no
+                                 hot path reads the clock */
     int         worker;       /* worker it last ran on, -1 for none */
 } weft_task_info;
 
