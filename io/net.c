@@ -137,22 +137,26 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int type, int bac
     return fd;
 }
 
-int weft_tcp_listen(const char *host, const char *port, int backlog)
+/* A socket bound (and, for streams, listening) on the first address of
+ * host:port that works, IPv4 first for a wildcard host, as most servers. */
+static int bind_addrs(const char *host, const char *port, int type, int backlog)
 {
     struct addrinfo *res;
-    int rc = weft__resolve(host, port, SOCK_STREAM, true, &res);
+    int rc = weft__resolve(host, port, type, true, &res);
     if (rc < 0)
         return rc;
-    if (backlog <= 0)
-        backlog = SOMAXCONN;
     int fd = -EADDRNOTAVAIL;
-    /* Prefer IPv4 for a wildcard host, like most servers' first address. */
     for (int pass = 0; pass < 2 && fd < 0; pass++)
         for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next)
             if ((pass == 0) == (a->ai_family == AF_INET))
-                fd = listen_on(a->ai_addr, a->ai_addrlen, SOCK_STREAM, backlog);
+                fd = listen_on(a->ai_addr, a->ai_addrlen, type, backlog);
     freeaddrinfo(res);
     return fd;
+}
+
+int weft_tcp_listen(const char *host, const char *port, int backlog)
+{
+    return bind_addrs(host, port, SOCK_STREAM, backlog <= 0 ? SOMAXCONN : backlog);
 }
 
 int weft_local_port(int fd)
@@ -246,22 +250,30 @@ static int connect_one(const struct sockaddr *sa, socklen_t len, int type, int64
     return fd;
 }
 
-int weft_tcp_connect(const char *host, const char *port, int64_t deadline)
+/* May suspend.  A socket connected to the first address of host:port that
+ * accepts; a timeout or cancellation ends the search. */
+static int connect_addrs(const char *host, const char *port, int type, int64_t deadline,
+                         int none)
 {
     int rc = self_check(NULL);
     if (rc < 0)
         return rc;
     struct addrinfo *res;
-    if ((rc = weft__resolve(host, port, SOCK_STREAM, false, &res)) < 0)
+    if ((rc = weft__resolve(host, port, type, false, &res)) < 0)
         return rc;
-    int fd = -ECONNREFUSED;
+    int fd = none;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
-        fd = connect_one(a->ai_addr, a->ai_addrlen, SOCK_STREAM, deadline);
+        fd = connect_one(a->ai_addr, a->ai_addrlen, type, deadline);
         if (fd >= 0 || fd == -ETIMEDOUT || fd == -ECANCELED)
             break;
     }
     freeaddrinfo(res);
     return fd;
+}
+
+int weft_tcp_connect(const char *host, const char *port, int64_t deadline)
+{
+    return connect_addrs(host, port, SOCK_STREAM, deadline, -ECONNREFUSED);
 }
 
 ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
@@ -347,32 +359,12 @@ ssize_t weft_write(int fd, const void *buf, size_t n, int64_t deadline)
 
 int weft_udp_bind(const char *host, const char *port)
 {
-    struct addrinfo *res;
-    int rc = weft__resolve(host, port, SOCK_DGRAM, true, &res);
-    if (rc < 0)
-        return rc;
-    int fd = -EADDRNOTAVAIL;
-    for (int pass = 0; pass < 2 && fd < 0; pass++)
-        for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next)
-            if ((pass == 0) == (a->ai_family == AF_INET))
-                fd = listen_on(a->ai_addr, a->ai_addrlen, SOCK_DGRAM, 0);
-    freeaddrinfo(res);
-    return fd;
+    return bind_addrs(host, port, SOCK_DGRAM, 0);
 }
 
 int weft_udp_connect(const char *host, const char *port, int64_t deadline)
 {
-    int rc = self_check(NULL);
-    if (rc < 0)
-        return rc;
-    struct addrinfo *res;
-    if ((rc = weft__resolve(host, port, SOCK_DGRAM, false, &res)) < 0)
-        return rc;
-    int fd = -EADDRNOTAVAIL;
-    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next)
-        fd = connect_one(a->ai_addr, a->ai_addrlen, SOCK_DGRAM, deadline);
-    freeaddrinfo(res);
-    return fd;
+    return connect_addrs(host, port, SOCK_DGRAM, deadline, -EADDRNOTAVAIL);
 }
 
 ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, socklen_t *fromlen,
