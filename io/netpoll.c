@@ -126,10 +126,12 @@ void weft__fd_fresh(int fd)
     weft__spin_unlock(&st->lock);
 }
 
-/* Any worker (the poller's dispatch).  An edge for st. */
-void weft__netpoll_ready(void *data, int events)
+/* Any worker (the poller's dispatch).  An edge for fd. */
+void weft__netpoll_ready(weft__runtime *rt, int fd, int events)
 {
-    weft__fdstate *st = data;
+    weft__fdstate *st = weft__fd_state(rt, fd, false);
+    if (!st)
+        return;  /* cannot happen: registered fds have a state */
     weft__spin_lock(&st->lock);
     weft__waiter *w;
     if (events & WEFT__POLL_IN) {
@@ -151,7 +153,7 @@ static int ensure_registered(weft__fdstate *st, weft__worker *w)
 {
     if (st->poller || st->unpollable)
         return 0;
-    int rc = weft__poll_add(w, st->fd, st);
+    int rc = weft__poll_add(w, st->fd);
     if (rc == -EPERM) {
         st->unpollable = true;  /* a regular file: always ready */
         return 0;

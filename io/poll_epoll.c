@@ -1,6 +1,7 @@
 /*
  * The poller on Linux: an epoll instance per worker, edge-triggered, with an
- * eventfd for wake-ups (registered with a NULL data pointer).
+ * eventfd for wake-ups.  data.u64 holds fd + 1 for a watched descriptor and
+ * 0 for the eventfd.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,7 +17,7 @@ int weft__poll_init(weft__worker *w)
     w->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (w->epfd < 0 || w->evfd < 0)
         return -errno;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
         return -errno;
     return 0;
@@ -47,7 +48,7 @@ int weft__poll_wait(weft__worker *w, const struct timespec *timeout)
      * must not eat the eventfd count meant to wake it (it would sleep on). */
     bool owner = weft__cur_worker() == w;
     for (int i = 0; i < n; i++) {
-        if (!ev[i].data.ptr) {
+        if (!ev[i].data.u64) {
             if (owner) {
                 uint64_t v;
                 ssize_t r = read(w->evfd, &v, sizeof v);
@@ -62,16 +63,16 @@ int weft__poll_wait(weft__worker *w, const struct timespec *timeout)
             e |= WEFT__POLL_OUT;
         if (ev[i].events & EPOLLERR)
             e |= WEFT__POLL_ERR | WEFT__POLL_IN | WEFT__POLL_OUT;
-        weft__netpoll_ready(ev[i].data.ptr, e);
+        weft__netpoll_ready(w->rt, (int)(ev[i].data.u64 - 1), e);
         fds++;
     }
     return fds;
 }
 
-int weft__poll_add(weft__worker *w, int fd, void *data)
+int weft__poll_add(weft__worker *w, int fd)
 {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                             .data.ptr = data};
+                             .data.u64 = (uint64_t)fd + 1};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
         return -errno;
     return 0;
