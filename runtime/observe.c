@@ -217,9 +217,10 @@ static int backtrace_of(snap *s, void **pcs, int max)
         pcs[n++] = (void *)pc;
         if (fp < lo || fp + 2 * sizeof(uintptr_t) > hi || (fp & (sizeof(uintptr_t) - 1)))
             break;
-        const uintptr_t *f = (const uintptr_t *)fp;
-        uintptr_t next = __atomic_load_n(&f[0], __ATOMIC_RELAXED);
-        pc = __atomic_load_n(&f[1], __ATOMIC_RELAXED);
+        /* volatile, not __atomic: see weft__ctx_frame. */
+        const volatile uintptr_t *f = (const volatile uintptr_t *)fp;
+        uintptr_t next = f[0];
+        pc = f[1];
         if (next <= fp)
             break;  /* frames go up the stack; anything else is garbage */
         fp = next;
@@ -372,6 +373,8 @@ int weft_stats_get(weft_stats *outp)
 {
     if (!outp)
         return -EINVAL;
+    if (!WEFT_OBSERVE)
+        return -ENOTSUP;  /* built with WEFT_OBSERVE=OFF: no counters */
     weft__worker *cw = weft__cur_worker();
     weft__runtime *rt = cw ? cw->rt : weft__rt_get();
     if (!rt)

@@ -50,11 +50,6 @@ static const char *const WAITS[] = {"sleep", "join",      "gather",     "event",
 #define NWAITS (sizeof WAITS / sizeof WAITS[0])
 
 static _Atomic int stop_walkers;
-/* Known bug: under ASan, weft_dump aborts ("unknown-crash" in
- * weft__ctx_frame) when it reads the stack of a coroutine that resumed
- * meanwhile (its redzones are poisoned); so the ASan build leaves the dumps
- * out unless WEFT_OBS_STRICT=1. */
-static bool dumps_on = true;
 static _Atomic uint64_t walks, entries, dumps, stats_calls, spawned, batches, max_seen_alive;
 static _Atomic uint64_t by_state[4];
 static unsigned cur_workers;
@@ -172,7 +167,7 @@ static void observe_once(walk_ctx *c, weft_stats *s, int devnull, uint64_t round
         if (s->tasks_alive > m)
             atomic_store_explicit(&max_seen_alive, s->tasks_alive, memory_order_relaxed);
     }
-    if (round % 4 == 0 && dumps_on) {
+    if (round % 4 == 0) {
         rc = weft_dump(devnull);
         CHECK(rc == 0, "weft_dump returned %d", rc);
         atomic_fetch_add_explicit(&dumps, 1, memory_order_relaxed);
@@ -420,13 +415,6 @@ static void *main_task(void *arg)
 
 int main(void)
 {
-    const char *strict = getenv("WEFT_OBS_STRICT");
-    if (STRESS_ASAN && !(strict && strcmp(strict, "1") == 0)) {
-        dumps_on = false;
-        fprintf(stderr, "stress_registry_walk: known bug (WEFT_OBS_STRICT=1 runs it): weft_dump "
-                        "from another thread reads live coroutine stacks, which ASan "
-                        "reports; no dumps in this ASan run\n");
-    }
     stress_init("stress_registry_walk", 4.0, dump_state);
     int64_t t0 = weft_now();
     static const unsigned counts[] = {2, 3, 4};
