@@ -220,7 +220,7 @@ int weft__op_wait(weft__fdop *op, int dir, uint32_t seq, int64_t deadline)
     weft__waitq_push(q, &w);
     /* "read fd" / "write fd": the fd number is kept beside it (wait_fd),
      * so no string is formatted on this path. */
-    atomic_store_explicit(&self->wait_fd, op->fd, memory_order_relaxed);
+    WEFT__OBS(atomic_store_explicit(&self->wait_fd, op->fd, memory_order_relaxed));
     rc = weft__waitq_wait(&st->lock, q, &w, dir == WEFT__POLL_IN ? "read fd" : "write fd",
                           deadline, true);
     if (atomic_load_explicit(&st->gen, memory_order_relaxed) != op->gen)
@@ -313,7 +313,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
             weft__waitq_push(&st->rq, &w[0]);
         if (events & WEFT_WRITABLE)
             weft__waitq_push(&st->wq, &w[1]);
-        atomic_store_explicit(&self->wait_fd, fd, memory_order_relaxed);
+        WEFT__OBS(atomic_store_explicit(&self->wait_fd, fd, memory_order_relaxed));
         weft__spin_unlock(&st->lock);
         rc = weft__park_ex(events == WEFT_READABLE ? "read fd" : events == WEFT_WRITABLE ? "write fd"
                                                                                 : "poll fd",

@@ -215,16 +215,39 @@ typedef struct weft__stack_cache {
 /* Counters (observe.c): written by their worker only, read by anyone.  */
 /* ------------------------------------------------------------------ */
 typedef struct weft__counters {
-    _Atomic uint64_t runs, spawned, steals, steal_attempts, parks, wakeups, polls, injected;
+    _Atomic uint64_t spawned, steals, steal_attempts, parks, wakeups, polls, injected;
     _Atomic uint64_t parked_ns;
 } weft__counters;
 
+/* WEFT_OBSERVE (CMake option, default ON).  OFF compiles out what the
+ * hot paths do only to be observed: the counters, the wait strings and
+ * since stamps, and the trace hooks (docs/debugging.md, "What it costs").
+ * The registry stays: it is the task allocator (registry.c), and shutdown
+ * walks it. */
+#ifndef WEFT_OBSERVE
+#define WEFT_OBSERVE 1
+#endif
+
+/* worker->hooks: what the switch path must call out for, one byte on the
+ * worker's hot line (not rt->cfg, not the trace pointer: two more lines). */
+enum { WEFT__HOOK_DEBUG = 1, WEFT__HOOK_TRACE = 2 };
+
+#if WEFT_OBSERVE
 /* Owner worker only: a counter bump without a locked instruction
  * (relaxed load + store; readers load relaxed). */
 #define WEFT__COUNT(w, field, n)                                                          \
     atomic_store_explicit(&(w)->c.field,                                                 \
                           atomic_load_explicit(&(w)->c.field, memory_order_relaxed) + (n), \
                           memory_order_relaxed)
+/* A statement kept only when observability is built in. */
+#define WEFT__OBS(...) __VA_ARGS__
+/* Whether worker w records a trace (WEFT_TRACE). */
+#define WEFT__TRACING(w) WEFT__UNLIKELY((w)->hooks & WEFT__HOOK_TRACE)
+#else
+#define WEFT__COUNT(w, field, n) ((void)0)
+#define WEFT__OBS(...)
+#define WEFT__TRACING(w) 0
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Trace events (trace.c)                                              */
@@ -254,6 +277,7 @@ struct weft__worker {
     uint32_t ticks;                       /* schedule() calls */
     unsigned lifo_streak;                 /* runnext runs in a row */
     bool searching;
+    uint8_t hooks;                        /* WEFT__HOOK_*: debug mode, tracing */
     weft__stack_cache stacks;
     uint64_t next_id, id_end;             /* block of task ids */
     int *victims;                         /* other workers, nearest first */
@@ -268,6 +292,8 @@ struct weft__worker {
 
     /* Read by other threads. */
     _Atomic uint32_t tick WEFT__ALIGNED;  /* bumped at each task switch-in */
+    _Atomic uint64_t runs;                /* task runs (stats): on tick's line,
+                                             which each switch-in writes anyway */
     _Atomic int running;                  /* 1 unless parked in epoll */
     _Atomic bool blocked;                 /* sysmon: stuck in one task */
     _Atomic int64_t park_since;           /* when it parked, 0 while not parked */
@@ -357,6 +383,7 @@ struct weft__runtime {
     int64_t started_at;                   /* weft_now() at start */
     _Atomic int64_t clock;                /* weft_now(), refreshed by sysmon (1-5 ms) */
     struct weft__trace *pool_trace;       /* WEFT_TRACE: the pool threads' ring */
+    bool tracing;                         /* WEFT_TRACE on: set before workers start */
     pthread_mutex_t pool_trace_mu;
     _Atomic uint64_t spawned_plain;       /* tasks spawned from plain threads */
     weft__pool *pool;                     /* blocking pool for users' calls */

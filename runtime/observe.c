@@ -90,7 +90,7 @@ static bool snapshot(weft_task *t, snap *out)
     out->info.state = st;
     out->info.since = atomic_load_explicit(&t->since, memory_order_relaxed);
     out->info.worker = atomic_load_explicit(&t->last_worker, memory_order_relaxed);
-    if (st == WEFT_TASK_RUNNING && out->info.worker >= 0 && rt_of_walk &&
+    if (WEFT_OBSERVE && st == WEFT_TASK_RUNNING && out->info.worker >= 0 && rt_of_walk &&
         (unsigned)out->info.worker < rt_of_walk->nworkers) {
         /* A running task's since is its worker's last switch, which sysmon
          * samples each millisecond: no clock read on the switch path. */
@@ -246,10 +246,12 @@ static int dump_one(snap *s, void *arg)
         n = put_s(b, n, sizeof b, ", ");
         n = put_s(b, n, sizeof b, s->info.wait);
     }
-    int64_t ms = (d->now - s->info.since) / WEFT_MS;
-    n = put_s(b, n, sizeof b, ", ");
-    n = put_u(b, n, sizeof b, (unsigned long long)(ms < 0 ? 0 : ms));
-    n = put_s(b, n, sizeof b, " ms");
+    if (s->info.since) {  /* 0: built with WEFT_OBSERVE=OFF */
+        int64_t ms = (d->now - s->info.since) / WEFT_MS;
+        n = put_s(b, n, sizeof b, ", ");
+        n = put_u(b, n, sizeof b, (unsigned long long)(ms < 0 ? 0 : ms));
+        n = put_s(b, n, sizeof b, " ms");
+    }
     if (s->info.worker >= 0) {
         n = put_s(b, n, sizeof b, ", worker ");
         n = put_u(b, n, sizeof b, (unsigned long long)s->info.worker);
@@ -388,7 +390,7 @@ int weft_stats_get(weft_stats *outp)
         weft__worker *w = rt->workers[i];
         weft_worker_stats ws;
 #define R(f) atomic_load_explicit(&w->c.f, memory_order_relaxed)
-        ws.tasks_run = R(runs);
+        ws.tasks_run = atomic_load_explicit(&w->runs, memory_order_relaxed);
         ws.tasks_spawned = R(spawned);
         ws.steals = R(steals);
         ws.steal_attempts = R(steal_attempts);

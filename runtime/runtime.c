@@ -118,6 +118,7 @@ static weft__worker *worker_new(weft__runtime *rt, int id, int cpu)
     memset(w, 0, sizeof *w);
     w->rt = rt;
     w->id = id;
+    w->hooks = rt->cfg.debug ? WEFT__HOOK_DEBUG : 0;
     w->cpu = cpu;
     w->epfd = w->evfd = -1;
     if (weft__timers_init(&w->timers) < 0)

@@ -326,9 +326,12 @@ static bool wake(weft_task *t, bool lifo)
                                                       memory_order_seq_cst,
                                                       memory_order_seq_cst)) {
                 /* relaxed: observability; sysmon's clock, no clock read here. */
-                atomic_store_explicit(&t->since, weft__rt_clock(t->rt), memory_order_relaxed);
-                weft__worker *w = weft__cur_worker();
-                if (WEFT__UNLIKELY(w && w->trace)) {
+                WEFT__OBS(atomic_store_explicit(&t->since, weft__rt_clock(t->rt),
+                                                memory_order_relaxed));
+                weft__worker *w;
+                /* rt->tracing first: no call to weft__cur_worker per wake. */
+                if (WEFT_OBSERVE && WEFT__UNLIKELY(t->rt->tracing) &&
+                    (w = weft__cur_worker()) && WEFT__TRACING(w)) {
                     /* The arrow starts here and ends at t's next run. */
                     t->trace_flow = ((uint64_t)(w->id + 1) << 40) | ++w->trace_flows;
                     trace_event(w, WEFT__TEV_FLOW_S, weft_now(), 0, t->trace_flow, 0);
@@ -371,8 +374,8 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     t->park_commit = commit;
     t->park_arg = arg;
     /* relaxed: observability only (walkers in observe.c). */
-    atomic_store_explicit(&t->wait, wait, memory_order_relaxed);
-    atomic_store_explicit(&t->since, weft__rt_clock(w->rt), memory_order_relaxed);
+    WEFT__OBS(atomic_store_explicit(&t->wait, wait, memory_order_relaxed));
+    WEFT__OBS(atomic_store_explicit(&t->since, weft__rt_clock(w->rt), memory_order_relaxed));
     t->park_deadline = deadline;
     t->park_cancellable = cancellable;
     leave(w, t, WEFT__AFTER_PARK);
@@ -527,7 +530,7 @@ void weft__after_switch(weft__worker *w)
     }
 }
 
-static void debug_publish(weft__worker *w, weft_task *t)
+__attribute__((noinline, cold)) static void debug_publish(weft__worker *w, weft_task *t)
 {
     weft__spin_lock(&w->dbg_lock);
     if (t) {
@@ -541,7 +544,7 @@ static void debug_publish(weft__worker *w, weft_task *t)
 }
 
 /* WEFT_TRACE hooks (trace.c); each costs one branch when tracing is off. */
-static void trace_run_begin(weft__worker *w, weft_task *t)
+__attribute__((noinline, cold)) static void trace_run_begin(weft__worker *w, weft_task *t)
 {
     w->trace_start = weft_now();
     if (t->trace_flow) {
@@ -553,7 +556,7 @@ static void trace_run_begin(weft__worker *w, weft_task *t)
     }
 }
 
-static void trace_run_end(weft__worker *w, weft_task *t)
+__attribute__((noinline, cold)) static void trace_run_end(weft__worker *w, weft_task *t)
 {
     weft__tev *e = weft__trace_slot(w->trace);
     e->kind = WEFT__TEV_RUN;
@@ -564,7 +567,8 @@ static void trace_run_end(weft__worker *w, weft_task *t)
     e->name[sizeof e->name - 1] = '\0';
 }
 
-static void trace_event(weft__worker *w, int kind, int64_t ts, int64_t dur, uint64_t id, int arg)
+__attribute__((noinline, cold)) static void trace_event(weft__worker *w, int kind, int64_t ts,
+                                                       int64_t dur, uint64_t id, int arg)
 {
     weft__tev *e = weft__trace_slot(w->trace);
     e->kind = kind;
@@ -602,14 +606,19 @@ static bool prepare(weft__worker *w, weft_task *t)
         weft__fiber_create(t);
     }
     w->current = t;
-    WEFT__COUNT(w, runs, 1);
+    /* relaxed, owner-only writer: read by weft_stats_get. */
+    WEFT__OBS(atomic_store_explicit(&w->runs,
+                                    atomic_load_explicit(&w->runs, memory_order_relaxed) + 1,
+                                    memory_order_relaxed));
     atomic_store_explicit(&t->state, WEFT_TASK_RUNNING, memory_order_relaxed);
     atomic_store_explicit(&t->last_worker, w->id, memory_order_relaxed);
     atomic_store_explicit(&w->tick, ++w->ticks, memory_order_relaxed);
-    if (WEFT__UNLIKELY(w->rt->cfg.debug))
-        debug_publish(w, t);
-    if (WEFT__UNLIKELY(w->trace))
-        trace_run_begin(w, t);
+    if (WEFT__UNLIKELY(w->hooks)) {
+        if (w->hooks & WEFT__HOOK_DEBUG)
+            debug_publish(w, t);
+        if (WEFT__TRACING(w))
+            trace_run_begin(w, t);
+    }
     return true;
 }
 
@@ -662,7 +671,7 @@ static weft_task *local_next(weft__worker *w)
  * possibly on another worker. */
 static void leave(weft__worker *w, weft_task *t, int after)
 {
-    if (WEFT__UNLIKELY(w->trace))
+    if (WEFT__TRACING(w))
         trace_run_end(w, t);
     t->after = after;
     w->prev = t;
@@ -779,7 +788,7 @@ static weft_task *steal_work(weft__worker *w)
             unsigned got = weft__runq_steal(w, v, runnext, &t);
             if (got) {
                 WEFT__COUNT(w, steals, got);
-                if (WEFT__UNLIKELY(w->trace))
+                if (WEFT__TRACING(w))
                     trace_event(w, WEFT__TEV_STEAL, weft_now(), 0, (uint64_t)v->id, (int)got);
                 return t;
             }
@@ -826,7 +835,7 @@ static void park_worker(weft__worker *w)
         int64_t t1 = weft_now();
         WEFT__COUNT(w, parked_ns, (uint64_t)(t1 - t0));
         atomic_store_explicit(&w->park_since, 0, memory_order_relaxed);
-        if (WEFT__UNLIKELY(w->trace))
+        if (WEFT__TRACING(w))
             trace_event(w, WEFT__TEV_PARK, t0, t1 - t0, 0, 0);
         WEFT__COUNT(w, parks, 1);
         WEFT__COUNT(w, polls, 1);
@@ -896,7 +905,7 @@ void *weft__worker_main(void *arg)
         weft__ctx_switch(&w->sched_sp, t->sp);
         weft__fiber_landed(w, NULL);
         weft__after_switch(w);
-        if (WEFT__UNLIKELY(w->rt->cfg.debug))
+        if (WEFT__UNLIKELY(w->hooks & WEFT__HOOK_DEBUG))
             debug_publish(w, NULL);
     }
     atomic_store_explicit(&w->running, 0, memory_order_relaxed);

@@ -87,7 +87,7 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     atomic_store_explicit(&t->wait, NULL, memory_order_relaxed);
     atomic_store_explicit(&t->wait_fd, -1, memory_order_relaxed);
     /* since: sysmon's clock (1-5 ms), no clock read on the spawn path. */
-    atomic_store_explicit(&t->since, weft__rt_clock(rt), memory_order_relaxed);
+    WEFT__OBS(atomic_store_explicit(&t->since, weft__rt_clock(rt), memory_order_relaxed));
     atomic_store_explicit(&t->id, new_id(w), memory_order_relaxed);
     if (w)
         WEFT__COUNT(w, spawned, 1);

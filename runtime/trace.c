@@ -62,12 +62,19 @@ int weft__trace_init(weft__runtime *rt)
 {
     if (!rt->cfg.trace_path)
         return 0;
+    if (!WEFT_OBSERVE) {
+        weft__log("weft: WEFT_TRACE ignored: this libweft was built with WEFT_OBSERVE=OFF");
+        return 0;
+    }
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (!(rt->workers[i]->trace = trace_new()))
             return -ENOMEM;
+        else
+            rt->workers[i]->hooks |= WEFT__HOOK_TRACE;
     if (!(rt->pool_trace = trace_new()))
         return -ENOMEM;
     pthread_mutex_init(&rt->pool_trace_mu, NULL);
+    rt->tracing = true;
     return 0;
 }
 
@@ -171,10 +178,12 @@ out:
     for (unsigned i = 0; i < rt->nworkers; i++) {
         trace_free(rt->workers[i]->trace);
         rt->workers[i]->trace = NULL;
+        rt->workers[i]->hooks &= (uint8_t)~WEFT__HOOK_TRACE;
     }
     if (rt->pool_trace) {
         trace_free(rt->pool_trace);
         pthread_mutex_destroy(&rt->pool_trace_mu);
         rt->pool_trace = NULL;
+        rt->tracing = false;
     }
 }

@@ -15,11 +15,12 @@ typedef struct weft_task_info {
     int         state;        /* WEFT_TASK_* */
     const char *wait;         /* what a waiting task waits on: "sleep", "join", "gather",
                                  "event", "mutex", "queue get", "read fd 7",
-                                 "to_thread", "group next", ...; NULL otherwise */
+                                 "to_thread", "group next", ...; NULL otherwise (always
+                                 NULL in a libweft built with -DWEFT_OBSERVE=OFF) */
     int64_t     since;        /* weft_now() when it entered this state (spawned, woken,
                                  parked), to a few ms: the runtime's monitor refreshes
                                  the clock it is read from every 1-5 ms, so that no
-                                 hot path reads the clock */
+                                 hot path reads the clock; 0 with WEFT_OBSERVE=OFF */
     int         worker;       /* worker it last ran on, -1 for none */
 } weft_task_info;
 
@@ -71,7 +72,9 @@ typedef struct weft_stats {
 
 /* Any thread while a runtime runs: counters are per worker (no shared
  * cache line on the hot path) and summed here.  0, -EINVAL for NULL, -EPERM
- * when no runtime runs. */
+ * when no runtime runs, -ENOTSUP when libweft was built with
+ * -DWEFT_OBSERVE=OFF (a configuration for measuring what the counters cost;
+ * docs/debugging.md). */
 WEFT_API int weft_stats_get(weft_stats *out);
 
 #endif
