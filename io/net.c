@@ -290,19 +290,35 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
     weft__fdop op;
     if ((rc = weft__op_begin(&op, fd)) < 0)
         return rc;
+    /* Only before the first wait: after one, the read is always tried (a
+     * descriptor epoll refuses is "always ready", and must not loop). */
+    bool may_skip = true;
     for (;;) {
         uint32_t seq;
         if ((rc = weft__op_enter(&op, WEFT__POLL_IN, &seq)) < 0)
             return rc;
+        /* relaxed: a hint; rseq (acquire in op_enter) decides.  An edge after
+         * the short read moved rseq past seq, so the hint no longer matches. */
+        if (may_skip && atomic_load_explicit(&op.st->rdrained, memory_order_relaxed) == seq + 1 &&
+            !atomic_load_explicit(&op.st->hup, memory_order_relaxed)) {
+            weft__op_exit(&op);
+            may_skip = false;
+            if ((rc = weft__op_wait(&op, WEFT__POLL_IN, seq, deadline)) < 0)
+                return rc;
+            continue;
+        }
         ssize_t r = read(fd, buf, n);
         int e = errno;
         weft__op_exit(&op);
+        if (r > 0 && (size_t)r < n)
+            atomic_store_explicit(&op.st->rdrained, seq + 1, memory_order_relaxed);
         if (r >= 0)
             return r;
         if (e == EINTR)
             continue;
         if (e != EAGAIN)
             return -e;
+        may_skip = false;
         if ((rc = weft__op_wait(&op, WEFT__POLL_IN, seq, deadline)) < 0)
             return rc;
     }

@@ -123,6 +123,8 @@ void weft__fd_fresh(int fd)
         st->poller = NULL;
     }
     st->unpollable = false;
+    atomic_store_explicit(&st->rdrained, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->hup, false, memory_order_relaxed);
     weft__spin_unlock(&st->lock);
 }
 
@@ -134,6 +136,8 @@ void weft__netpoll_ready(weft__runtime *rt, int fd, int events)
         return;  /* cannot happen: registered fds have a state */
     weft__spin_lock(&st->lock);
     weft__waiter *w;
+    if (events & WEFT__POLL_HUP)  /* before the rseq release below */
+        atomic_store_explicit(&st->hup, true, memory_order_relaxed);
     if (events & WEFT__POLL_IN) {
         /* release: pairs with the acquire load before the syscall. */
         atomic_fetch_add_explicit(&st->rseq, 1, memory_order_release);
@@ -361,6 +365,8 @@ int weft_close(int fd)
         /* Close under the lock: the number cannot be reused and registered
          * again before this state is reset. */
         int rc = close(fd) < 0 ? -errno : 0;
+        atomic_store_explicit(&st->rdrained, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->hup, false, memory_order_relaxed);
         atomic_fetch_add_explicit(&st->rseq, 1, memory_order_release);
         atomic_fetch_add_explicit(&st->wseq, 1, memory_order_release);
         weft__spin_unlock(&st->lock);

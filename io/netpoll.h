@@ -15,6 +15,15 @@ typedef struct weft__fdstate {
     _Atomic int users;        /* coroutines inside a system call on the fd */
     _Atomic uint32_t rseq;    /* bumped at each readable edge */
     _Atomic uint32_t wseq;    /* bumped at each writable edge */
+    /* rseq + 1 as it was before a read that came back short, 0 for none:
+     * the read drained the socket, so until the next readable edge (which
+     * moves rseq) another read would only say EAGAIN.  Tokio's rule (mio,
+     * epoll); weft_read skips that system call. */
+    _Atomic uint32_t rdrained;
+    /* The poller reported the peer's close or an error: reads end in EOF or
+     * an error, never EAGAIN, so a short read proves nothing (the FIN may
+     * have come with the data, in the edge already counted). */
+    _Atomic bool hup;
     weft__waitq rq, wq;       /* coroutines waiting to read / write */
 } weft__fdstate;
 

@@ -31,7 +31,7 @@ int  weft__poll_del(weft__worker *w, int fd);
  * acquire loads, so the polling worker (maybe not the one that registered
  * the fd) is ordered after the state's allocation by C11 atomics that
  * ThreadSanitizer sees; a pointer carried through the kernel is not. */
-enum { WEFT__POLL_IN = 1, WEFT__POLL_OUT = 2, WEFT__POLL_ERR = 4 };
+enum { WEFT__POLL_IN = 1, WEFT__POLL_OUT = 2, WEFT__POLL_ERR = 4, WEFT__POLL_HUP = 8 };
 void weft__netpoll_ready(weft__runtime *rt, int fd, int events);
 
 #endif

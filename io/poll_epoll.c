@@ -63,6 +63,8 @@ int weft__poll_wait(weft__worker *w, const struct timespec *timeout)
             e |= WEFT__POLL_OUT;
         if (ev[i].events & EPOLLERR)
             e |= WEFT__POLL_ERR | WEFT__POLL_IN | WEFT__POLL_OUT;
+        if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            e |= WEFT__POLL_HUP;
         weft__netpoll_ready(w->rt, (int)(ev[i].data.u64 - 1), e);
         fds++;
     }

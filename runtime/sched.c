@@ -752,7 +752,6 @@ static void runnext_backoff(weft__worker *victim)
 static weft_task *steal_work(weft__worker *w)
 {
     weft__runtime *rt = w->rt;
-    weft_task *t0;
     if (rt->nworkers < 2)
         return NULL;
     if (!w->searching) {
@@ -762,9 +761,12 @@ static weft_task *steal_work(weft__worker *w)
         w->searching = true;
         atomic_fetch_add_explicit(&rt->n_searching, 1, memory_order_seq_cst);
     }
-    poll_now(w, w);
-    if ((t0 = weft__runq_get(w)))
-        return t0;
+    /* No poll of w's own descriptors here: if nothing is stolen, the park
+     * below is that poll (epoll_wait returns at once with what is ready),
+     * and a zero-timeout poll on every idle moment was most of an echo
+     * server's epoll calls (0.8 per request; Tokio makes 0.06).  A busy
+     * worker's descriptors are polled by itself every WEFT__INJECT_EVERY
+     * schedules, and by the others through help_blocked when it blocks. */
     for (int round = 0; round < WEFT__STEAL_ROUNDS; round++) {
         bool last = round == WEFT__STEAL_ROUNDS - 1;
         for (unsigned k = 0; k + 1 < rt->nworkers; k++) {
@@ -776,15 +778,6 @@ static weft_task *steal_work(weft__worker *w)
                 atomic_load_explicit(&v->q.runnext, memory_order_relaxed))
                 runnext_backoff(v);
             WEFT__COUNT(w, steal_attempts, 1);
-            /* An idle worker also takes a busy one's ready descriptors: the
-             * busy one would see them only every WEFT__INJECT_EVERY
-             * schedules.  Their coroutines land in our queue. */
-            if (round == 0 && atomic_load_explicit(&v->nfds, memory_order_relaxed) &&
-                atomic_load_explicit(&v->running, memory_order_relaxed)) {
-                poll_now(w, v);
-                if ((t = weft__runq_get(w)))
-                    return t;
-            }
             unsigned got = weft__runq_steal(w, v, runnext, &t);
             if (got) {
                 WEFT__COUNT(w, steals, got);
