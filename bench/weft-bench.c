@@ -12,8 +12,15 @@
  *   echo PORT        line echo server on 127.0.0.1:PORT (streams), until killed
  *   blocking N C     N blocking 1 ms sleeps offloaded with weft_to_thread,
  *                    C in flight (C driver coroutines share the N calls)
+ *   file PATH N C    N weft_pread calls of 4 KiB at pseudo-random aligned
+ *                    offsets of PATH (in the page cache), C coroutines;
+ *                    bench/file-uring runs the same reads with io_uring
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +263,48 @@ static void bench_blocking(long n, long conc)
     free(ts);
 }
 
+static const char *file_path;
+static int file_fd;
+static long file_blocks;
+static atomic_long file_left;
+static void *file_driver(void *arg)
+{
+    uint64_t x = 88172645463325252ull ^ (uint64_t)(uintptr_t)arg;
+    char *buf = aligned_alloc(4096, 4096);
+    while (atomic_fetch_sub_explicit(&file_left, 1, memory_order_relaxed) > 0) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ssize_t r = weft_pread(file_fd, buf, 4096, (off_t)(x % (uint64_t)file_blocks) * 4096);
+        if (r != 4096) {
+            fprintf(stderr, "weft-bench: weft_pread: %zd\n", r);
+            exit(1);
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+static void bench_file(long n, long conc)
+{
+    file_fd = open(file_path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (file_fd < 0 || fstat(file_fd, &sb) < 0 || sb.st_size < 4096) {
+        fprintf(stderr, "weft-bench: file: %s: unusable\n", file_path);
+        exit(1);
+    }
+    file_blocks = sb.st_size / 4096;
+    atomic_init(&file_left, n);
+    weft_task **ts = malloc(sizeof *ts * (size_t)conc);
+    int64_t start = weft_now();
+    for (long i = 0; i < conc; i++)
+        ts[i] = weft_spawn(file_driver, (void *)(uintptr_t)(i + 1));
+    weft_gather(ts, (size_t)conc, NULL);
+    report("file", start, n);
+    free(ts);
+    close(file_fd);
+}
+
 static void echo_handler(weft_stream *s, void *ctx)
 {
     (void)ctx;
@@ -302,12 +351,14 @@ static void *bench_main(void *arg)
         bench_blocking(args[0], args[1]);
     else if (!strcmp(workload, "echo"))
         bench_echo(args[0]);
+    else if (!strcmp(workload, "file"))
+        bench_file(args[0], args[1]);
     return NULL;
 }
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS | blocking N C | echo PORT\n");
+    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS | blocking N C | echo PORT | file PATH N C\n");
     return 2;
 }
 
@@ -316,10 +367,18 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage();
     workload = argv[1];
+    if (!strcmp(workload, "file")) {
+        if (argc < 5)
+            return usage();
+        file_path = argv[2];
+        argv++;
+        argc--;
+    }
     int need = (!strcmp(workload, "spawn") || !strcmp(workload, "echo")) ? 1
              : (!strcmp(workload, "yield") || !strcmp(workload, "pingpong") ||
                 !strcmp(workload, "chain") ||
-                !strcmp(workload, "sleepers") || !strcmp(workload, "blocking")) ? 2 : -1;
+                !strcmp(workload, "sleepers") || !strcmp(workload, "blocking") ||
+                !strcmp(workload, "file")) ? 2 : -1;
     if (need < 0 || argc < 2 + need)
         return usage();
     for (int i = 0; i < need; i++) {
