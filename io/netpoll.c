@@ -10,9 +10,8 @@
  *
  * The path of one readiness edge:
  *  1. A worker's poller reports the fd: the worker parked in it woke, or it
- *     polled without waiting (every WEFT__INJECT_EVERY schedules while busy,
- *     and before it steals), or another worker polled it for a blocked owner
- *     (help_blocked).
+ *     polled without waiting (every WEFT__INJECT_EVERY schedules while busy),
+ *     or another worker polled it for a blocked owner (help_blocked).
  *  2. weft__netpoll_ready bumps the direction's sequence and grants every
  *     waiter of that direction under the fd's lock (wait-queue protocol,
  *     sync/waitq.h): each is woken onto the polling worker's run queue.

@@ -121,9 +121,10 @@
  *  The poller is the wait a worker parks in: its epoll instance holds the
  *  eventfd that notify() writes and every descriptor first waited on by a
  *  coroutine running on that worker (edge-triggered).  A worker sees its
- *  poller when it parks (blocking wait until its earliest timer), when it
- *  runs out of local work (before stealing), and every WEFT__INJECT_EVERY
- *  schedules while busy (no wait); other workers poll a blocked worker's
+ *  poller when it parks (blocking wait until its earliest timer; the wait
+ *  returns at once with what is ready, so a worker out of work needs no
+ *  separate poll) and every WEFT__INJECT_EVERY schedules while busy (no
+ *  wait); other workers poll a blocked worker's
  *  poller (section 6).  A readiness edge bumps the fd's sequence number and
  *  wakes its waiters onto the polling worker's queue, from where any worker
  *  may steal them: readiness reaches a coroutine through the fd's state and
