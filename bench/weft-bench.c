@@ -251,16 +251,23 @@ static void *blocking_driver(void *arg)
     return NULL;
 }
 
-static void bench_blocking(long n, long conc)
+/* conc driver coroutines sharing n operations (driver gets its index + 1);
+ * reports name's ns per operation once all are done. */
+static void run_drivers(const char *name, weft_fn driver, long n, long conc)
 {
-    atomic_init(&blocking_left, n);
     weft_task **ts = malloc(sizeof *ts * (size_t)conc);
     int64_t start = weft_now();
     for (long i = 0; i < conc; i++)
-        ts[i] = weft_spawn(blocking_driver, NULL);
+        ts[i] = weft_spawn(driver, (void *)(uintptr_t)(i + 1));
     weft_gather(ts, (size_t)conc, NULL);
-    report("blocking", start, n);
+    report(name, start, n);
     free(ts);
+}
+
+static void bench_blocking(long n, long conc)
+{
+    atomic_init(&blocking_left, n);
+    run_drivers("blocking", blocking_driver, n, conc);
 }
 
 static const char *file_path;
@@ -295,13 +302,7 @@ static void bench_file(long n, long conc)
     }
     file_blocks = sb.st_size / 4096;
     atomic_init(&file_left, n);
-    weft_task **ts = malloc(sizeof *ts * (size_t)conc);
-    int64_t start = weft_now();
-    for (long i = 0; i < conc; i++)
-        ts[i] = weft_spawn(file_driver, (void *)(uintptr_t)(i + 1));
-    weft_gather(ts, (size_t)conc, NULL);
-    report("file", start, n);
-    free(ts);
+    run_drivers("file", file_driver, n, conc);
     close(file_fd);
 }
 

@@ -297,18 +297,14 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
         uint32_t seq;
         if ((rc = weft__op_enter(&op, WEFT__POLL_IN, &seq)) < 0)
             return rc;
-        /* relaxed: a hint; rseq (acquire in op_enter) decides.  An edge after
-         * the short read moved rseq past seq, so the hint no longer matches. */
-        if (may_skip && atomic_load_explicit(&op.st->rdrained, memory_order_relaxed) == seq + 1 &&
-            !atomic_load_explicit(&op.st->hup, memory_order_relaxed)) {
-            weft__op_exit(&op);
-            may_skip = false;
-            if ((rc = weft__op_wait(&op, WEFT__POLL_IN, seq, deadline)) < 0)
-                return rc;
-            continue;
-        }
-        ssize_t r = read(fd, buf, n);
-        int e = errno;
+        /* A read known to say EAGAIN is not made (relaxed: a hint; rseq,
+         * loaded with acquire in op_enter, decides: an edge after the short
+         * read moved it past seq, so the hint no longer matches). */
+        bool drained = may_skip &&
+                       atomic_load_explicit(&op.st->rdrained, memory_order_relaxed) == seq + 1 &&
+                       !atomic_load_explicit(&op.st->hup, memory_order_relaxed);
+        ssize_t r = drained ? -1 : read(fd, buf, n);
+        int e = drained ? EAGAIN : errno;
         weft__op_exit(&op);
         if (r > 0 && (size_t)r < n)
             atomic_store_explicit(&op.st->rdrained, seq + 1, memory_order_relaxed);

@@ -52,6 +52,14 @@ struct weft__fdtable {
     weft__fdstate *_Atomic chunks[MAX_CHUNKS];
 };
 
+/* Under st->lock: forgets what weft_read learnt of the file behind st
+ * (a drained socket, the peer's close), when the number gets a new file. */
+static void forget_hints(weft__fdstate *st)
+{
+    atomic_store_explicit(&st->rdrained, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->hup, false, memory_order_relaxed);
+}
+
 /* Any thread.  The state of fd, allocated on first use; NULL for a
  * negative or huge fd, or out of memory. */
 weft__fdstate *weft__fd_state(weft__runtime *rt, int fd, bool create)
@@ -122,8 +130,7 @@ void weft__fd_fresh(int fd)
         st->poller = NULL;
     }
     st->unpollable = false;
-    atomic_store_explicit(&st->rdrained, 0, memory_order_relaxed);
-    atomic_store_explicit(&st->hup, false, memory_order_relaxed);
+    forget_hints(st);
     weft__spin_unlock(&st->lock);
 }
 
@@ -364,8 +371,7 @@ int weft_close(int fd)
         /* Close under the lock: the number cannot be reused and registered
          * again before this state is reset. */
         int rc = close(fd) < 0 ? -errno : 0;
-        atomic_store_explicit(&st->rdrained, 0, memory_order_relaxed);
-        atomic_store_explicit(&st->hup, false, memory_order_relaxed);
+        forget_hints(st);
         atomic_fetch_add_explicit(&st->rseq, 1, memory_order_release);
         atomic_fetch_add_explicit(&st->wseq, 1, memory_order_release);
         weft__spin_unlock(&st->lock);

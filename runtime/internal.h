@@ -233,17 +233,19 @@ typedef struct weft__counters {
 enum { WEFT__HOOK_DEBUG = 1, WEFT__HOOK_TRACE = 2 };
 
 #if WEFT_OBSERVE
-/* Owner worker only: a counter bump without a locked instruction
+/* Single writer only: a counter bump without a locked instruction
  * (relaxed load + store; readers load relaxed). */
-#define WEFT__COUNT(w, field, n)                                                          \
-    atomic_store_explicit(&(w)->c.field,                                                 \
-                          atomic_load_explicit(&(w)->c.field, memory_order_relaxed) + (n), \
+#define WEFT__BUMP(p, n)                                                                  \
+    atomic_store_explicit((p), atomic_load_explicit((p), memory_order_relaxed) + (n),     \
                           memory_order_relaxed)
+/* Owner worker only: bumps one of w's counters. */
+#define WEFT__COUNT(w, field, n) WEFT__BUMP(&(w)->c.field, n)
 /* A statement kept only when observability is built in. */
 #define WEFT__OBS(...) __VA_ARGS__
 /* Whether worker w records a trace (WEFT_TRACE). */
 #define WEFT__TRACING(w) WEFT__UNLIKELY((w)->hooks & WEFT__HOOK_TRACE)
 #else
+#define WEFT__BUMP(p, n) ((void)0)
 #define WEFT__COUNT(w, field, n) ((void)0)
 #define WEFT__OBS(...)
 #define WEFT__TRACING(w) 0
@@ -383,7 +385,6 @@ struct weft__runtime {
     int64_t started_at;                   /* weft_now() at start */
     _Atomic int64_t clock;                /* weft_now(), refreshed by sysmon (1-5 ms) */
     struct weft__trace *pool_trace;       /* WEFT_TRACE: the pool threads' ring */
-    bool tracing;                         /* WEFT_TRACE on: set before workers start */
     pthread_mutex_t pool_trace_mu;
     _Atomic uint64_t spawned_plain;       /* tasks spawned from plain threads */
     weft__pool *pool;                     /* blocking pool for users' calls */

@@ -287,13 +287,19 @@ static void drop_searching(weft__worker *w, bool found)
 
 /* Any thread.  Makes t runnable: on the calling worker's queue (runnext when
  * lifo), or through the injection queue from other threads. */
-void weft__ready(weft_task *t, bool lifo)
+/* Any thread (w: the caller's worker, or NULL).  t to w's queues when w
+ * belongs to t's runtime, else to the injection queue. */
+static void ready_from(weft__worker *w, weft_task *t, bool lifo)
 {
-    weft__worker *w = weft__cur_worker();
     if (w && w->rt == t->rt)
         weft__ready_on(w, t, lifo);
     else
         weft__inject_push(t->rt, t, t, 1);
+}
+
+void weft__ready(weft_task *t, bool lifo)
+{
+    ready_from(weft__cur_worker(), t, lifo);
 }
 
 /* Owner worker only (w is the caller's worker, of t's runtime). */
@@ -329,15 +335,15 @@ static bool wake(weft_task *t, bool lifo)
                 /* relaxed: observability; sysmon's clock, no clock read here. */
                 WEFT__OBS(atomic_store_explicit(&t->since, weft__rt_clock(t->rt),
                                                 memory_order_relaxed));
-                weft__worker *w;
-                /* rt->tracing first: no call to weft__cur_worker per wake. */
-                if (WEFT_OBSERVE && WEFT__UNLIKELY(t->rt->tracing) &&
-                    (w = weft__cur_worker()) && WEFT__TRACING(w)) {
+                /* One look-up of the waker's worker serves the trace and the
+                 * queueing. */
+                weft__worker *w = weft__cur_worker();
+                if (w && WEFT__TRACING(w)) {
                     /* The arrow starts here and ends at t's next run. */
                     t->trace_flow = ((uint64_t)(w->id + 1) << 40) | ++w->trace_flows;
                     trace_event(w, WEFT__TEV_FLOW_S, weft_now(), 0, t->trace_flow, 0);
                 }
-                weft__ready(t, lifo);
+                ready_from(w, t, lifo);
                 return true;
             }
         } else if (v == WEFT__PARK_ARMING) {
@@ -607,10 +613,7 @@ static bool prepare(weft__worker *w, weft_task *t)
         weft__fiber_create(t);
     }
     w->current = t;
-    /* relaxed, owner-only writer: read by weft_stats_get. */
-    WEFT__OBS(atomic_store_explicit(&w->runs,
-                                    atomic_load_explicit(&w->runs, memory_order_relaxed) + 1,
-                                    memory_order_relaxed));
+    WEFT__BUMP(&w->runs, 1);
     atomic_store_explicit(&t->state, WEFT_TASK_RUNNING, memory_order_relaxed);
     atomic_store_explicit(&t->last_worker, w->id, memory_order_relaxed);
     atomic_store_explicit(&w->tick, ++w->ticks, memory_order_relaxed);

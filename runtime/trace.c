@@ -66,15 +66,14 @@ int weft__trace_init(weft__runtime *rt)
         weft__log("weft: WEFT_TRACE ignored: this libweft was built with WEFT_OBSERVE=OFF");
         return 0;
     }
-    for (unsigned i = 0; i < rt->nworkers; i++)
+    for (unsigned i = 0; i < rt->nworkers; i++) {
         if (!(rt->workers[i]->trace = trace_new()))
             return -ENOMEM;
-        else
-            rt->workers[i]->hooks |= WEFT__HOOK_TRACE;
+        rt->workers[i]->hooks |= WEFT__HOOK_TRACE;
+    }
     if (!(rt->pool_trace = trace_new()))
         return -ENOMEM;
     pthread_mutex_init(&rt->pool_trace_mu, NULL);
-    rt->tracing = true;
     return 0;
 }
 
@@ -184,6 +183,5 @@ out:
         trace_free(rt->pool_trace);
         pthread_mutex_destroy(&rt->pool_trace_mu);
         rt->pool_trace = NULL;
-        rt->tracing = false;
     }
 }
