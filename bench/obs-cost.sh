@@ -8,7 +8,9 @@
 # since stamps, trace hooks) and build-obs-off/ with -DWEFT_OBSERVE=OFF, then
 # runs spawn, yield and pingpong on each, alternating ON OFF ON OFF so that
 # machine drift hits both alike (as ../shared/peers/compare.sh does), and
-# prints the medians and the cost: ON / OFF - 1 (positive: ON is slower).
+# prints the medians and the cost: ON / OFF - 1 (positive: ON is slower),
+# from the medians and, less sensitive to drift between rounds, as the
+# median of the per-round ratios ON_i / OFF_i of adjacent runs ("paired").
 # A third column runs the ON binary with WEFT_TRACE set (a file in $TMPDIR):
 # the trace overhead the docs quote.
 # Workers: WORKERS (default 2).  Rounds: ROUNDS (default 7).
@@ -50,7 +52,9 @@ for wl in "spawn 1000000" "yield 1000 1000" "pingpong 1000 1000"; do
     ma=$(tr ' ' '\n' <<<"$a" | grep -v '^$' | median)
     mb=$(tr ' ' '\n' <<<"$b" | grep -v '^$' | median)
     mc=$(tr ' ' '\n' <<<"$c" | grep -v '^$' | median)
-    awk -v w="$wl" -v a="$ma" -v b="$mb" -v c="$mc" 'BEGIN {
-        printf "%-20s ON %8.1f ns/op  OFF %8.1f ns/op  cost %+5.1f%%   WEFT_TRACE %8.1f ns/op (%.2fx)\n",
-               w, a, b, (a / b - 1) * 100, c, c / a }'
+    mp=$(paste <(tr ' ' '\n' <<<"$a" | grep -v '^$') <(tr ' ' '\n' <<<"$b" | grep -v '^$') |
+         awk '{print $1 / $2}' | median)
+    awk -v w="$wl" -v a="$ma" -v b="$mb" -v c="$mc" -v p="$mp" 'BEGIN {
+        printf "%-20s ON %8.1f ns/op  OFF %8.1f ns/op  cost %+5.1f%% (paired %+5.1f%%)   WEFT_TRACE %8.1f ns/op (%.2fx)\n",
+               w, a, b, (a / b - 1) * 100, (p - 1) * 100, c, c / a }'
 done

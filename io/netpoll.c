@@ -4,21 +4,20 @@
  * Every descriptor a coroutine waits on has a weft__fdstate in the runtime's
  * fd table (indexed by fd number, in chunks never freed before weft_run
  * returns).  The first wait on an fd registers it, edge-triggered, in the
- * poller of the worker that coroutine runs on; it stays there until
- * weft_close.  Each state keeps a readiness sequence per direction (rseq,
+ * runtime's shared poller; it stays there until weft_close.  Each state keeps a readiness sequence per direction (rseq,
  * wseq) and a wait queue per direction.
  *
  * The path of one readiness edge:
- *  1. A worker's poller reports the fd: the worker parked in it woke, or it
- *     polled without waiting (every WEFT__INJECT_EVERY schedules while busy),
- *     or another worker polled it for a blocked owner (help_blocked).
+ *  1. The poller reports the fd to the worker that drives it: a parked
+ *     worker woke in it, or a busy one polled it without waiting (every
+ *     WEFT__INJECT_EVERY schedules, when nobody drives).
  *  2. weft__netpoll_ready bumps the direction's sequence and grants every
  *     waiter of that direction under the fd's lock (wait-queue protocol,
  *     sync/waitq.h): each is woken onto the polling worker's run queue.
  *  3. Like any ready task, a woken coroutine may be stolen by an idle
  *     worker; it resumes wherever it runs next, and retries its syscall.
  * So the coroutine may have last run on a different worker from the one
- * whose poller holds the fd: readiness travels through the fd state and the
+ * that polled the fd: readiness travels through the fd state and the
  * run queues, never through the worker the coroutine last ran on.
  *
  * Why nothing is missed: a coroutine reads the direction's sequence BEFORE
@@ -123,11 +122,11 @@ void weft__fd_fresh(int fd)
     if (!st)
         return;
     weft__spin_lock(&st->lock);
-    if (st->poller) {
+    if (st->polled) {
         /* The old file was closed behind weft's back; the kernel dropped
          * it from the poller then. */
-        atomic_fetch_sub_explicit(&st->poller->nfds, 1, memory_order_relaxed);
-        st->poller = NULL;
+        atomic_fetch_sub_explicit(&rt->nfds, 1, memory_order_relaxed);
+        st->polled = false;
     }
     st->unpollable = false;
     forget_hints(st);
@@ -158,22 +157,22 @@ void weft__netpoll_ready(weft__runtime *rt, int fd, int events)
     weft__spin_unlock(&st->lock);
 }
 
-/* Under st->lock, coroutine w: makes sure st is watched by some poller. */
-static int ensure_registered(weft__fdstate *st, weft__worker *w)
+/* Under st->lock, a coroutine of rt: makes sure the shared poller watches st. */
+static int ensure_registered(weft__fdstate *st, weft__runtime *rt)
 {
-    if (st->poller || st->unpollable)
+    if (st->polled || st->unpollable)
         return 0;
-    int rc = weft__poll_add(w, st->fd);
+    int rc = weft__poll_add(rt, st->fd);
     if (rc == -EPERM) {
         st->unpollable = true;  /* a regular file: always ready */
         return 0;
     }
     if (rc == -EEXIST)
-        rc = 0;  /* registered elsewhere by an earlier owner of this number */
+        rc = 0;  /* still there: a file that outlived its number (dup) */
     if (rc < 0)
         return rc;
-    st->poller = w;
-    atomic_fetch_add_explicit(&w->nfds, 1, memory_order_relaxed);
+    st->polled = true;
+    atomic_fetch_add_explicit(&rt->nfds, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -211,7 +210,7 @@ int weft__op_wait(weft__fdop *op, int dir, uint32_t seq, int64_t deadline)
         weft__spin_unlock(&st->lock);
         return -EBADF;
     }
-    int rc = ensure_registered(st, wk);
+    int rc = ensure_registered(st, wk->rt);
     if (rc < 0 || st->unpollable) {
         weft__spin_unlock(&st->lock);
         return rc;
@@ -299,7 +298,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
         if (r != 0)
             return r;
         weft__spin_lock(&st->lock);
-        int rc = ensure_registered(st, weft__cur_worker());
+        int rc = ensure_registered(st, weft__cur_worker()->rt);
         if (rc < 0 || st->unpollable) {
             weft__spin_unlock(&st->lock);
             return rc < 0 ? rc : events;
@@ -361,12 +360,12 @@ int weft_close(int fd)
             weft__waiter_grant(w);
         while ((w = weft__waitq_pop(&st->wq)))
             weft__waiter_grant(w);
-        weft__worker *poller = st->poller;
-        st->poller = NULL;
+        bool polled = st->polled;
+        st->polled = false;
         st->unpollable = false;
-        if (poller) {
-            weft__poll_del(poller, fd);
-            atomic_fetch_sub_explicit(&poller->nfds, 1, memory_order_relaxed);
+        if (polled) {
+            weft__poll_del(rt, fd);
+            atomic_fetch_sub_explicit(&rt->nfds, 1, memory_order_relaxed);
         }
         /* Close under the lock: the number cannot be reused and registered
          * again before this state is reset. */

@@ -9,7 +9,7 @@
 typedef struct weft__fdstate {
     weft__spin lock;
     int fd;
-    weft__worker *poller;     /* whose poller watches it; NULL: none */
+    bool polled;              /* in the shared poller */
     bool unpollable;          /* epoll refused it (regular file): always ready */
     _Atomic uint32_t gen;     /* bumped by weft_close: waiters get -EBADF */
     _Atomic int users;        /* coroutines inside a system call on the fd */

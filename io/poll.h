@@ -1,7 +1,10 @@
 /*
- * The poller interface: one per worker, the very wait the worker parks in.
- * CMake picks the implementation (io/poll_epoll.c on Linux); the scheduler
- * and the I/O layer see only these calls.
+ * The poller interface.  One shared poller per runtime watches every
+ * descriptor; the worker that parks first "drives" it (waits in it), the
+ * other parked workers sleep on their own wake-up channel (sched.c essay,
+ * section 9, says why and how the driver is handed over).  CMake picks the
+ * implementation (io/poll_epoll.c on Linux); the scheduler and the I/O
+ * layer see only these calls.
  */
 #ifndef WEFT_POLL_H
 #define WEFT_POLL_H
@@ -10,21 +13,30 @@
 
 #include "../runtime/internal.h"
 
-/* weft_run, before the worker starts: its poller and its wake-up channel. */
-int  weft__poll_init(weft__worker *w);
-void weft__poll_free(weft__worker *w);
-/* Any thread: makes a poll_wait of w return (or the next one not block). */
-void weft__poll_wake(weft__worker *w);
-/* Owner worker, or any worker helping a blocked one.  Waits up to timeout
+/* weft_run, before the workers start: the shared poller and the driver's
+ * wake-up channel (rt->epfd, rt->evfd). */
+int  weft__poll_init(weft__runtime *rt);
+void weft__poll_free(weft__runtime *rt);
+/* worker_new: w's own wake-up channel, where it sleeps while another
+ * worker drives (w->epfd, w->evfd). */
+int  weft__poll_worker_init(weft__worker *w);
+void weft__poll_worker_free(weft__worker *w);
+/* Any thread: makes the driver's wait return (or its next one not block). */
+void weft__poll_wake_driver(weft__runtime *rt);
+/* Any thread: makes w's sleep return (or its next one not block). */
+void weft__poll_wake_worker(weft__worker *w);
+/* The driver only (the worker that holds rt->driver).  Waits up to timeout
  * (NULL: until woken; zero: no wait) and hands each ready descriptor to
  * weft__netpoll_ready.  Returns the number of descriptor events. */
-int  weft__poll_wait(weft__worker *w, const struct timespec *timeout);
-/* Any thread: watches fd for readability and writability (edge-triggered)
- * in w's poller; fd is given back to weft__netpoll_ready.  0 or -errno
- * (-EPERM: fd cannot be polled, a regular file). */
-int  weft__poll_add(weft__worker *w, int fd);
-/* Any thread: stops watching fd in w's poller. */
-int  weft__poll_del(weft__worker *w, int fd);
+int  weft__poll_drive(weft__runtime *rt, const struct timespec *timeout);
+/* Owner worker only: sleeps until weft__poll_wake_worker(w) or timeout. */
+void weft__poll_sleep(weft__worker *w, const struct timespec *timeout);
+/* Any thread: watches fd for readability and writability (edge-triggered);
+ * fd is given back to weft__netpoll_ready.  0 or -errno (-EPERM: fd cannot
+ * be polled, a regular file). */
+int  weft__poll_add(weft__runtime *rt, int fd);
+/* Any thread: stops watching fd. */
+int  weft__poll_del(weft__runtime *rt, int fd);
 
 /* io/netpoll.c: readiness of fd.  The poller hands back the fd number, not a
  * pointer to its state: the state is found again through the fd table's

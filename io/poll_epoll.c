@@ -1,7 +1,10 @@
 /*
- * The poller on Linux: an epoll instance per worker, edge-triggered, with an
- * eventfd for wake-ups.  data.u64 holds fd + 1 for a watched descriptor and
- * 0 for the eventfd.
+ * The poller on Linux.  The shared poller is an epoll instance holding every
+ * watched descriptor (edge-triggered, data.u64 = fd + 1) and the driver's
+ * eventfd (data.u64 = 0).  A worker's own wake-up channel is a second epoll
+ * instance holding only its eventfd: epoll_pwait2 gives the nanosecond
+ * timeout the timers need, which a futex would too, but the eventfd is what
+ * the rest of the wake-up code already writes.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -11,49 +14,59 @@
 
 #include "poll.h"
 
-int weft__poll_init(weft__worker *w)
+/* An epoll instance watching a fresh eventfd (data 0). */
+static int pair_open(int *epfd, int *evfd)
 {
-    w->epfd = epoll_create1(EPOLL_CLOEXEC);
-    w->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (w->epfd < 0 || w->evfd < 0)
+    *epfd = epoll_create1(EPOLL_CLOEXEC);
+    *evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (*epfd < 0 || *evfd < 0)
         return -errno;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
+    if (epoll_ctl(*epfd, EPOLL_CTL_ADD, *evfd, &ev) < 0)
         return -errno;
     return 0;
 }
 
-void weft__poll_free(weft__worker *w)
+static void pair_close(int *epfd, int *evfd)
 {
-    if (w->epfd >= 0)
-        close(w->epfd);
-    if (w->evfd >= 0)
-        close(w->evfd);
-    w->epfd = w->evfd = -1;
+    if (*epfd >= 0)
+        close(*epfd);
+    if (*evfd >= 0)
+        close(*evfd);
+    *epfd = *evfd = -1;
 }
 
-void weft__poll_wake(weft__worker *w)
+static void signal_fd(int evfd)
 {
     uint64_t one = 1;
-    ssize_t r = write(w->evfd, &one, sizeof one);
+    ssize_t r = write(evfd, &one, sizeof one);
     (void)r;  /* EAGAIN: the counter is already non-zero, it will wake */
 }
 
-int weft__poll_wait(weft__worker *w, const struct timespec *timeout)
+static void drain_fd(int evfd)
 {
-    struct epoll_event ev[64];
-    int n = epoll_pwait2(w->epfd, ev, 64, timeout, NULL);
+    uint64_t v;
+    ssize_t r = read(evfd, &v, sizeof v);
+    (void)r;
+}
+
+int weft__poll_init(weft__runtime *rt) { return pair_open(&rt->epfd, &rt->evfd); }
+void weft__poll_free(weft__runtime *rt) { pair_close(&rt->epfd, &rt->evfd); }
+int weft__poll_worker_init(weft__worker *w) { return pair_open(&w->epfd, &w->evfd); }
+void weft__poll_worker_free(weft__worker *w) { pair_close(&w->epfd, &w->evfd); }
+void weft__poll_wake_driver(weft__runtime *rt) { signal_fd(rt->evfd); }
+void weft__poll_wake_worker(weft__worker *w) { signal_fd(w->evfd); }
+
+int weft__poll_drive(weft__runtime *rt, const struct timespec *timeout)
+{
+    struct epoll_event ev[128];
+    int n = epoll_pwait2(rt->epfd, ev, 128, timeout, NULL);
     int fds = 0;
-    /* Only the owner consumes its wake-up: a worker helping a blocked one
-     * must not eat the eventfd count meant to wake it (it would sleep on). */
-    bool owner = weft__cur_worker() == w;
     for (int i = 0; i < n; i++) {
         if (!ev[i].data.u64) {
-            if (owner) {
-                uint64_t v;
-                ssize_t r = read(w->evfd, &v, sizeof v);
-                (void)r;
-            }
+            /* Only the driver polls, so this count was meant for whoever
+             * drives: us, or an earlier driver whose wait is over. */
+            drain_fd(rt->evfd);
             continue;
         }
         int e = 0;
@@ -65,24 +78,31 @@ int weft__poll_wait(weft__worker *w, const struct timespec *timeout)
             e |= WEFT__POLL_ERR | WEFT__POLL_IN | WEFT__POLL_OUT;
         if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             e |= WEFT__POLL_HUP;
-        weft__netpoll_ready(w->rt, (int)(ev[i].data.u64 - 1), e);
+        weft__netpoll_ready(rt, (int)(ev[i].data.u64 - 1), e);
         fds++;
     }
     return fds;
 }
 
-int weft__poll_add(weft__worker *w, int fd)
+void weft__poll_sleep(weft__worker *w, const struct timespec *timeout)
+{
+    struct epoll_event ev;
+    if (epoll_pwait2(w->epfd, &ev, 1, timeout, NULL) == 1)
+        drain_fd(w->evfd);
+}
+
+int weft__poll_add(weft__runtime *rt, int fd)
 {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                              .data.u64 = (uint64_t)fd + 1};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+    if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
         return -errno;
     return 0;
 }
 
-int weft__poll_del(weft__worker *w, int fd)
+int weft__poll_del(weft__runtime *rt, int fd)
 {
-    if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL) < 0)
+    if (epoll_ctl(rt->epfd, EPOLL_CTL_DEL, fd, NULL) < 0)
         return -errno;
     return 0;
 }

@@ -279,11 +279,14 @@ struct weft__worker {
     uint32_t ticks;                       /* schedule() calls */
     unsigned lifo_streak;                 /* runnext runs in a row */
     bool searching;
+    bool polling;                         /* in drive(): wakes defer notify */
+    int64_t spread_due;                   /* sched.c spread_check, 0: none */
+    uint32_t spread_mark;                 /* ring tail after that poll */
     uint8_t hooks;                        /* WEFT__HOOK_*: debug mode, tracing */
     weft__stack_cache stacks;
     uint64_t next_id, id_end;             /* block of task ids */
     int *victims;                         /* other workers, nearest first */
-    int epfd, evfd;
+    int epfd, evfd;                       /* its own sleep (io/poll.h) */
     int cpu;                              /* OS cpu it is pinned to, -1 */
     pthread_t thread;
     void *tsan_fiber;                     /* the thread's own fiber */
@@ -301,7 +304,9 @@ struct weft__worker {
     _Atomic int64_t park_since;           /* when it parked, 0 while not parked */
     _Atomic int64_t run_since;            /* sysmon: when its tick last moved (1 ms) */
     _Atomic bool want_bt;                 /* sysmon asks its signal handler for a backtrace */
-    _Atomic unsigned nfds;                /* descriptors in its poller */
+    /* Set by weft__wake_worker before it picks the channel to write; read
+     * by the worker after it takes the driver (park_wait). */
+    _Atomic bool wake_pending;
     bool in_idle;                         /* under rt->idle_lock */
     weft__worker *idle_next;              /* under rt->idle_lock */
 
@@ -390,6 +395,12 @@ struct weft__runtime {
     weft__pool *pool;                     /* blocking pool for users' calls */
     weft__pool *sys_pool;                 /* the runtime's own (names, files) */
     struct weft__fdtable *fds;            /* io/netpoll.c */
+
+    /* The shared poller (io/poll.h; sched.c essay, 9): every descriptor,
+     * driven by one parked worker at a time. */
+    int epfd, evfd;
+    _Atomic(weft__worker *) driver WEFT__ALIGNED; /* holds the poller, or NULL */
+    _Atomic unsigned nfds;                /* descriptors in the shared poller */
 };
 
 /* ------------------------------------------------------------------ */
@@ -420,6 +431,7 @@ int  weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t 
 void weft__yield_now(void);
 void weft__task_exit(void) __attribute__((noreturn));
 void weft__notify(weft__runtime *rt);
+void weft__wake_worker(weft__worker *w);
 void *weft__worker_main(void *arg);
 void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size_t n);
 

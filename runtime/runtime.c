@@ -104,7 +104,7 @@ static void worker_free(weft__worker *w)
 {
     if (!w)
         return;
-    weft__poll_free(w);
+    weft__poll_worker_free(w);
     weft__timers_free(&w->timers);
     free(w->victims);
     free(w);
@@ -123,7 +123,7 @@ static weft__worker *worker_new(weft__runtime *rt, int id, int cpu)
     w->epfd = w->evfd = -1;
     if (weft__timers_init(&w->timers) < 0)
         goto fail;
-    if (weft__poll_init(w) < 0)
+    if (weft__poll_worker_init(w) < 0)
         goto fail;
     return w;
 fail:
@@ -140,6 +140,7 @@ static void runtime_free(weft__runtime *rt)
     weft__stacks_free(rt);
     weft__topo_free(rt);
     weft__netpoll_free(rt);
+    weft__poll_free(rt);
     weft__pool_free(rt->pool);
     weft__pool_free(rt->sys_pool);
     pthread_mutex_destroy(&rt->done_mu);
@@ -196,6 +197,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
         return -ENOMEM;
     memset(rt, 0, sizeof *rt);
     rt->cfg = set;
+    rt->epfd = rt->evfd = -1;
     atomic_init(&rt->clock, weft_now());
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -226,6 +228,8 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
         rc = -ENOMEM;
         goto fail_early;
     }
+    if ((rc = weft__poll_init(rt)) < 0)
+        goto fail_early;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         rt->workers[i] = worker_new(rt, (int)i, set.pin ? cpus[i % ncpus] : -1);
         if (!rt->workers[i]) {
@@ -291,7 +295,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     /* 5. Stop the workers and sysmon. */
     atomic_store_explicit(&rt->stop, true, memory_order_seq_cst);
     for (unsigned i = 0; i < started; i++)
-        weft__poll_wake(rt->workers[i]);
+        weft__wake_worker(rt->workers[i]);
     for (unsigned i = 0; i < started; i++)
         pthread_join(rt->workers[i]->thread, NULL);
     weft__sysmon_stop(rt);

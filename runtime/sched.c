@@ -54,9 +54,11 @@
  *  running and will reach it.
  *   a. A producer (ready, spawn, overflow, inject) calls notify() (except
  *      for a task put in an empty runnext: its own worker runs it next, so
- *      waking another would only invite a steal; Tokio's rule): when
- *      n_idle > 0 and n_searching == 0, it claims the single searching token
- *      (CAS n_searching 0 -> 1), pops one idle worker and writes its eventfd.
+ *      waking another would only invite a steal; Tokio's rule; and for the
+ *      coroutines a poll made ready, section 9c: the polling worker runs
+ *      them): when n_idle > 0 and n_searching == 0, it claims the single
+ *      searching token (CAS n_searching 0 -> 1), pops one idle worker and
+ *      wakes it (weft__wake_worker, section 9a).
  *   b. A searcher that finds work drops its searching state; if it was the
  *      last searcher it calls notify() in turn (Go's resetspinning), so a
  *      burst of work wakes workers one at a time, only as needed.
@@ -68,7 +70,8 @@
  *      sees the work.  (No bare fence: ThreadSanitizer cannot follow one.)  For pushes
  *      to a worker's own ring no fence is paid: that worker is awake and will
  *      run what it pushed; sysmon covers it if it blocks.
- *   d. It then waits in epoll_pwait2 until its earliest timer.  On waking it
+ *   d. It then waits until its earliest timer, in the shared poller or on
+ *      its own eventfd (section 9).  On waking it
  *      removes itself from the idle list, or finds it was popped by a
  *      notifier, which handed it the searching token.
  *
@@ -101,7 +104,7 @@
  * 7. Timers
  *
  *  Per-worker min-heaps (timer.c).  The owner fires due timers at every
- *  schedule while its heap is non-empty, and sleeps in epoll_pwait2 until the
+ *  schedule while its heap is non-empty, and parks (section 9) until the
  *  earliest one.  A task's wait removes its timer as soon as it resumes.
  *
  * 8. Rejected alternatives
@@ -118,19 +121,43 @@
  *
  * 9. I/O (io/netpoll.c, io/poll_epoll.c)
  *
- *  The poller is the wait a worker parks in: its epoll instance holds the
- *  eventfd that notify() writes and every descriptor first waited on by a
- *  coroutine running on that worker (edge-triggered).  A worker sees its
- *  poller when it parks (blocking wait until its earliest timer; the wait
- *  returns at once with what is ready, so a worker out of work needs no
- *  separate poll) and every WEFT__INJECT_EVERY schedules while busy (no
- *  wait); other workers poll a blocked worker's
- *  poller (section 6).  A readiness edge bumps the fd's sequence number and
- *  wakes its waiters onto the polling worker's queue, from where any worker
- *  may steal them: readiness reaches a coroutine through the fd's state and
- *  the run queues, whichever worker it last ran on.  Nothing is missed
- *  because a coroutine reads the sequence before its non-blocking syscall
- *  and waits only if it has not moved (io/netpoll.c has the argument).
+ *  One poller per runtime (an epoll instance) holds every descriptor a
+ *  coroutine has waited on (edge-triggered).  It has no thread of its own:
+ *  a worker about to park takes the driver token (CAS rt->driver NULL -> w)
+ *  and parks IN the poller, until its earliest timer; the other parked
+ *  workers sleep on their own eventfd (Tokio's driver).  A busy worker polls
+ *  without waiting every WEFT__INJECT_EVERY schedules if nobody drives.
+ *  Socket events thus wake at most one thread, and a worker out of work
+ *  needs no separate poll (the drive returns at once with what is ready).
+ *   a. Waking a parked worker (weft__wake_worker): set w->wake_pending
+ *      (seq_cst), then load rt->driver (seq_cst): w drives -> write the
+ *      poller's eventfd, else w's own.  The parker does CAS driver (seq_cst),
+ *      then loads wake_pending (seq_cst) and does not block if it is set:
+ *      either the waker sees w driving or w sees the flag (Dekker).  Stale
+ *      counts left in an eventfd only cause one spurious return.
+ *   b. A readiness edge bumps the fd's sequence and wakes its waiters onto
+ *      the polling worker's ring, from where any worker may steal them:
+ *      readiness reaches a coroutine through the fd's state and the run
+ *      queues, whichever worker it last ran on.  Nothing is missed because a
+ *      coroutine reads the sequence before its non-blocking syscall and
+ *      waits only if it has not moved (io/netpoll.c has the argument).
+ *   c. The coroutines one poll makes ready do not notify() as they are
+ *      queued.  If the last of them is still in the ring WEFT__SPREAD_NS
+ *      (0.5 ms) later, the poller's worker notifies once (spread_check); if
+ *      it took them all in time, nobody is woken.  An echo server whose
+ *      handlers one worker keeps up with then runs on one warm worker, and
+ *      handlers that burn CPU still spread (test_server_burst_spreads).
+ *      Measured on 2 CPUs against a 1-thread load generator: notifying at
+ *      once (Go's and Tokio's rule) gave 86-95k round trips/s and 0.2
+ *      context switches per request; deferred, 131-161k and 0.02-0.05.
+ *  Rejected: a poller per worker (the first design: each worker's socket
+ *  events woke that worker, so two workers took turns sleeping and waking,
+ *  0.42 epoll calls and 0.24 context switches per echo request against
+ *  Tokio's 0.06 and 0.04); a poller thread (an extra wake-up per event).
+ *  When nobody drives (the last driver went back to work) while the others
+ *  sleep on their own eventfds, events wait for a busy worker's periodic
+ *  poll or its next park; a worker blocked in one coroutine is covered by
+ *  sysmon, which wakes a sleeper when nobody drives (it parks and drives).
  *  Blocking work (name resolution, files) runs on the runtime's own pool.
  *
  * 10. Shutdown (runtime.c, weft_run)
@@ -161,6 +188,10 @@
 #define WEFT__LIFO_MAX 16
 #define WEFT__INJECT_EVERY 61
 #define WEFT__STEAL_ROUNDS 4
+/* How long coroutines made ready by a poll may wait in their worker's ring
+ * before a parked worker is woken to help (essay, 9): Linux's own estimate
+ * of what moving work to another CPU costs (sched_migration_cost_ns). */
+#define WEFT__SPREAD_NS (500 * 1000)
 
 /* initial-exec: one %fs-relative load, no __tls_get_addr call. */
 static __thread weft__worker *tls_worker __attribute__((tls_model("initial-exec")));
@@ -268,7 +299,20 @@ void weft__notify(weft__runtime *rt)
         atomic_fetch_sub_explicit(&rt->n_searching, 1, memory_order_seq_cst);
         return;
     }
-    weft__poll_wake(w);
+    weft__wake_worker(w);
+}
+
+/* Any thread.  Makes parked worker w return from its wait (or its next one
+ * not block): in the shared poller when it drives, else in its own sleep. */
+void weft__wake_worker(weft__worker *w)
+{
+    /* seq_cst, the flag before the load: with park_wait's driver CAS and
+     * flag load (Dekker), either we see w driving or w sees the flag. */
+    atomic_store_explicit(&w->wake_pending, true, memory_order_seq_cst);
+    if (atomic_load_explicit(&w->rt->driver, memory_order_seq_cst) == w)
+        weft__poll_wake_driver(w->rt);
+    else
+        weft__poll_wake_worker(w);
 }
 
 /* Owner worker only.  Ends w's search; the last searcher passes it on. */
@@ -316,7 +360,8 @@ void weft__ready_on(weft__worker *w, weft_task *t, bool lifo)
         } else {
             weft__runq_put(w, t);
         }
-        weft__notify(w->rt);
+        if (!w->polling)
+            weft__notify(w->rt);
     }
 }
 
@@ -364,7 +409,7 @@ bool weft__wake_lifo(weft_task *t) { return wake(t, true); }
 
 static void leave(weft__worker *w, weft_task *t, int after);
 static weft_task *help_blocked(weft__worker *w);
-static void poll_now(weft__worker *w, weft__worker *owner);
+static void poll_now(weft__worker *w);
 
 /* May suspend the coroutine.  Parks the calling task until woken, its
  * deadline (WEFT_FOREVER for none) passes, or (when cancellable) it is
@@ -636,6 +681,21 @@ static void run_timers(weft__worker *w)
         weft__timers_run(w, w, now);
 }
 
+/* Owner worker only.  A poll made coroutines ready (spread_due set): once
+ * the last of them has waited WEFT__SPREAD_NS in w's ring, wake a helper. */
+static void spread_check(weft__worker *w)
+{
+    uint32_t head = atomic_load_explicit(&w->q.head, memory_order_relaxed);
+    if ((int32_t)(head - w->spread_mark) >= 0) {
+        w->spread_due = 0;  /* all taken in time, by w or by thieves */
+        return;
+    }
+    if (weft_now() < w->spread_due)
+        return;
+    w->spread_due = 0;
+    weft__notify(w->rt);
+}
+
 /* Owner worker only.  The next task from w's own queues (timers, the
  * periodic look at the injection queue, runnext within its bound, the ring),
  * or NULL. */
@@ -644,11 +704,13 @@ static weft_task *local_next(weft__worker *w)
     w->ticks++;
     run_timers(w);
     weft_task *t;
+    if (WEFT__UNLIKELY(w->spread_due))
+        spread_check(w);
     if (w->ticks % WEFT__INJECT_EVERY == 0) {
         /* Descriptors ready while this worker was busy: their coroutines
          * join the queues below (the worker sees its poller only when it
          * parks otherwise). */
-        poll_now(w, w);
+        poll_now(w);
         if ((t = inject_pop(w, 1)))
             return t;
         if ((t = help_blocked(w)))
@@ -693,19 +755,45 @@ static void leave(weft__worker *w, weft_task *t, int after)
     weft__after_switch(w);
 }
 
-/* Worker w (the caller).  Polls owner's descriptors without waiting, waking
- * their coroutines onto w's queues.  Skipped when owner watches none. */
-static void poll_now(weft__worker *w, weft__worker *owner)
+/* Owner worker only, holding rt->driver.  One wait in the shared poller,
+ * then the driver is released.  The coroutines it makes ready go to w's
+ * ring without waking a helper (w->polling): a helper is woken only if
+ * they are still queued WEFT__SPREAD_NS later (spread_check). */
+static void drive(weft__worker *w, const struct timespec *tsp)
 {
-    if (!atomic_load_explicit(&owner->nfds, memory_order_relaxed))
+    w->polling = true;
+    int n = weft__poll_drive(w->rt, tsp);
+    w->polling = false;
+    /* release: pairs with the next driver's CAS. */
+    atomic_store_explicit(&w->rt->driver, NULL, memory_order_release);
+    if (n && !w->spread_due && !weft__runq_empty(w)) {
+        w->spread_mark = atomic_load_explicit(&w->q.tail, memory_order_relaxed);
+        w->spread_due = weft_now() + WEFT__SPREAD_NS;
+    }
+}
+
+/* Owner worker only (busy).  Polls the shared poller without waiting,
+ * waking ready coroutines onto w's queues; skipped when it watches nothing
+ * or another worker drives it (that one sees the events). */
+static void poll_now(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    if (!atomic_load_explicit(&rt->nfds, memory_order_relaxed) ||
+        atomic_load_explicit(&rt->driver, memory_order_relaxed))
+        return;
+    weft__worker *none = NULL;
+    /* acquire: pairs with the release that ended the previous drive. */
+    if (!atomic_compare_exchange_strong_explicit(&rt->driver, &none, w, memory_order_acquire,
+                                                 memory_order_relaxed))
         return;
     static const struct timespec zero = {0, 0};
-    weft__poll_wait(owner, &zero);
+    drive(w, &zero);
     WEFT__COUNT(w, polls, 1);
 }
 
 /* Owner worker only.  Takes work from workers that sysmon flagged blocked:
- * their due timers, their ready descriptors and their runnext. */
+ * their due timers and their runnext.  (Their descriptors are in the shared
+ * poller, which a blocked worker never holds.) */
 static weft_task *help_blocked(weft__worker *w)
 {
     weft__runtime *rt = w->rt;
@@ -719,9 +807,6 @@ static weft_task *help_blocked(weft__worker *w)
             continue;
         if (weft__timers_next(&v->timers) <= now)
             weft__timers_run(w, v, now);
-        /* A parked worker polls its own descriptors (it is in that wait). */
-        if (atomic_load_explicit(&v->running, memory_order_relaxed))
-            poll_now(w, v);
         if (!t)
             weft__runq_steal(w, v, true, &t);
     }
@@ -765,12 +850,12 @@ static weft_task *steal_work(weft__worker *w)
         w->searching = true;
         atomic_fetch_add_explicit(&rt->n_searching, 1, memory_order_seq_cst);
     }
-    /* No poll of w's own descriptors here: if nothing is stolen, the park
-     * below is that poll (epoll_wait returns at once with what is ready),
-     * and a zero-timeout poll on every idle moment was most of an echo
-     * server's epoll calls (0.8 per request; Tokio makes 0.06).  A busy
-     * worker's descriptors are polled by itself every WEFT__INJECT_EVERY
-     * schedules, and by the others through help_blocked when it blocks. */
+    /* No poll of the descriptors here: if nothing is stolen, the park
+     * below is that poll (the driver's epoll_wait returns at once with what
+     * is ready), and a zero-timeout poll on every idle moment was most of
+     * an echo server's epoll calls (0.8 per request; Tokio makes 0.06).
+     * Busy workers poll every WEFT__INJECT_EVERY schedules when nobody
+     * drives. */
     for (int round = 0; round < WEFT__STEAL_ROUNDS; round++) {
         bool last = round == WEFT__STEAL_ROUNDS - 1;
         for (unsigned k = 0; k + 1 < rt->nworkers; k++) {
@@ -801,11 +886,33 @@ static weft_task *steal_work(weft__worker *w)
     return NULL;
 }
 
+/* Owner worker only.  w's wait when it parks: it drives the shared poller
+ * when nobody does, else it sleeps on its own channel (essay, 9). */
+static void park_wait(weft__worker *w, const struct timespec *tsp)
+{
+    weft__runtime *rt = w->rt;
+    weft__worker *none = NULL;
+    /* seq_cst: the CAS, then the flag (Dekker with weft__wake_worker). */
+    if (!atomic_load_explicit(&rt->driver, memory_order_relaxed) &&
+        atomic_compare_exchange_strong_explicit(&rt->driver, &none, w, memory_order_seq_cst,
+                                                memory_order_relaxed)) {
+        static const struct timespec zero = {0, 0};
+        if (atomic_load_explicit(&w->wake_pending, memory_order_seq_cst))
+            tsp = &zero;
+        drive(w, tsp);  /* releases the driver */
+    } else {
+        weft__poll_sleep(w, tsp);
+    }
+}
+
 /* Owner worker only.  Parks w until notified or its earliest timer. */
 static void park_worker(weft__worker *w)
 {
     weft__runtime *rt = w->rt;
     drop_searching(w, false);
+    /* seq_cst: ordered before any wake_worker aimed at this park (they pop
+     * us under idle_lock first, or store rt->stop before they wake). */
+    atomic_store_explicit(&w->wake_pending, false, memory_order_seq_cst);
     weft__spin_lock(&rt->idle_lock);
     w->idle_next = rt->idle;
     rt->idle = w;
@@ -828,7 +935,7 @@ static void park_worker(weft__worker *w)
         atomic_store_explicit(&w->running, 0, memory_order_relaxed);
         int64_t t0 = weft_now();
         atomic_store_explicit(&w->park_since, t0, memory_order_relaxed);
-        weft__poll_wait(w, tsp);
+        park_wait(w, tsp);
         int64_t t1 = weft_now();
         WEFT__COUNT(w, parked_ns, (uint64_t)(t1 - t0));
         atomic_store_explicit(&w->park_since, 0, memory_order_relaxed);

@@ -113,8 +113,9 @@ static void *sysmon_main(void *arg)
             /* release: pairs with the acquire in help_blocked. */
             atomic_store_explicit(&w->blocked, true, memory_order_release);
             if (!weft__runq_empty(w) || weft__timers_next(&w->timers) <= now ||
-                atomic_load_explicit(&w->nfds, memory_order_relaxed))
-                want_help = true;  /* ready tasks, due timers, or descriptors to poll */
+                (atomic_load_explicit(&rt->nfds, memory_order_relaxed) &&
+                 !atomic_load_explicit(&rt->driver, memory_order_relaxed)))
+                want_help = true;  /* ready tasks, due timers, or nobody polls */
             if (rt->cfg.debug && stuck >= rt->cfg.slow_ns)
                 warn_slow(w, stuck);
         }
