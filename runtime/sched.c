@@ -367,7 +367,17 @@ void weft__ready_on(weft__worker *w, weft_task *t, bool lifo)
 
 static void trace_event(weft__worker *w, int kind, int64_t ts, int64_t dur, uint64_t id, int arg);
 
-static bool wake(weft_task *t, bool lifo)
+/* Worker w traces: the wake-up arrow of t starts here and ends at t's
+ * next run.  Out of line, so that wake() stays small enough to inline. */
+__attribute__((noinline, cold)) static void trace_wake(weft__worker *w, weft_task *t)
+{
+    t->trace_flow = ((uint64_t)(w->id + 1) << 40) | ++w->trace_flows;
+    trace_event(w, WEFT__TEV_FLOW_S, weft_now(), 0, t->trace_flow, 0);
+}
+
+/* Inlined into weft__wake and weft__wake_lifo: as a call of its own, its
+ * prologue and epilogue cost more than the observability stores. */
+static inline __attribute__((always_inline)) bool wake(weft_task *t, bool lifo)
 {
     int v = atomic_load_explicit(&t->park, memory_order_seq_cst);
     for (;;) {
@@ -383,11 +393,8 @@ static bool wake(weft_task *t, bool lifo)
                 /* One look-up of the waker's worker serves the trace and the
                  * queueing. */
                 weft__worker *w = weft__cur_worker();
-                if (w && WEFT__TRACING(w)) {
-                    /* The arrow starts here and ends at t's next run. */
-                    t->trace_flow = ((uint64_t)(w->id + 1) << 40) | ++w->trace_flows;
-                    trace_event(w, WEFT__TEV_FLOW_S, weft_now(), 0, t->trace_flow, 0);
-                }
+                if (w && WEFT__TRACING(w))
+                    trace_wake(w, t);
                 ready_from(w, t, lifo);
                 return true;
             }
