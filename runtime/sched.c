@@ -149,7 +149,7 @@
  *      handlers that burn CPU still spread (test_server_burst_spreads).
  *      Measured on 2 CPUs against a 1-thread load generator: notifying at
  *      once (Go's and Tokio's rule) gave 86-95k round trips/s and 0.2
- *      context switches per request; deferred, 131-161k and 0.02-0.05.
+ *      context switches per request; deferred, 128-160k and 0.03.
  *  Rejected: a poller per worker (the first design: each worker's socket
  *  events woke that worker, so two workers took turns sleeping and waking,
  *  0.42 epoll calls and 0.24 context switches per echo request against
