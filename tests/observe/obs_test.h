@@ -215,20 +215,9 @@ static inline void *obs_in_thread(void *(*fn)(void *), void *arg)
     return c.ret;
 }
 
-/* Strict by default: every check fails the test.  WEFT_OBS_STRICT=0 turns
- * the checks of once-known runtime bugs into "known bug" lines (for
- * bisecting old trees). */
-static bool obs_strict_v;
-static inline bool obs_strict(void)
-{
-    return obs_strict_v;
-}
-
 /* First in main(), before t_warm_up (each test unsets every WEFT_*). */
 static inline void obs_init(void)
 {
-    const char *s = getenv("WEFT_OBS_STRICT");
-    obs_strict_v = !(s && strcmp(s, "0") == 0);
     setvbuf(stderr, NULL, _IOLBF, 0);
 }
 

@@ -132,15 +132,9 @@ static void test_slow_warning_and_timer_takeover(void **state)
     long ms = strtol(p + strlen(want), NULL, 10);
     assert_true(ms >= 50);
     assert_true(ms <= HOG_MS + 50);
-    /* Issue 6 asks for the slow coroutine's backtrace with its name.  Known
-     * bug: the line comes alone.  Checked with WEFT_OBS_STRICT=1. */
+    /* The slow coroutine's backtrace follows its name. */
     const char *after = strchr(p, '\n');
-    bool bt = after && strstr(after, "[0x") != NULL;
-    if (obs_strict())
-        assert_true(bt);
-    else if (!bt)
-        fprintf(stderr, "known bug (WEFT_OBS_STRICT=1 fails on it): the slow-coroutine warning "
-                        "has no backtrace\n");
+    assert_true(after && strstr(after, "[0x") != NULL);
     /* Nobody else is named (the sleeper and main suspend). */
     assert_int_equal(t_lines_with(err, "has run", NULL), 1);
     assert_null(strstr(err, "'sleeper'"));
@@ -223,7 +217,7 @@ static void test_ready_task_takeover(void **state)
 typedef struct fd_report {
     int pipe[2];
     int hog_worker;
-    _Atomic int registered;   /* the hog put the pipe in its worker's poller */
+    _Atomic int registered;   /* the hog put the pipe in the poller */
     int reader_after;
     int64_t ready_at, woke_at, hog_end;
     ssize_t got;
@@ -243,8 +237,8 @@ static void *writer_thread(void *arg)
     return NULL;
 }
 
-/* Registers the pipe with this worker's poller (a first wait, already
- * timed out), then holds the worker. */
+/* Registers the pipe with the poller from this worker (a first wait,
+ * already timed out), then holds the worker. */
 static void *fd_hog(void *arg)
 {
     (void)arg;
@@ -294,17 +288,11 @@ static void test_descriptor_takeover(void **state)
     int64_t late = fr.woke_at - fr.ready_at;
     bool during = fr.woke_at < fr.hog_end;
     fprintf(stderr,
-            "descriptor on the hog's poller: the reader woke %.1f ms after the pipe got ready, "
+            "descriptor first waited on by the hog: the reader woke %.1f ms after the pipe got ready, "
             "on worker %d (hog on %d, %s the hog finished)\n",
             (double)late / 1e6, fr.reader_after, fr.hog_worker, during ? "before" : "after");
-    if (obs_strict()) {
-        assert_true(during);
-        assert_true(late < 100 * WEFT_MS * T_SLACK);
-    } else if (!during) {
-        fprintf(stderr, "known bug (WEFT_OBS_STRICT=1 fails on it): a descriptor that gets "
-                        "ready on a blocked worker's poller waits for the blocked coroutine "
-                        "when the other workers are parked\n");
-    }
+    assert_true(during);
+    assert_true(late < 100 * WEFT_MS * T_SLACK);
 }
 
 /* ------------------------------------------------------------------ */
