@@ -692,6 +692,8 @@ static void run_timers(weft__worker *w)
  * the last of them has waited WEFT__SPREAD_NS in w's ring, wake a helper. */
 static void spread_check(weft__worker *w)
 {
+    /* relaxed: a hint (head moves by w's pops and thieves' CAS); at worst
+     * one helper too many or one check too late. */
     uint32_t head = atomic_load_explicit(&w->q.head, memory_order_relaxed);
     if ((int32_t)(head - w->spread_mark) >= 0) {
         w->spread_due = 0;  /* all taken in time, by w or by thieves */
@@ -774,6 +776,7 @@ static void drive(weft__worker *w, const struct timespec *tsp)
     /* release: pairs with the next driver's CAS. */
     atomic_store_explicit(&w->rt->driver, NULL, memory_order_release);
     if (n && !w->spread_due && !weft__runq_empty(w)) {
+        /* relaxed: tail is written by w only. */
         w->spread_mark = atomic_load_explicit(&w->q.tail, memory_order_relaxed);
         w->spread_due = weft_now() + WEFT__SPREAD_NS;
     }
