@@ -168,6 +168,11 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
         return rc;
     out->slow_ns = (int64_t)slow * WEFT_MS;
 
+    unsigned spread = 500;  /* Linux's sched_migration_cost_ns default */
+    if ((rc = env_uint("WEFT_SPREAD_US", 0, 1000000, &spread, &set)) < 0)
+        return rc;
+    out->spread_ns = (int64_t)spread * 1000;
+
     const char *ds = getenv("WEFT_DUMP_SIGNAL");
     out->dump_signal = 0;
     if (ds && *ds) {

@@ -337,6 +337,7 @@ typedef struct weft__settings {
     bool pin;
     bool debug;
     int64_t slow_ns;
+    int64_t spread_ns;          /* WEFT_SPREAD_US (sched.c spread_check) */
     int dump_signal;            /* WEFT_DUMP_SIGNAL, 0 for none */
     const char *trace_path;     /* WEFT_TRACE, NULL for none */
 } weft__settings;

@@ -142,7 +142,7 @@
  *      coroutine reads the sequence before its non-blocking syscall and
  *      waits only if it has not moved (io/netpoll.c has the argument).
  *   c. The coroutines one poll makes ready do not notify() as they are
- *      queued.  If the last of them is still in the ring WEFT__SPREAD_NS
+ *      queued.  If the last of them is still in the ring WEFT_SPREAD_US
  *      (0.5 ms) later, the poller's worker notifies once (spread_check); if
  *      it took them all in time, nobody is woken.  An echo server whose
  *      handlers one worker keeps up with then runs on one warm worker, and
@@ -188,10 +188,6 @@
 #define WEFT__LIFO_MAX 16
 #define WEFT__INJECT_EVERY 61
 #define WEFT__STEAL_ROUNDS 4
-/* How long coroutines made ready by a poll may wait in their worker's ring
- * before a parked worker is woken to help (essay, 9): Linux's own estimate
- * of what moving work to another CPU costs (sched_migration_cost_ns). */
-#define WEFT__SPREAD_NS (500 * 1000)
 
 /* initial-exec: one %fs-relative load, no __tls_get_addr call. */
 static __thread weft__worker *tls_worker __attribute__((tls_model("initial-exec")));
@@ -689,7 +685,7 @@ static void run_timers(weft__worker *w)
 }
 
 /* Owner worker only.  A poll made coroutines ready (spread_due set): once
- * the last of them has waited WEFT__SPREAD_NS in w's ring, wake a helper. */
+ * the last of them has waited WEFT_SPREAD_US in w's ring, wake a helper. */
 static void spread_check(weft__worker *w)
 {
     /* relaxed: a hint (head moves by w's pops and thieves' CAS); at worst
@@ -767,7 +763,7 @@ static void leave(weft__worker *w, weft_task *t, int after)
 /* Owner worker only, holding rt->driver.  One wait in the shared poller,
  * then the driver is released.  The coroutines it makes ready go to w's
  * ring without waking a helper (w->polling): a helper is woken only if
- * they are still queued WEFT__SPREAD_NS later (spread_check). */
+ * they are still queued WEFT_SPREAD_US later (spread_check). */
 static void drive(weft__worker *w, const struct timespec *tsp)
 {
     w->polling = true;
@@ -778,7 +774,7 @@ static void drive(weft__worker *w, const struct timespec *tsp)
     if (n && !w->spread_due && !weft__runq_empty(w)) {
         /* relaxed: tail is written by w only. */
         w->spread_mark = atomic_load_explicit(&w->q.tail, memory_order_relaxed);
-        w->spread_due = weft_now() + WEFT__SPREAD_NS;
+        w->spread_due = weft_now() + w->rt->cfg.spread_ns;
     }
 }
 
