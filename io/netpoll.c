@@ -4,8 +4,9 @@
  * Every descriptor a coroutine waits on has a weft__fdstate in the runtime's
  * fd table (indexed by fd number, in chunks never freed before weft_run
  * returns).  The first wait on an fd registers it, edge-triggered, in the
- * runtime's shared poller; it stays there until weft_close.  Each state keeps a readiness sequence per direction (rseq,
- * wseq) and a wait queue per direction.
+ * runtime's shared poller; it stays there until weft_close.  Each state
+ * keeps a readiness sequence per direction (rseq, wseq) and a wait queue per
+ * direction.
  *
  * The path of one readiness edge:
  *  1. The poller reports the fd to the worker that drives it: a parked

@@ -18,7 +18,7 @@
 int  weft__poll_init(weft__runtime *rt);
 void weft__poll_free(weft__runtime *rt);
 /* worker_new: w's own wake-up channel, where it sleeps while another
- * worker drives (w->epfd, w->evfd). */
+ * worker drives (w->evfd). */
 int  weft__poll_worker_init(weft__worker *w);
 void weft__poll_worker_free(weft__worker *w);
 /* Any thread: makes the driver's wait return (or its next one not block). */

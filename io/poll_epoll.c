@@ -1,40 +1,17 @@
 /*
  * The poller on Linux.  The shared poller is an epoll instance holding every
  * watched descriptor (edge-triggered, data.u64 = fd + 1) and the driver's
- * eventfd (data.u64 = 0).  A worker's own wake-up channel is a second epoll
- * instance holding only its eventfd: epoll_pwait2 gives the nanosecond
- * timeout the timers need, which a futex would too, but the eventfd is what
- * the rest of the wake-up code already writes.
+ * eventfd (data.u64 = 0).  A worker's own wake-up channel is an eventfd of
+ * its own, slept on with ppoll (a timespec timeout, as the timers need).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "poll.h"
-
-/* An epoll instance watching a fresh eventfd (data 0). */
-static int pair_open(int *epfd, int *evfd)
-{
-    *epfd = epoll_create1(EPOLL_CLOEXEC);
-    *evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (*epfd < 0 || *evfd < 0)
-        return -errno;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
-    if (epoll_ctl(*epfd, EPOLL_CTL_ADD, *evfd, &ev) < 0)
-        return -errno;
-    return 0;
-}
-
-static void pair_close(int *epfd, int *evfd)
-{
-    if (*epfd >= 0)
-        close(*epfd);
-    if (*evfd >= 0)
-        close(*evfd);
-    *epfd = *evfd = -1;
-}
 
 static void signal_fd(int evfd)
 {
@@ -50,10 +27,38 @@ static void drain_fd(int evfd)
     (void)r;
 }
 
-int weft__poll_init(weft__runtime *rt) { return pair_open(&rt->epfd, &rt->evfd); }
-void weft__poll_free(weft__runtime *rt) { pair_close(&rt->epfd, &rt->evfd); }
-int weft__poll_worker_init(weft__worker *w) { return pair_open(&w->epfd, &w->evfd); }
-void weft__poll_worker_free(weft__worker *w) { pair_close(&w->epfd, &w->evfd); }
+int weft__poll_init(weft__runtime *rt)
+{
+    rt->epfd = epoll_create1(EPOLL_CLOEXEC);
+    rt->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (rt->epfd < 0 || rt->evfd < 0)
+        return -errno;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+    if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, rt->evfd, &ev) < 0)
+        return -errno;
+    return 0;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+void weft__poll_free(weft__runtime *rt)
+{
+    close_fd(&rt->epfd);
+    close_fd(&rt->evfd);
+}
+
+int weft__poll_worker_init(weft__worker *w)
+{
+    w->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return w->evfd < 0 ? -errno : 0;
+}
+
+void weft__poll_worker_free(weft__worker *w) { close_fd(&w->evfd); }
 void weft__poll_wake_driver(weft__runtime *rt) { signal_fd(rt->evfd); }
 void weft__poll_wake_worker(weft__worker *w) { signal_fd(w->evfd); }
 
@@ -86,8 +91,8 @@ int weft__poll_drive(weft__runtime *rt, const struct timespec *timeout)
 
 void weft__poll_sleep(weft__worker *w, const struct timespec *timeout)
 {
-    struct epoll_event ev;
-    if (epoll_pwait2(w->epfd, &ev, 1, timeout, NULL) == 1)
+    struct pollfd p = {.fd = w->evfd, .events = POLLIN};
+    if (ppoll(&p, 1, timeout, NULL) == 1)
         drain_fd(w->evfd);
 }
 

@@ -289,7 +289,7 @@ struct weft__worker {
     weft__stack_cache stacks;
     uint64_t next_id, id_end;             /* block of task ids */
     int *victims;                         /* other workers, nearest first */
-    int epfd, evfd;                       /* its own sleep (io/poll.h) */
+    int evfd;                             /* its own sleep (io/poll.h) */
     int cpu;                              /* OS cpu it is pinned to, -1 */
     pthread_t thread;
     void *tsan_fiber;                     /* the thread's own fiber */
@@ -302,7 +302,7 @@ struct weft__worker {
     _Atomic uint32_t tick WEFT__ALIGNED;  /* bumped at each task switch-in */
     _Atomic uint64_t runs;                /* task runs (stats): on tick's line,
                                              which each switch-in writes anyway */
-    _Atomic int running;                  /* 1 unless parked in epoll */
+    _Atomic int running;                  /* 1 unless parked (driving or asleep) */
     _Atomic bool blocked;                 /* sysmon: stuck in one task */
     _Atomic int64_t park_since;           /* when it parked, 0 while not parked */
     _Atomic int64_t run_since;            /* sysmon: when its tick last moved (1 ms) */

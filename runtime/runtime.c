@@ -120,7 +120,7 @@ static weft__worker *worker_new(weft__runtime *rt, int id, int cpu)
     w->id = id;
     w->hooks = rt->cfg.debug ? WEFT__HOOK_DEBUG : 0;
     w->cpu = cpu;
-    w->epfd = w->evfd = -1;
+    w->evfd = -1;
     if (weft__timers_init(&w->timers) < 0)
         goto fail;
     if (weft__poll_worker_init(w) < 0)

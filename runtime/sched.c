@@ -325,8 +325,6 @@ static void drop_searching(weft__worker *w, bool found)
 /* Ready / wake / park                                                 */
 /* ------------------------------------------------------------------ */
 
-/* Any thread.  Makes t runnable: on the calling worker's queue (runnext when
- * lifo), or through the injection queue from other threads. */
 /* Any thread (w: the caller's worker, or NULL).  t to w's queues when w
  * belongs to t's runtime, else to the injection queue. */
 static void ready_from(weft__worker *w, weft_task *t, bool lifo)
@@ -337,6 +335,8 @@ static void ready_from(weft__worker *w, weft_task *t, bool lifo)
         weft__inject_push(t->rt, t, t, 1);
 }
 
+/* Any thread.  Makes t runnable: on the calling worker's queue (runnext when
+ * lifo), or through the injection queue from other threads. */
 void weft__ready(weft_task *t, bool lifo)
 {
     ready_from(weft__cur_worker(), t, lifo);
@@ -778,19 +778,25 @@ static void drive(weft__worker *w, const struct timespec *tsp)
     }
 }
 
+/* Owner worker only.  Takes the driver token if nobody holds it (then the
+ * caller must drive()).  seq_cst: the parker's side of the Dekker pair with
+ * weft__wake_worker (park_wait); also the acquire that pairs with the
+ * release ending the previous drive.  The plain load first keeps a held
+ * token's line shared. */
+static bool take_driver(weft__worker *w)
+{
+    weft__worker *none = NULL;
+    return !atomic_load_explicit(&w->rt->driver, memory_order_relaxed) &&
+           atomic_compare_exchange_strong_explicit(&w->rt->driver, &none, w,
+                                                   memory_order_seq_cst, memory_order_relaxed);
+}
+
 /* Owner worker only (busy).  Polls the shared poller without waiting,
  * waking ready coroutines onto w's queues; skipped when it watches nothing
  * or another worker drives it (that one sees the events). */
 static void poll_now(weft__worker *w)
 {
-    weft__runtime *rt = w->rt;
-    if (!atomic_load_explicit(&rt->nfds, memory_order_relaxed) ||
-        atomic_load_explicit(&rt->driver, memory_order_relaxed))
-        return;
-    weft__worker *none = NULL;
-    /* acquire: pairs with the release that ended the previous drive. */
-    if (!atomic_compare_exchange_strong_explicit(&rt->driver, &none, w, memory_order_acquire,
-                                                 memory_order_relaxed))
+    if (!atomic_load_explicit(&w->rt->nfds, memory_order_relaxed) || !take_driver(w))
         return;
     static const struct timespec zero = {0, 0};
     drive(w, &zero);
@@ -896,12 +902,8 @@ static weft_task *steal_work(weft__worker *w)
  * when nobody does, else it sleeps on its own channel (essay, 9). */
 static void park_wait(weft__worker *w, const struct timespec *tsp)
 {
-    weft__runtime *rt = w->rt;
-    weft__worker *none = NULL;
-    /* seq_cst: the CAS, then the flag (Dekker with weft__wake_worker). */
-    if (!atomic_load_explicit(&rt->driver, memory_order_relaxed) &&
-        atomic_compare_exchange_strong_explicit(&rt->driver, &none, w, memory_order_seq_cst,
-                                                memory_order_relaxed)) {
+    /* seq_cst: the driver CAS, then the flag (Dekker with weft__wake_worker). */
+    if (take_driver(w)) {
         static const struct timespec zero = {0, 0};
         if (atomic_load_explicit(&w->wake_pending, memory_order_seq_cst))
             tsp = &zero;

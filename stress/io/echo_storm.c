@@ -1,7 +1,9 @@
 /*
  * stress_echo_storm: many clients against a line echo server (streams, a
  * weft_server) on 2, 3 and 4 workers in turn (a third of the budget each;
- * WEFT_WORKERS fixes one count for the whole run).
+ * WEFT_WORKERS fixes one count for the whole run).  The 3-worker run sets
+ * WEFT_SPREAD_US=0 (unless the caller set it): every poll's batch then wakes
+ * a helper at once, so spread_check's notify races thieves all the time.
  *
  * Each client connection has a writer coroutine and a reader coroutine on
  * the same descriptor, so that the two directions' waiters are separate
@@ -294,7 +296,12 @@ int main(void)
         double share = fixed ? 1.0 : 1.0 / 3;
         int fds = count_fds();
         uint64_t l0 = atomic_load(&n_lines);
+        bool spread_now = w == 3 && !getenv("WEFT_SPREAD_US");
+        if (spread_now)
+            setenv("WEFT_SPREAD_US", "0", 1);
         stress_run(w, storm_main, &share);
+        if (spread_now)
+            unsetenv("WEFT_SPREAD_US");
         int after = count_fds();
         CHECK(after == fds, "%d descriptors before weft_run, %d after", fds, after);
         fprintf(stderr, "stress_echo_storm: %s workers: %" PRIu64 " lines echoed\n",
