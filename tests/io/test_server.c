@@ -541,10 +541,10 @@ static void *burst_clients(void *arg)
     return (void *)rc;
 }
 
-/* arg: the number of workers that must have run slow requests. */
+/* Returns (as its result) the number of workers that ran slow requests. */
 static void *burst_main(void *arg)
 {
-    unsigned want = (unsigned)(uintptr_t)arg;
+    (void)arg;
     burst_srv b = {0};
     weft_server *srv = weft_start_server("127.0.0.1", "0", burst_handler, &b);
     T_CHECK(srv != NULL);
@@ -557,10 +557,30 @@ static void *burst_main(void *arg)
     T_CHECK_EQ(weft_to_thread(burst_clients, &port, &crc), 0);
     T_CHECK_EQ((intptr_t)crc, 0);
     T_CHECK_EQ(atomic_load(&b.served), BURST);
-    T_CHECK_EQ((unsigned)__builtin_popcount(atomic_load(&b.workers)), want);
     T_CHECK_EQ(weft_server_close(srv), 0);
     weft_join(st, NULL);
-    return NULL;
+    return (void *)(uintptr_t)__builtin_popcount(atomic_load(&b.workers));
+}
+
+/* Runs the burst until want workers ran it, T_BURST_TRIES times at most.
+ * The count is retried, as test_runtime's blocked-worker bounds are, for
+ * the OS's noise on a loaded machine: a worker descheduled for 2 ms in a
+ * handler is taken over by sysmon (another worker joins in whatever the
+ * setting), and a helper woken late may find the burst done.  A spread
+ * that ignores the setting is wrong every time. */
+#define T_BURST_TRIES 3
+static void burst_expect(unsigned want)
+{
+    unsigned got[T_BURST_TRIES];
+    for (int i = 0; i < T_BURST_TRIES; i++) {
+        void *res = NULL;
+        assert_int_equal(t_run_workers(2, burst_main, NULL, &res), 0);
+        got[i] = (unsigned)(uintptr_t)res;
+        if (got[i] == want)
+            return;
+    }
+    fail_msg("a burst of %d slow requests ran on %u, %u and %u workers (want %u)", BURST,
+             got[0], got[1], got[2], want);
 }
 
 static void test_server_burst_spreads(void **state)
@@ -568,11 +588,11 @@ static void test_server_burst_spreads(void **state)
     (void)state;
     IO_BEGIN(60);
     /* The default (0.5 ms) and WEFT_SPREAD_US=0 (at once): both workers. */
-    assert_int_equal(t_run_workers(2, burst_main, (void *)2, NULL), 0);
+    burst_expect(2);
     setenv("WEFT_SPREAD_US", "0", 1);
-    assert_int_equal(t_run_workers(2, burst_main, (void *)2, NULL), 0);
+    burst_expect(2);
     /* 1 s: the burst (8 ms of work) stays with the worker that polled it. */
     setenv("WEFT_SPREAD_US", "1000000", 1);
-    assert_int_equal(t_run_workers(2, burst_main, (void *)1, NULL), 0);
+    burst_expect(1);
     unsetenv("WEFT_SPREAD_US");
 }
