@@ -37,6 +37,15 @@ void weft__poll_sleep(weft__worker *w, const struct timespec *timeout);
 int  weft__poll_add(weft__runtime *rt, int fd);
 /* Any thread: stops watching fd. */
 int  weft__poll_del(weft__runtime *rt, int fd);
+/* Owner worker only: adds the io_uring descriptor of worker `worker`
+ * (io/aio_uring.c), disarmed.  0 or -errno. */
+int  weft__poll_add_ring(weft__runtime *rt, int fd, unsigned worker);
+/* Any thread: arms that descriptor for one report, level-triggered: the
+ * next poll that finds completions on the ring (at once if some wait
+ * already) calls weft__aio_ready(rt, worker) once, and the descriptor is
+ * disarmed again.  So completions done inside io_uring_enter, which the
+ * submitter reaps itself, wake no parked driver. */
+void weft__poll_arm_ring(weft__runtime *rt, int fd, unsigned worker);
 
 /* io/netpoll.c: readiness of fd.  The poller hands back the fd number, not a
  * pointer to its state: the state is found again through the fd table's
@@ -45,5 +54,7 @@ int  weft__poll_del(weft__runtime *rt, int fd);
  * ThreadSanitizer sees; a pointer carried through the kernel is not. */
 enum { WEFT__POLL_IN = 1, WEFT__POLL_OUT = 2, WEFT__POLL_ERR = 4, WEFT__POLL_HUP = 8 };
 void weft__netpoll_ready(weft__runtime *rt, int fd, int events);
+/* io/aio_uring.c: completions on worker `worker`'s ring. */
+void weft__aio_ready(weft__runtime *rt, unsigned worker);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * The poller on Linux.  The shared poller is an epoll instance holding every
- * watched descriptor (edge-triggered, data.u64 = fd + 1) and the driver's
- * eventfd (data.u64 = 0).  A worker's own wake-up channel is an eventfd of
+ * watched descriptor (edge-triggered, data.u64 = fd + 1), the workers'
+ * io_uring descriptors (one-shot, data.u64 = RING | worker) and the
+ * driver's eventfd (data.u64 = 0).  A worker's own wake-up channel is an eventfd of
  * its own, slept on with ppoll (a timespec timeout, as the timers need).
  */
 #define _GNU_SOURCE
@@ -12,6 +13,8 @@
 #include <unistd.h>
 
 #include "poll.h"
+
+#define RING (UINT64_C(1) << 63)
 
 static void signal_fd(int evfd)
 {
@@ -74,6 +77,11 @@ int weft__poll_drive(weft__runtime *rt, const struct timespec *timeout)
             drain_fd(rt->evfd);
             continue;
         }
+        if (ev[i].data.u64 & RING) {
+            weft__aio_ready(rt, (unsigned)(ev[i].data.u64 & ~RING));
+            fds++;
+            continue;
+        }
         int e = 0;
         if (ev[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI))
             e |= WEFT__POLL_IN;
@@ -103,6 +111,25 @@ int weft__poll_add(weft__runtime *rt, int fd)
     if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
         return -errno;
     return 0;
+}
+
+int weft__poll_add_ring(weft__runtime *rt, int fd, unsigned worker)
+{
+    /* EPOLLONESHOT without EPOLLIN: watched, reports nothing until armed. */
+    struct epoll_event ev = {.events = EPOLLONESHOT, .data.u64 = RING | worker};
+    if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        return -errno;
+    /* relaxed: a hint for busy workers and sysmon (a completion may come
+     * while nobody drives), as netpoll's count of sockets. */
+    atomic_fetch_add_explicit(&rt->nfds, 1, memory_order_relaxed);
+    return 0;
+}
+
+void weft__poll_arm_ring(weft__runtime *rt, int fd, unsigned worker)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = RING | worker};
+    int rc = epoll_ctl(rt->epfd, EPOLL_CTL_MOD, fd, &ev);
+    (void)rc;  /* cannot fail for a descriptor added and not yet closed */
 }
 
 int weft__poll_del(weft__runtime *rt, int fd)

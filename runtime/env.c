@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../io/aio.h"
 #include "internal.h"
 
 /* Parses a whole unsigned decimal; suffixes K/M/G when sizes is true. */
@@ -182,6 +183,17 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
     }
     const char *tr = getenv("WEFT_TRACE");
     out->trace_path = tr && *tr ? tr : NULL;
+
+    const char *u = getenv("WEFT_IO_URING");
+    out->aio = WEFT__AIO_AUTO;
+    if (u && *u) {
+        if (strcmp(u, "async") == 0)
+            out->aio = WEFT__AIO_ASYNC;
+        else if (strcmp(u, "off") == 0)
+            out->aio = WEFT__AIO_OFF;
+        else if (strcmp(u, "auto") != 0)
+            return bad("WEFT_IO_URING", u, "auto, async or off");
+    }
 
     const char *g = getenv("WEFT_GUARD");
     if (g && strcmp(g, "mprotect") != 0 && strcmp(g, "auto") != 0)

@@ -290,6 +290,9 @@ struct weft__worker {
     uint64_t next_id, id_end;             /* block of task ids */
     int *victims;                         /* other workers, nearest first */
     int evfd;                             /* its own sleep (io/poll.h) */
+    /* Its io_uring (io/aio_uring.c): made and written by the owner, read by
+     * reapers once published (release / acquire). */
+    struct weft__aio *_Atomic aio;
     int cpu;                              /* OS cpu it is pinned to, -1 */
     pthread_t thread;
     void *tsan_fiber;                     /* the thread's own fiber */
@@ -338,6 +341,7 @@ typedef struct weft__settings {
     bool debug;
     int64_t slow_ns;
     int64_t spread_ns;          /* WEFT_SPREAD_US (sched.c spread_check) */
+    int aio;                    /* WEFT_IO_URING: WEFT__AIO_* (io/aio.h) */
     int dump_signal;            /* WEFT_DUMP_SIGNAL, 0 for none */
     const char *trace_path;     /* WEFT_TRACE, NULL for none */
 } weft__settings;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../io/aio.h"
 #include "../io/poll.h"
 #include "internal.h"
 
@@ -104,6 +105,7 @@ static void worker_free(weft__worker *w)
 {
     if (!w)
         return;
+    weft__aio_worker_free(w);
     weft__poll_worker_free(w);
     weft__timers_free(&w->timers);
     free(w->victims);
