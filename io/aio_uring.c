@@ -274,6 +274,10 @@ ssize_t weft__aio_rw(bool write, int fd, void *buf, size_t n, off_t off)
         return -EPERM;
     if (w->rt->cfg.aio == WEFT__AIO_OFF)
         return -ENOSYS;
+    /* seq_cst: pairs with the store of cancelled in weft_cancel (sticky:
+     * even a call that could complete at once says -ECANCELED). */
+    if (atomic_load_explicit(&self->cancelled, memory_order_seq_cst))
+        return -ECANCELED;
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
@@ -282,8 +286,6 @@ ssize_t weft__aio_rw(bool write, int fd, void *buf, size_t n, off_t off)
     struct weft__aio *a = ring_get(w);
     if (!a || atomic_load_explicit(&a->inflight, memory_order_relaxed) >= a->cq_entries)
         return -ENOSYS;
-    if (atomic_load_explicit(&self->cancelled, memory_order_seq_cst))
-        return -ECANCELED;
     aio_req r = {.task = self};
     int rc = submit(a, write ? IORING_OP_WRITE : IORING_OP_READ, fd, buf,
                     n > MAX_IO ? MAX_IO : (unsigned)n, off, &r, w->rt->cfg.aio == WEFT__AIO_ASYNC);

@@ -136,11 +136,17 @@ static ssize_t run(weft_fn fn, file_req *r)
     return rc < 0 ? rc : r->rc;
 }
 
+/* -EPERM before any argument is looked at, as from the socket calls: a
+ * plain thread must not go on as if it had been answered. */
+static bool in_coroutine(void) { return weft__cur_task() != NULL; }
+
 ssize_t weft_pread(int fd, void *buf, size_t n, off_t off)
 {
+    if (!in_coroutine())
+        return -EPERM;
     if (fd < 0)
         return -EBADF;
-    if (!buf && n)
+    if ((!buf && n) || off < 0)
         return -EINVAL;
     ssize_t rc = weft__aio_rw(false, fd, buf, n, off);
     if (rc != -ENOSYS)
@@ -151,9 +157,11 @@ ssize_t weft_pread(int fd, void *buf, size_t n, off_t off)
 
 ssize_t weft_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
+    if (!in_coroutine())
+        return -EPERM;
     if (fd < 0)
         return -EBADF;
-    if (!buf && n)
+    if ((!buf && n) || off < 0)
         return -EINVAL;
     size_t done = 0;
     do {
@@ -176,6 +184,8 @@ ssize_t weft_pwrite(int fd, const void *buf, size_t n, off_t off)
 
 ssize_t weft_file_read(const char *path, void **data)
 {
+    if (!in_coroutine())
+        return -EPERM;
     if (!path || !data)
         return -EINVAL;
     file_req r = {.path = path};
@@ -187,6 +197,8 @@ ssize_t weft_file_read(const char *path, void **data)
 
 ssize_t weft_file_write(const char *path, const void *data, size_t n, int mode)
 {
+    if (!in_coroutine())
+        return -EPERM;
     if (!path || (!data && n))
         return -EINVAL;
     file_req r = {.path = path, .cbuf = data, .n = n, .mode = mode};
