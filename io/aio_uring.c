@@ -87,7 +87,9 @@ struct weft__aio {
     _Atomic unsigned *cq_head;  /* written under mu only */
     _Atomic unsigned *cq_tail;  /* written by the kernel */
     struct io_uring_cqe *cqes;
-    _Atomic unsigned inflight;  /* + by the owner at submit, - by reapers */
+    _Atomic unsigned inflight;  /* + by the owner at submit (release), - by
+                                   reapers; its release sequence carries
+                                   the requests to the reapers */
     pthread_mutex_t mu;         /* the reap lock */
     void *sq_map, *cq_map;
     size_t sq_len, cq_len, sqes_len;
@@ -180,6 +182,9 @@ static struct weft__aio *ring_get(weft__worker *w)
 static bool reap_locked(struct weft__aio *a, aio_req *mine)
 {
     bool got = false;
+    /* acquire: pairs with the release add in submit (the requests of the
+     * completions below were written before their submission). */
+    (void)atomic_load_explicit(&a->inflight, memory_order_acquire);
     unsigned head = atomic_load_explicit(a->cq_head, memory_order_relaxed);
     /* acquire: the kernel's completion entries before its tail store. */
     unsigned tail = atomic_load_explicit(a->cq_tail, memory_order_acquire);
@@ -249,7 +254,11 @@ static int submit(struct weft__aio *a, int op, int fd, void *buf, unsigned len, 
     if (async)
         e->flags = IOSQE_ASYNC;
     a->sq_array[slot] = slot;
-    atomic_fetch_add_explicit(&a->inflight, 1, memory_order_relaxed);
+    /* release: the request (on this coroutine's stack) before the kernel
+     * has it; pairs with the acquire load in reap_locked, which a reaper
+     * makes after the kernel posted the completion.  The kernel's own
+     * hand-off is invisible to ThreadSanitizer; this one is not. */
+    atomic_fetch_add_explicit(&a->inflight, 1, memory_order_release);
     /* release: the entry before the tail (the kernel's acquire). */
     atomic_store_explicit(a->sq_tail, tail + 1, memory_order_release);
     for (;;) {
@@ -296,7 +305,14 @@ ssize_t weft__aio_rw(bool write, int fd, void *buf, size_t n, off_t off)
     bool got = reap_locked(a, &r);
     pthread_mutex_unlock(&a->mu);
     bool cancelled = false;
-    if (!got) {
+    if (got) {
+        /* Done inline: still a suspension point, as the header promises
+         * and as the pool's hand-off is.  Without this, a coroutine that
+         * reads cached data in a loop would never let its worker's other
+         * coroutines run (Tokio's cooperative budget exists for the same
+         * reason). */
+        weft__yield_now();
+    } else {
         /* Done by the kernel's threads, later: make sure a poll reports it. */
         if (!atomic_load_explicit(&r.done, memory_order_seq_cst))
             weft__poll_arm_ring(w->rt, a->fd, a->worker);
