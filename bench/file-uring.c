@@ -1,5 +1,5 @@
 /*
- * file-uring: what io_uring would give weft's file calls, measured.
+ * file-uring: the floor for weft's file calls on io_uring, measured.
  *
  *   file-uring FILE N C     N reads of 4 KiB at pseudo-random 4 KiB-aligned
  *                           offsets of FILE (expected in the page cache),
@@ -10,10 +10,10 @@
  *                           after another (the syscall alone: no hand-off)
  *
  * Output as weft-bench's: "uring X ns/op N ops" (or "pread ...").  Compare
- * with "weft-bench file FILE N C" (weft_pread from C coroutines: each read
- * handed to the runtime's blocking pool).  docs/networking.md has the
- * figures and the choice.  Raw system calls, no liburing: this is the only
- * io_uring code in the project, and a benchmark.
+ * with "weft-bench file FILE N C" (weft_pread from C coroutines, on the
+ * workers' rings; WEFT_IO_URING=off hands each read to the runtime's
+ * blocking pool instead).  docs/networking.md has the figures.  Raw system
+ * calls, no liburing, as io/aio_uring.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -13,8 +13,9 @@
  *   blocking N C     N blocking 1 ms sleeps offloaded with weft_to_thread,
  *                    C in flight (C driver coroutines share the N calls)
  *   file PATH N C    N weft_pread calls of 4 KiB at pseudo-random aligned
- *                    offsets of PATH (in the page cache), C coroutines;
- *                    bench/file-uring runs the same reads with io_uring
+ *                    offsets of PATH (in the page cache), C coroutines
+ *                    (WEFT_IO_URING=off|auto|async picks the path);
+ *                    bench/file-uring runs the same reads on a bare ring
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -158,7 +158,11 @@
  *  sleep on their own eventfds, events wait for a busy worker's periodic
  *  poll or its next park; a worker blocked in one coroutine is covered by
  *  sysmon, which wakes a sleeper when nobody drives (it parks and drives).
- *  Blocking work (name resolution, files) runs on the runtime's own pool.
+ *  Blocking work (name resolution, whole files) runs on the runtime's own
+ *  pool.  pread / pwrite go to the worker's io_uring (io/aio_uring.c):
+ *  cached data is copied inside the submission; a later completion comes
+ *  back through this same poller, where each ring's descriptor is one-shot
+ *  and armed only while one of its operations is outstanding.
  *
  * 10. Shutdown (runtime.c, weft_run)
  *

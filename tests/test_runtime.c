@@ -379,6 +379,9 @@ static void test_env_invalid(void **state)
         {"WEFT_BLOCKING_THREADS", "abc"},
         {"WEFT_BLOCKING_THREADS", "-3"},
         {"WEFT_GUARD", "bogus"},
+        {"WEFT_IO_URING", "1"},
+        {"WEFT_IO_URING", "on"},
+        {"WEFT_IO_URING", "AUTO"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_env_einval(bad[i][0], bad[i][1]);
@@ -424,6 +427,9 @@ static void test_env_valid(void **state)
         {"WEFT_BLOCKING_THREADS", "4"},
         {"WEFT_GUARD", "mprotect"},
         {"WEFT_GUARD", "auto"},
+        {"WEFT_IO_URING", "auto"},
+        {"WEFT_IO_URING", "async"},
+        {"WEFT_IO_URING", "off"},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         expect_env_ok(good[i][0], good[i][1]);

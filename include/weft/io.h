@@ -17,22 +17,6 @@
 
 #ifndef WEFT_H
 #error "include <weft.h>"
-/* ------------------------------------------------------------------ */
-/* Files (aiofiles), extensions: the system calls run on the runtime's own */
-/* blocking pool; the worker goes on with other coroutines meanwhile.      */
-/* ------------------------------------------------------------------ */
-
-/* SUSPENSION POINTS.  pread / pwrite: bytes moved or -errno (pwrite writes
- * all n bytes or fails).  weft_file_read: the whole file in *data (malloc'd,
- * the caller frees it; one extra byte is allocated), its length returned.
- * weft_file_write: creates or truncates path (mode as for open, e.g. 0644)
- * and writes n bytes.  A cancelled caller gets -ECANCELED once the system
- * call in flight returned (nothing half-reported: *data is untouched). */
-WEFT_API ssize_t weft_pread(int fd, void *buf, size_t n, off_t off);
-WEFT_API ssize_t weft_pwrite(int fd, const void *buf, size_t n, off_t off);
-WEFT_API ssize_t weft_file_read(const char *path, void **data);
-WEFT_API ssize_t weft_file_write(const char *path, const void *data, size_t n, int mode);
-
 #endif
 
 #include <sys/socket.h>
@@ -130,12 +114,16 @@ WEFT_API int  weft_serve_forever(weft_server *srv);
 WEFT_API int  weft_server_close(weft_server *srv);
 
 /* ------------------------------------------------------------------ */
-/* Files (aiofiles), extensions: the system calls run on the runtime's own */
-/* blocking pool; the worker goes on with other coroutines meanwhile.      */
+/* Files (aiofiles), extensions.  pread / pwrite go to the worker's own    */
+/* io_uring where the kernel allows it (WEFT_IO_URING, default auto), the */
+/* rest and every fallback to the runtime's own blocking pool; the worker */
+/* goes on with other coroutines meanwhile (docs/networking.md, "Files"). */
 /* ------------------------------------------------------------------ */
 
-/* SUSPENSION POINTS.  pread / pwrite: bytes moved or -errno (pwrite writes
- * all n bytes or fails).  weft_file_read: the whole file in *data (malloc'd,
+/* SUSPENSION POINTS (even when the data was in the page cache: the caller
+ * yields once).  pread / pwrite: bytes moved or -errno (pwrite writes all
+ * n bytes or fails; -ESPIPE for a pipe or socket, -EINVAL for a negative
+ * offset).  weft_file_read: the whole file in *data (malloc'd,
  * the caller frees it; one extra byte is allocated), its length returned.
  * weft_file_write: creates or truncates path (mode as for open, e.g. 0644)
  * and writes n bytes.  A cancelled caller gets -ECANCELED once the system

@@ -530,6 +530,92 @@ static void test_file_uring_needs_no_pool(void **state)
     unlink(path);
 }
 
+/* ------------------------------------------------------------------ */
+/* Wait strings: "file read", "file write" (on a ring)                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct ws_ctx {
+    int fd;
+    size_t n;
+    unsigned char *buf;
+    _Atomic int seen_read, seen_write, done;
+} ws_ctx;
+
+static int ws_visit(const weft_task_info *i, void *arg)
+{
+    ws_ctx *c = arg;
+    if (i->name && strcmp(i->name, "t-file") == 0 && i->state == WEFT_TASK_WAITING && i->wait) {
+        if (strcmp(i->wait, "file read") == 0)
+            atomic_store(&c->seen_read, 1);
+        if (strcmp(i->wait, "file write") == 0)
+            atomic_store(&c->seen_write, 1);
+    }
+    return 0;
+}
+
+/* A plain thread, watching the registry while the task reads and writes. */
+static void *ws_watch(void *arg)
+{
+    ws_ctx *c = arg;
+    while (!atomic_load(&c->done)) {
+        weft_tasks_foreach(ws_visit, c);
+        usleep(50);
+    }
+    return NULL;
+}
+
+static void *ws_task(void *arg)
+{
+    ws_ctx *c = arg;
+    /* Each call takes milliseconds on the kernel's threads; repeat until
+     * the watcher saw it (a bound, for a machine that starves it). */
+    for (int k = 0; k < 200 && !atomic_load(&c->seen_write); k++)
+        if (weft_pwrite(c->fd, c->buf, c->n, 0) != (ssize_t)c->n)
+            return (void *)1;
+    for (int k = 0; k < 200 && !atomic_load(&c->seen_read); k++)
+        if (weft_pread(c->fd, c->buf, c->n, 0) != (ssize_t)c->n)
+            return (void *)1;
+    return NULL;
+}
+
+static void *ws_main(void *arg)
+{
+    ws_ctx *c = arg;
+    t_thread th;
+    t_thread_start(&th, ws_watch, c);
+    weft_task *t = weft_spawn_named("t-file", ws_task, c);
+    void *res = (void *)2;
+    T_CHECK_EQ(weft_join(t, &res), 0);
+    T_CHECK(res == NULL);
+    atomic_store(&c->done, 1);
+    t_thread_await(&th);
+    return NULL;
+}
+
+static void test_file_wait_strings(void **state)
+{
+    (void)state;
+    IO_BEGIN(120);
+    scratch_init();
+    char path[128];
+    scratch_path(path, sizeof path, "wait");
+    ws_ctx c = {.n = 16u << 20};
+    c.buf = calloc(1, c.n);
+    assert_non_null(c.buf);
+    c.fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(c.fd >= 0);
+    setenv("WEFT_IO_URING", "async", 1);
+    assert_int_equal(t_run_workers(2, ws_main, &c, NULL), 0);
+    close(c.fd);
+    unlink(path);
+    free(c.buf);
+    long probe = syscall(SYS_io_uring_setup, 0, NULL);
+    if (probe < 0 && (errno == ENOSYS || errno == EPERM))
+        skip();  /* no ring: the pool's "to_thread" was seen instead */
+    assert_int_equal(c.seen_write, 1);
+    assert_int_equal(c.seen_read, 1);
+}
+
 static int group_teardown(void **state)
 {
     (void)state;
@@ -567,6 +653,7 @@ int main(void)
         IO_TEST(test_file_many_in_flight),
         IO_TEST(test_file_cancel),
         IO_TEST(test_file_uring_needs_no_pool),
+        IO_TEST(test_file_wait_strings),
     };
     return cmocka_run_group_tests_name("file", tests, NULL, group_teardown);
 }
