@@ -49,7 +49,10 @@
  *     microseconds; the request lives on the caller's stack).
  *  6. Only regular files and block devices go to the ring: on a pipe or a
  *     socket io_uring would ignore the offset and wait for data, where
- *     pread says -ESPIPE at once.  That costs an fstat per call.
+ *     pread says -ESPIPE at once.  That costs an fstat per call.  Not
+ *     caught: the rare regular files opened non-seekable (FUSE's
+ *     FOPEN_STREAM, debugfs trace_pipe), where io_uring reads the stream
+ *     and pread would say -ESPIPE.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -206,7 +209,11 @@ static bool reap_locked(struct weft__aio *a, aio_req *mine)
     /* release: the entries are read before the kernel may reuse them. */
     atomic_store_explicit(a->cq_head, head, memory_order_release);
     if (n)
-        atomic_fetch_sub_explicit(&a->inflight, n, memory_order_relaxed);
+        /* release: the cq_head store above before the owner may count the
+         * freed slots (its acquire load in weft__aio_rw), so that it never
+         * submits into a completion queue the kernel still sees as full
+         * (x86 orders this anyway; weaker CPUs need the pair). */
+        atomic_fetch_sub_explicit(&a->inflight, n, memory_order_release);
     return got;
 }
 
@@ -293,17 +300,25 @@ ssize_t weft__aio_rw(bool write, int fd, void *buf, size_t n, off_t off)
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
         return -ENOSYS;
     struct weft__aio *a = ring_get(w);
-    if (!a || atomic_load_explicit(&a->inflight, memory_order_relaxed) >= a->cq_entries)
+    /* acquire: pairs with the reapers' release subtraction. */
+    if (!a || atomic_load_explicit(&a->inflight, memory_order_acquire) >= a->cq_entries)
         return -ENOSYS;
     aio_req r = {.task = self};
     int rc = submit(a, write ? IORING_OP_WRITE : IORING_OP_READ, fd, buf,
                     n > MAX_IO ? MAX_IO : (unsigned)n, off, &r, w->rt->cfg.aio == WEFT__AIO_ASYNC);
     if (rc < 0)
         return rc == -EAGAIN || rc == -EBUSY ? -ENOSYS : rc;
-    /* Most often done already: the kernel did it inside io_uring_enter. */
-    pthread_mutex_lock(&a->mu);
-    bool got = reap_locked(a, &r);
-    pthread_mutex_unlock(&a->mu);
+    /* Most often done already: the kernel did it inside io_uring_enter.
+     * trylock: a busy lock is held by a reaper that a poll report sent
+     * (the owner is the only other reaper, and that is us); its report
+     * disarmed the descriptor, so our completion, if it missed it, needs
+     * the arm below like any late one, and the worker thread does not
+     * wait for a reaper that may be preempted while it wakes others. */
+    bool got = false;
+    if (pthread_mutex_trylock(&a->mu) == 0) {
+        got = reap_locked(a, &r);
+        pthread_mutex_unlock(&a->mu);
+    }
     bool cancelled = false;
     if (got) {
         /* Done inline: still a suspension point, as the header promises
@@ -330,7 +345,9 @@ ssize_t weft__aio_rw(bool write, int fd, void *buf, size_t n, off_t off)
         return -ECANCELED;
     /* A file opened O_NONBLOCK: io_uring says EAGAIN where pread(2) would
      * wait for the disk.  The pool does that wait. */
-    return r.res == -EAGAIN ? -ENOSYS : r.res;
+    /* -EINTR (a network file system's read interrupted on a kernel
+     * thread): the pool's system call retries, so it does the retry. */
+    return r.res == -EAGAIN || r.res == -EINTR ? -ENOSYS : r.res;
 }
 
 void weft__aio_worker_free(weft__worker *w)
