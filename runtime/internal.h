@@ -279,7 +279,7 @@ struct weft__worker {
     weft_task *current;
     weft_task *prev;                      /* switched out, after-action pending */
     int id;
-    uint32_t ticks;                       /* schedule() calls */
+    uint32_t ticks;                       /* local_next() calls (cadence) */
     unsigned lifo_streak;                 /* runnext runs in a row */
     bool searching;
     bool polling;                         /* in drive(): wakes defer notify */
@@ -302,9 +302,12 @@ struct weft__worker {
     void *altstack;
 
     /* Read by other threads. */
-    _Atomic uint32_t tick WEFT__ALIGNED;  /* bumped at each task switch-in */
-    _Atomic uint64_t runs;                /* task runs (stats): on tick's line,
-                                             which each switch-in writes anyway */
+    /* Progress, written by the owner only: (task runs << 16) | scheduler
+     * passes.  Each switch-in adds one run (and zeroes the low bits), each
+     * pass of the scheduler loop bumps the low bits, so sysmon and thieves
+     * see it move whenever the worker is not stuck in one task; weft_stats'
+     * tasks_run is tick >> 16, one store per switch-in for both. */
+    _Atomic uint64_t tick WEFT__ALIGNED;
     _Atomic int running;                  /* 1 unless parked (driving or asleep) */
     _Atomic bool blocked;                 /* sysmon: stuck in one task */
     _Atomic int64_t park_since;           /* when it parked, 0 while not parked */

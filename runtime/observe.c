@@ -390,7 +390,7 @@ int weft_stats_get(weft_stats *outp)
         weft__worker *w = rt->workers[i];
         weft_worker_stats ws;
 #define R(f) atomic_load_explicit(&w->c.f, memory_order_relaxed)
-        ws.tasks_run = atomic_load_explicit(&w->runs, memory_order_relaxed);
+        ws.tasks_run = atomic_load_explicit(&w->tick, memory_order_relaxed) >> 16;
         ws.tasks_spawned = R(spawned);
         ws.steals = R(steals);
         ws.steal_attempts = R(steal_attempts);

@@ -670,10 +670,13 @@ static bool prepare(weft__worker *w, weft_task *t)
         weft__fiber_create(t);
     }
     w->current = t;
-    WEFT__BUMP(&w->runs, 1);
     atomic_store_explicit(&t->state, WEFT_TASK_RUNNING, memory_order_relaxed);
     atomic_store_explicit(&t->last_worker, w->id, memory_order_relaxed);
-    atomic_store_explicit(&w->tick, ++w->ticks, memory_order_relaxed);
+    /* relaxed: owner-written progress (sysmon, runnext_backoff, stats);
+     * one more run, scheduler passes back to zero. */
+    atomic_store_explicit(&w->tick,
+                          (atomic_load_explicit(&w->tick, memory_order_relaxed) | 0xffff) + 1,
+                          memory_order_relaxed);
     if (WEFT__UNLIKELY(w->hooks)) {
         if (w->hooks & WEFT__HOOK_DEBUG)
             debug_publish(w, t);
@@ -850,7 +853,7 @@ static bool work_anywhere(weft__worker *w)
  * woken into runnext can run there (Go's 3 us back-off). */
 static void runnext_backoff(weft__worker *victim)
 {
-    uint32_t tick = atomic_load_explicit(&victim->tick, memory_order_relaxed);
+    uint64_t tick = atomic_load_explicit(&victim->tick, memory_order_relaxed);
     for (int i = 0; i < 200; i++) {
         weft__cpu_relax();
         if (atomic_load_explicit(&victim->tick, memory_order_relaxed) != tick)
@@ -986,7 +989,11 @@ static weft_task *find_runnable(weft__worker *w)
     for (;;) {
         if (WEFT__UNLIKELY(atomic_load_explicit(&rt->stop, memory_order_acquire)))
             return NULL;
-        atomic_store_explicit(&w->tick, w->ticks + 1, memory_order_relaxed);
+        /* relaxed: progress for sysmon (a worker searching for work is not
+         * stuck in a task); the low 16 bits only, runs unchanged. */
+        uint64_t tk = atomic_load_explicit(&w->tick, memory_order_relaxed);
+        atomic_store_explicit(&w->tick, (tk & ~UINT64_C(0xffff)) | ((tk + 1) & 0xffff),
+                              memory_order_relaxed);
         weft_task *t;
         if ((t = local_next(w)))
             goto found;

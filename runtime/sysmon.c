@@ -49,7 +49,7 @@ static void on_bt_signal(int sig)
 }
 
 typedef struct {
-    uint32_t tick;
+    uint64_t tick;
     int64_t since;   /* when the tick last moved */
 } sample;
 
@@ -93,7 +93,7 @@ static void *sysmon_main(void *arg)
         bool any_running = false, any_blocked = false, want_help = false;
         for (unsigned i = 0; i < rt->nworkers; i++) {
             weft__worker *w = rt->workers[i];
-            uint32_t tick = atomic_load_explicit(&w->tick, memory_order_relaxed);
+            uint64_t tick = atomic_load_explicit(&w->tick, memory_order_relaxed);
             bool running = atomic_load_explicit(&w->running, memory_order_relaxed);
             if (!running || tick != s[i].tick) {
                 s[i].tick = tick;
