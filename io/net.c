@@ -303,8 +303,18 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
         bool drained = may_skip &&
                        atomic_load_explicit(&op.st->rdrained, memory_order_relaxed) == seq + 1 &&
                        !atomic_load_explicit(&op.st->hup, memory_order_relaxed);
-        ssize_t r = drained ? -1 : read(fd, buf, n);
-        int e = drained ? EAGAIN : errno;
+        ssize_t r = -1;
+        int e = EAGAIN;
+        if (!drained) {
+            /* relaxed: a hint; a wrong guess costs one ENOTSOCK. */
+            bool notsock = atomic_load_explicit(&op.st->notsock, memory_order_relaxed);
+            r = notsock ? read(fd, buf, n) : recv(fd, buf, n, 0);
+            if (r < 0 && !notsock && errno == ENOTSOCK) {
+                atomic_store_explicit(&op.st->notsock, true, memory_order_relaxed);
+                r = read(fd, buf, n);
+            }
+            e = errno;
+        }
         weft__op_exit(&op);
         if (r > 0 && (size_t)r < n)
             atomic_store_explicit(&op.st->rdrained, seq + 1, memory_order_relaxed);
@@ -333,17 +343,17 @@ ssize_t weft_write(int fd, const void *buf, size_t n, int64_t deadline)
     if ((rc = weft__op_begin(&op, fd)) < 0)
         return rc;
     size_t done = 0;
-    bool sock = true;
     while (done < n) {
         uint32_t seq;
         if ((rc = weft__op_enter(&op, WEFT__POLL_OUT, &seq)) < 0)
             return rc;
         ssize_t r;
-        if (sock) {
+        /* relaxed: a hint, as in weft_read. */
+        if (!atomic_load_explicit(&op.st->notsock, memory_order_relaxed)) {
             /* MSG_NOSIGNAL: a closed peer is -EPIPE, not a SIGPIPE. */
             r = send(fd, (const char *)buf + done, n - done, MSG_NOSIGNAL);
             if (r < 0 && errno == ENOTSOCK) {
-                sock = false;
+                atomic_store_explicit(&op.st->notsock, true, memory_order_relaxed);
                 r = write(fd, (const char *)buf + done, n - done);
             }
         } else {
