@@ -644,8 +644,11 @@ __attribute__((noinline, cold)) static void trace_event(weft__worker *w, int kin
 
 /* Owner worker only.  Makes t the current task of w, giving it a stack on
  * its first run.  false (t handed back to the injection queue) when no stack
- * can be had. */
-static bool prepare(weft__worker *w, weft_task *t)
+ * can be had.  hooked: w->hooks may be set (debug mode, tracing); leave()
+ * passes false when it has seen them clear, so the hot path tests them once
+ * per switch, not twice. */
+static inline __attribute__((always_inline)) bool prepare_as(weft__worker *w, weft_task *t,
+                                                             bool hooked)
 {
     if (WEFT__UNLIKELY(!t->stack)) {
         weft__stack *s = weft__stack_get(w);
@@ -677,7 +680,7 @@ static bool prepare(weft__worker *w, weft_task *t)
     atomic_store_explicit(&w->tick,
                           (atomic_load_explicit(&w->tick, memory_order_relaxed) | 0xffff) + 1,
                           memory_order_relaxed);
-    if (WEFT__UNLIKELY(w->hooks)) {
+    if (hooked && WEFT__UNLIKELY(w->hooks)) {
         if (w->hooks & WEFT__HOOK_DEBUG)
             debug_publish(w, t);
         if (WEFT__TRACING(w))
@@ -685,6 +688,9 @@ static bool prepare(weft__worker *w, weft_task *t)
     }
     return true;
 }
+
+/* Owner worker only.  prepare_as for the scheduler loop. */
+static bool prepare(weft__worker *w, weft_task *t) { return prepare_as(w, t, true); }
 
 /* Owner worker only.  Fires w's own due timers. */
 static void run_timers(weft__worker *w)
@@ -752,14 +758,15 @@ static weft_task *local_next(weft__worker *w)
  * given after-action: straight to the next local task when there is one (one
  * switch, not two), else to the scheduler.  Returns when t is resumed,
  * possibly on another worker. */
-static void leave(weft__worker *w, weft_task *t, int after)
+static inline __attribute__((always_inline)) void leave_as(weft__worker *w, weft_task *t,
+                                                           int after, bool hooked)
 {
-    if (WEFT__TRACING(w))
+    if (hooked && WEFT__TRACING(w))
         trace_run_end(w, t);
     t->after = after;
     w->prev = t;
     weft_task *next = local_next(w);
-    if (next && !prepare(w, next))
+    if (next && !prepare_as(w, next, hooked))
         next = NULL;
     if (!next)
         w->current = NULL;
@@ -770,6 +777,16 @@ static void leave(weft__worker *w, weft_task *t, int after)
     w = weft__cur_worker();
     weft__fiber_landed(w, t);
     weft__after_switch(w);
+}
+
+/* Two copies of the switch-out: the hooks (debug mode, tracing) are tested
+ * once here, and the common copy has no hook test left in it. */
+static void leave(weft__worker *w, weft_task *t, int after)
+{
+    if (WEFT__UNLIKELY(w->hooks))
+        leave_as(w, t, after, true);
+    else
+        leave_as(w, t, after, false);
 }
 
 /* Owner worker only, holding rt->driver.  One wait in the shared poller,

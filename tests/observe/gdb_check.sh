@@ -85,7 +85,7 @@ check_bt() {  # <file> <task> <regex of the waiting call> <task function>
         fail=1
         return
     fi
-    want "$tmp/bt.txt" "$2: frame 0 in the scheduler" '^ +#0 +0x[0-9a-f]+ in leave at .*sched\.c:[0-9]+$'
+    want "$tmp/bt.txt" "$2: frame 0 in the scheduler" '^ +#0 +0x[0-9a-f]+ in leave(_as \[inlined into leave\])? at .*sched\.c:[0-9]+$'
     want "$tmp/bt.txt" "$2: park" ' in weft__park_ex at '
     want "$tmp/bt.txt" "$2: waiting call" "$3"
     want "$tmp/bt.txt" "$2: task function" " in $4 at .*gdb_target\\.c:[0-9]+\$"
