@@ -275,6 +275,11 @@ struct weft__worker {
 
     /* Owner-only state. */
     weft__runtime *rt WEFT__ALIGNED;
+    /* rt, or NULL while this worker traces (set before the workers start):
+     * wake() compares it with the task's runtime, so that one compare
+     * decides both "queue it here" and "no trace hook", and an untraced
+     * wake-up pays nothing for tracing. */
+    weft__runtime *wake_rt;
     void *sched_sp;                       /* the scheduler context */
     weft_task *current;
     weft_task *prev;                      /* switched out, after-action pending */

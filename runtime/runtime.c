@@ -119,6 +119,7 @@ static weft__worker *worker_new(weft__runtime *rt, int id, int cpu)
         return NULL;
     memset(w, 0, sizeof *w);
     w->rt = rt;
+    w->wake_rt = rt;
     w->id = id;
     w->hooks = rt->cfg.debug ? WEFT__HOOK_DEBUG : 0;
     w->cpu = cpu;

@@ -380,6 +380,16 @@ __attribute__((noinline, cold)) static void trace_wake(weft__worker *w, weft_tas
     trace_event(w, WEFT__TEV_FLOW_S, weft_now(), 0, t->trace_flow, 0);
 }
 
+/* Any thread.  The rest of a wake-up when wake()'s one compare failed: a
+ * waker that is not a worker of t's runtime (injection queue), or one that
+ * traces (the flow arrow starts here). */
+__attribute__((noinline)) static void wake_slow(weft__worker *w, weft_task *t, bool lifo)
+{
+    if (w && w->rt == t->rt && WEFT__TRACING(w))
+        trace_wake(w, t);
+    ready_from(w, t, lifo);
+}
+
 /* Inlined into weft__wake and weft__wake_lifo: as a call of its own, its
  * prologue and epilogue cost more than the observability stores. */
 static inline __attribute__((always_inline)) bool wake(weft_task *t, bool lifo)
@@ -395,12 +405,13 @@ static inline __attribute__((always_inline)) bool wake(weft_task *t, bool lifo)
                 /* relaxed: observability; sysmon's clock, no clock read here. */
                 WEFT__OBS(atomic_store_explicit(&t->since, weft__rt_clock(t->rt),
                                                 memory_order_relaxed));
-                /* One look-up of the waker's worker serves the trace and the
-                 * queueing. */
+                /* One look-up of the waker's worker, and one compare (wake_rt
+                 * is NULL while w traces) serve the queueing and the trace. */
                 weft__worker *w = weft__cur_worker();
-                if (w && WEFT__TRACING(w))
-                    trace_wake(w, t);
-                ready_from(w, t, lifo);
+                if (w && w->wake_rt == t->rt)
+                    weft__ready_on(w, t, lifo);
+                else
+                    wake_slow(w, t, lifo);
                 return true;
             }
         } else if (v == WEFT__PARK_ARMING) {

@@ -70,6 +70,7 @@ int weft__trace_init(weft__runtime *rt)
         if (!(rt->workers[i]->trace = trace_new()))
             return -ENOMEM;
         rt->workers[i]->hooks |= WEFT__HOOK_TRACE;
+        rt->workers[i]->wake_rt = NULL;  /* wake-ups take wake_slow (sched.c) */
     }
     if (!(rt->pool_trace = trace_new()))
         return -ENOMEM;
