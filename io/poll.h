@@ -54,7 +54,5 @@ void weft__poll_arm_ring(weft__runtime *rt, int fd, unsigned worker);
  * ThreadSanitizer sees; a pointer carried through the kernel is not. */
 enum { WEFT__POLL_IN = 1, WEFT__POLL_OUT = 2, WEFT__POLL_ERR = 4, WEFT__POLL_HUP = 8 };
 void weft__netpoll_ready(weft__runtime *rt, int fd, int events);
-/* io/aio_uring.c: completions on worker `worker`'s ring. */
-void weft__aio_ready(weft__runtime *rt, unsigned worker);
 
 #endif

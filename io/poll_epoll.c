@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "aio.h"
 #include "poll.h"
 
 #define RING (UINT64_C(1) << 63)

@@ -30,7 +30,6 @@
  */
 #include "../stress.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -55,18 +54,6 @@ static void dump(void)
             ", -ETIMEDOUT %" PRIu64 "), closes %" PRIu64 "\n",
             atomic_load(&n_rounds), atomic_load(&n_waits), atomic_load(&n_ebadf),
             atomic_load(&n_data), atomic_load(&n_timedout), atomic_load(&n_closes));
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
 }
 
 typedef struct target {
@@ -256,7 +243,7 @@ static void *race_main(void *arg)
     weft_task **ct = calloc(TARGETS, sizeof *ct);
 
     while (!stress_time_up() && !stress_failed()) {
-        int before = count_fds();
+        int before = stress_count_fds();
         int64_t round_start = weft_now();
         atomic_store(&phase, "creating descriptors");
         /* Phase 1: descriptors. */
@@ -339,7 +326,7 @@ static void *race_main(void *arg)
             if (t->peer >= 0)
                 weft_close(t->peer);
         }
-        int after = count_fds();
+        int after = stress_count_fds();
         CHECK(after == before, "round leaked descriptors: %d before, %d after", before, after);
         /* A round is a few milliseconds of work: seconds mean something
          * waited for an unrelated event to be woken. */
@@ -359,9 +346,9 @@ int main(void)
 {
     stress_init("stress_close_race", 4, dump);
     signal(SIGPIPE, SIG_IGN);  /* (raw write() to a pipe whose reader closed) */
-    int fds = count_fds();
+    int fds = stress_count_fds();
     stress_run(4, race_main, NULL);
-    int after = count_fds();
+    int after = stress_count_fds();
     CHECK(after == fds, "%d descriptors before weft_run, %d after", fds, after);
     return stress_finish("%" PRIu64 " rounds, %" PRIu64 " waits: %" PRIu64 " -EBADF, %" PRIu64
                          " data/ready, %" PRIu64 " -ETIMEDOUT; %" PRIu64 " closes",

@@ -31,7 +31,6 @@
  */
 #include "../stress.h"
 
-#include <dirent.h>
 #include <sys/socket.h>
 
 #define CONNS STRESS_SCALE(64, 16)
@@ -49,18 +48,6 @@ static void dump(void)
             atomic_load(&n_lines), atomic_load(&n_bytes), atomic_load(&n_conns),
             atomic_load(&n_active_conns), atomic_load(&n_handlers_started),
             atomic_load(&n_handlers_done));
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -294,7 +281,7 @@ int main(void)
     bool fixed = env && *env;
     for (unsigned w = 2; w <= 4; w++) {
         double share = fixed ? 1.0 : 1.0 / 3;
-        int fds = count_fds();
+        int fds = stress_count_fds();
         uint64_t l0 = atomic_load(&n_lines);
         bool spread_now = w == 3 && !getenv("WEFT_SPREAD_US");
         if (spread_now)
@@ -302,7 +289,7 @@ int main(void)
         stress_run(w, storm_main, &share);
         if (spread_now)
             unsetenv("WEFT_SPREAD_US");
-        int after = count_fds();
+        int after = stress_count_fds();
         CHECK(after == fds, "%d descriptors before weft_run, %d after", fds, after);
         fprintf(stderr, "stress_echo_storm: %s workers: %" PRIu64 " lines echoed\n",
                 fixed ? env : (char[]){(char)('0' + w), 0}, atomic_load(&n_lines) - l0);

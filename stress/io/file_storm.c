@@ -30,7 +30,6 @@
  */
 #include "../stress.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -51,18 +50,6 @@ static void dump(void)
                     ", tasks %" PRIu64 "\n",
             atomic_load(&phase), atomic_load(&n_writes), atomic_load(&n_reads),
             atomic_load(&n_cancelled), atomic_load(&n_tasks));
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
 }
 
 static unsigned char pat(uint64_t block, uint64_t version, size_t i)
@@ -235,10 +222,10 @@ static void run_phase(const char *mode, unsigned workers, unsigned readers, doub
         CHECK(pwrite(c->fd, b, BLK, (off_t)blk * BLK) == BLK, "setup write");
     }
     setenv("WEFT_IO_URING", mode, 1);
-    int fds = count_fds();
+    int fds = stress_count_fds();
     stress_t_end = weft_now() + (int64_t)(seconds * 1e9);
     stress_run(workers, phase_main, c);
-    int after = count_fds();
+    int after = stress_count_fds();
     fprintf(stderr, "stress_file_storm: %s on %u workers: %" PRIu64 " reads, %" PRIu64
                     " writes so far\n", mode, workers, atomic_load(&n_reads),
             atomic_load(&n_writes));
