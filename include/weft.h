@@ -12,7 +12,16 @@
  *    Deadlines are absolute; WEFT_FOREVER (-1) means none.
  *  - SUSPENSION POINT marks a call that may suspend the calling coroutine
  *    (never its worker thread).  Outside a coroutine such calls return -EPERM.
- *    A cancelled caller's suspension point returns -ECANCELED at once.
+ *    A cancelled caller's suspension point returns -ECANCELED at once, even
+ *    when it could complete without waiting (buffered data, a finished task,
+ *    a free lock, a set event); these two checks come before any other.
+ *    The two closing calls, weft_group_free and weft_server_close, are the
+ *    exception: cancellation does not skip them (a refusal would leak what
+ *    they own, and an error return would say nothing was freed, against the
+ *    rule that a failed call changed nothing); they close everything and
+ *    return 0, and the caller hears of its cancellation at its next
+ *    suspension point.  tests/test_suspend.c holds every suspension point
+ *    to these rules.
  *
  * Thread-locals and migration (read this once)
  *  A coroutine may resume on a different worker thread after any suspension
@@ -197,8 +206,10 @@ WEFT_API int weft_wait_for(weft_task *t, int64_t deadline, void **result);
  *  weft_group_cancel   any thread: cancels every member.
  *  weft_group_free     SUSPENSION POINT.  Cancels what still runs, waits for
  *                      it, releases every member, frees the group; returns 0
- *                      (the members' codes are discarded).  -EPERM outside a
- *                      coroutine (nothing freed), -EINVAL for NULL. */
+ *                      (the members' codes are discarded), also for a
+ *                      cancelled caller: a closing call is not skipped by
+ *                      cancellation.  -EPERM outside a coroutine (nothing
+ *                      freed), -EINVAL for NULL. */
 typedef struct weft_group weft_group;
 
 WEFT_API weft_group *weft_group_new(void);

@@ -136,14 +136,15 @@ static ssize_t run(weft_fn fn, file_req *r)
     return rc < 0 ? rc : r->rc;
 }
 
-/* -EPERM before any argument is looked at, as from the socket calls: a
- * plain thread must not go on as if it had been answered. */
-static bool in_coroutine(void) { return weft__cur_task() != NULL; }
+/* -EPERM and -ECANCELED before any argument is looked at, as from the
+ * socket calls: a plain thread must not go on as if it had been answered,
+ * and a cancelled caller hears of it first (sticky). */
 
 ssize_t weft_pread(int fd, void *buf, size_t n, off_t off)
 {
-    if (!in_coroutine())
-        return -EPERM;
+    int enter = weft__suspend_enter(NULL);
+    if (enter < 0)
+        return enter;
     if (fd < 0)
         return -EBADF;
     if ((!buf && n) || off < 0)
@@ -157,8 +158,9 @@ ssize_t weft_pread(int fd, void *buf, size_t n, off_t off)
 
 ssize_t weft_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-    if (!in_coroutine())
-        return -EPERM;
+    int enter = weft__suspend_enter(NULL);
+    if (enter < 0)
+        return enter;
     if (fd < 0)
         return -EBADF;
     if ((!buf && n) || off < 0)
@@ -184,8 +186,9 @@ ssize_t weft_pwrite(int fd, const void *buf, size_t n, off_t off)
 
 ssize_t weft_file_read(const char *path, void **data)
 {
-    if (!in_coroutine())
-        return -EPERM;
+    int enter = weft__suspend_enter(NULL);
+    if (enter < 0)
+        return enter;
     if (!path || !data)
         return -EINVAL;
     file_req r = {.path = path};
@@ -197,8 +200,9 @@ ssize_t weft_file_read(const char *path, void **data)
 
 ssize_t weft_file_write(const char *path, const void *data, size_t n, int mode)
 {
-    if (!in_coroutine())
-        return -EPERM;
+    int enter = weft__suspend_enter(NULL);
+    if (enter < 0)
+        return enter;
     if (!path || (!data && n))
         return -EINVAL;
     file_req r = {.path = path, .cbuf = data, .n = n, .mode = mode};

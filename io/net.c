@@ -26,18 +26,6 @@
 #include "netpoll.h"
 #include "poll.h"
 
-static int self_check(weft_task **out)
-{
-    weft_task *t = weft__cur_task();
-    if (!t)
-        return -EPERM;
-    if (atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
-        return -ECANCELED;
-    if (out)
-        *out = t;
-    return 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* Name resolution                                                     */
 /* ------------------------------------------------------------------ */
@@ -174,7 +162,7 @@ int weft_local_port(int fd)
 
 int weft_accept(int listen_fd, int64_t deadline)
 {
-    int rc = self_check(NULL);
+    int rc = weft__suspend_enter(NULL);
     if (rc < 0)
         return rc;
     weft__fdop op;
@@ -255,7 +243,7 @@ static int connect_one(const struct sockaddr *sa, socklen_t len, int type, int64
 static int connect_addrs(const char *host, const char *port, int type, int64_t deadline,
                          int none)
 {
-    int rc = self_check(NULL);
+    int rc = weft__suspend_enter(NULL);
     if (rc < 0)
         return rc;
     struct addrinfo *res;
@@ -276,9 +264,39 @@ int weft_tcp_connect(const char *host, const char *port, int64_t deadline)
     return connect_addrs(host, port, SOCK_STREAM, deadline, -ECONNREFUSED);
 }
 
+/* Does a read shorter than asked prove the descriptor drained?  Only on a
+ * TCP socket, where a read takes everything queued up to its size.  A
+ * datagram or seqpacket read takes one message (more may be queued behind
+ * it, with no new edge to come), a tty one line, and a Unix stream read
+ * stops at a message that carries descriptors.  A pipe cannot tell: its
+ * writer may have made it a packet pipe (O_DIRECT on the write end only),
+ * and then each read returns one packet.  Learnt once per file (two
+ * system calls at most), kept in the fd state until the number gets a new
+ * file.  Called between op_enter and op_exit (the descriptor cannot be
+ * closed meanwhile). */
+static bool short_read_drains(weft__fdop *op)
+{
+    /* relaxed: a cache of what the kernel says of the file; a racing
+     * classification stores the same answer. */
+    uint8_t k = atomic_load_explicit(&op->st->rdkind, memory_order_relaxed);
+    if (k == WEFT__RD_UNKNOWN) {
+        k = WEFT__RD_MESSAGES;
+        int type = 0, dom = 0;
+        socklen_t len = sizeof type;
+        if (getsockopt(op->fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM) {
+            len = sizeof dom;
+            if (getsockopt(op->fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 &&
+                (dom == AF_INET || dom == AF_INET6))
+                k = WEFT__RD_DRAINS;
+        }
+        atomic_store_explicit(&op->st->rdkind, k, memory_order_relaxed);
+    }
+    return k == WEFT__RD_DRAINS;
+}
+
 ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
 {
-    int rc = self_check(NULL);
+    int rc = weft__suspend_enter(NULL);
     if (rc < 0)
         return rc;
     if (fd < 0)
@@ -315,9 +333,10 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
             }
             e = errno;
         }
-        weft__op_exit(&op);
-        if (r > 0 && (size_t)r < n)
+        /* Inside op_enter/op_exit: classifying looks at the descriptor. */
+        if (r > 0 && (size_t)r < n && short_read_drains(&op))
             atomic_store_explicit(&op.st->rdrained, seq + 1, memory_order_relaxed);
+        weft__op_exit(&op);
         if (r >= 0)
             return r;
         if (e == EINTR)
@@ -332,7 +351,7 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
 
 ssize_t weft_write(int fd, const void *buf, size_t n, int64_t deadline)
 {
-    int rc = self_check(NULL);
+    int rc = weft__suspend_enter(NULL);
     if (rc < 0)
         return rc;
     if (fd < 0)
@@ -392,7 +411,7 @@ int weft_udp_connect(const char *host, const char *port, int64_t deadline)
 ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, socklen_t *fromlen,
                       int64_t deadline)
 {
-    int rc = self_check(NULL);
+    int rc = weft__suspend_enter(NULL);
     if (rc < 0)
         return rc;
     if (fd < 0)
@@ -421,7 +440,7 @@ ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, sockle
 ssize_t weft_sendto(int fd, const void *buf, size_t n, const struct sockaddr *to,
                     socklen_t tolen, int64_t deadline)
 {
-    int rc = self_check(NULL);
+    int rc = weft__suspend_enter(NULL);
     if (rc < 0)
         return rc;
     if (fd < 0)
@@ -473,7 +492,7 @@ int weft_unix_listen(const char *path, int backlog)
 
 int weft_unix_connect(const char *path, int64_t deadline)
 {
-    int rc = self_check(NULL);
+    int rc = weft__suspend_enter(NULL);
     if (rc < 0)
         return rc;
     struct sockaddr_un sun;

@@ -59,6 +59,7 @@ static void forget_hints(weft__fdstate *st)
     atomic_store_explicit(&st->rdrained, 0, memory_order_relaxed);
     atomic_store_explicit(&st->hup, false, memory_order_relaxed);
     atomic_store_explicit(&st->notsock, false, memory_order_relaxed);
+    atomic_store_explicit(&st->rdkind, WEFT__RD_UNKNOWN, memory_order_relaxed);
 }
 
 /* Any thread.  The state of fd, allocated on first use; NULL for a

@@ -29,8 +29,14 @@ typedef struct weft__fdstate {
      * skip the VFS layer's work (vfs_read was 1.9% of the echo server's CPU
      * with read(2); Tokio's recv was absent from its profile). */
     _Atomic bool notsock;
+    /* Whether a short read proves the file drained (WEFT__RD_*), learnt at
+     * the first short read (net.c, short_read_drains): true of TCP sockets
+     * only, where a read takes everything queued up to its size. */
+    _Atomic uint8_t rdkind;
     weft__waitq rq, wq;       /* coroutines waiting to read / write */
 } weft__fdstate;
+
+enum { WEFT__RD_UNKNOWN, WEFT__RD_DRAINS, WEFT__RD_MESSAGES };
 
 weft__fdstate *weft__fd_state(weft__runtime *rt, int fd, bool create);
 /* A descriptor weft just created: forget what an earlier file of the same

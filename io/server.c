@@ -128,12 +128,13 @@ int weft_server_port(weft_server *srv)
 
 int weft_serve_forever(weft_server *srv)
 {
-    if (!weft__cur_task())
-        return -EPERM;
+    int rc = weft__suspend_enter(NULL);
+    if (rc < 0)
+        return rc;
     if (!srv)
         return -EINVAL;
     atomic_fetch_add_explicit(&srv->serving, 1, memory_order_acq_rel);
-    int rc = weft_event_wait(&srv->closed, WEFT_FOREVER);
+    rc = weft_event_wait(&srv->closed, WEFT_FOREVER);
     atomic_fetch_sub_explicit(&srv->serving, 1, memory_order_acq_rel);
     return rc;
 }
@@ -144,6 +145,7 @@ int weft_server_close(weft_server *srv)
         return -EPERM;
     if (!srv)
         return -EINVAL;
+    /* A closing call: cancellation does not skip it (as weft_group_free). */
     weft_cancel(srv->acceptor);
     weft_join(srv->acceptor, NULL);
     weft_close(srv->lfd);

@@ -83,6 +83,10 @@ static ssize_t fill(weft_stream *s, int64_t deadline)
 
 ssize_t weft_stream_readline(weft_stream *s, char *buf, size_t cap, int64_t deadline)
 {
+    /* Sticky: a cancelled caller gets -ECANCELED even with data buffered. */
+    int rc = weft__suspend_enter(NULL);
+    if (rc < 0)
+        return rc;
     if (!s || !buf || cap == 0)
         return -EINVAL;
     /* A line too long is skipped through its '\n', even across calls that
@@ -132,6 +136,10 @@ ssize_t weft_stream_readline(weft_stream *s, char *buf, size_t cap, int64_t dead
 
 ssize_t weft_stream_read(weft_stream *s, void *buf, size_t n, int64_t deadline)
 {
+    /* Sticky: a cancelled caller gets -ECANCELED even with data buffered. */
+    int rc = weft__suspend_enter(NULL);
+    if (rc < 0)
+        return rc;
     if (!s || (!buf && n))
         return -EINVAL;
     if (n == 0)
@@ -156,6 +164,10 @@ ssize_t weft_stream_read(weft_stream *s, void *buf, size_t n, int64_t deadline)
 
 ssize_t weft_stream_readexactly(weft_stream *s, void *buf, size_t n, int64_t deadline)
 {
+    /* Sticky: a cancelled caller gets -ECANCELED even with data buffered. */
+    int rc = weft__suspend_enter(NULL);
+    if (rc < 0)
+        return rc;
     if (!s || (!buf && n))
         return -EINVAL;
     if (n <= s->rcap) {
@@ -192,16 +204,14 @@ int weft_stream_drain(weft_stream *s, int64_t deadline)
 {
     if (!s)
         return -EINVAL;
-    weft_task *t = weft__cur_task();
-    if (!t)
-        return -EPERM;
-    if (atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
-        return -ECANCELED;
+    int rc = weft__suspend_enter(NULL);
+    if (rc < 0)
+        return rc;
     /* Sends from woff, and remembers how far it got: a drain that times out
      * part-way and is retried sends every byte exactly once. */
     bool sock = true;
     weft__fdop op;
-    int rc = s->woff < s->wlen ? weft__op_begin(&op, s->fd) : 0;
+    rc = s->woff < s->wlen ? weft__op_begin(&op, s->fd) : 0;
     if (rc < 0)
         return rc;
     while (s->woff < s->wlen) {

@@ -274,6 +274,9 @@ int weft_group_free(weft_group *g)
         return -EPERM;
     if (!g)
         return -EINVAL;
+    /* A closing call: cancellation does not skip it (a refusal would leak
+     * the group), and its 0 says everything was freed; a cancelled caller
+     * hears of its cancellation at its next suspension point. */
     cancel_and_drain(g, self);
     /* Every member finished; release the unreported ones. */
     weft__spin_lock(&g->lock);

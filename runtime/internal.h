@@ -12,6 +12,7 @@
 #ifndef WEFT_INTERNAL_H
 #define WEFT_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -435,6 +436,29 @@ weft__runtime *weft__rt_get(void);
 void weft__rt_put(void);
 /* The task running on the calling thread, or NULL. */
 weft_task *weft__cur_task(void);
+
+/* Any thread: has t been cancelled?  seq_cst: pairs with weft_cancel. */
+static inline bool weft__is_cancelled(weft_task *t)
+{
+    return atomic_load_explicit(&t->cancelled, memory_order_seq_cst);
+}
+
+/* Any thread.  The first check of every SUSPENSION POINT, before it looks
+ * at its arguments or at what it could complete at once: -EPERM outside a
+ * coroutine, -ECANCELED for a cancelled caller (sticky), else 0 with *self
+ * set (self may be NULL). */
+static inline int weft__suspend_enter(weft_task **self)
+{
+    weft__worker *w = weft__cur_worker();  /* one call: weft__cur_task() would be two */
+    weft_task *t = w ? w->current : NULL;
+    if (!t)
+        return -EPERM;
+    if (weft__is_cancelled(t))
+        return -ECANCELED;
+    if (self)
+        *self = t;
+    return 0;
+}
 
 /* sched.c */
 void weft__ready(weft_task *t, bool lifo);

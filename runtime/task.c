@@ -243,11 +243,6 @@ bool weft_cancelled(void)
     return t && atomic_load_explicit(&t->cancelled, memory_order_relaxed);
 }
 
-static bool is_cancelled(weft_task *t)
-{
-    return atomic_load_explicit(&t->cancelled, memory_order_seq_cst);
-}
-
 int weft_yield(void)
 {
     weft_task *t = self_or_null();
@@ -264,7 +259,7 @@ int weft_sleep_until(int64_t deadline)
     weft_task *t = self_or_null();
     if (!t)
         return -EPERM;
-    if (is_cancelled(t))
+    if (weft__is_cancelled(t))
         return -ECANCELED;
     if (deadline != WEFT_FOREVER && deadline <= weft_now())
         return weft_yield();
@@ -308,7 +303,7 @@ static int join_wait(weft_task *self, weft_task *t, int64_t deadline, bool cance
 {
     if (atomic_load_explicit(&t->join_state, memory_order_acquire) == WEFT__JOIN_DONE)
         return 0;
-    if (cancellable && is_cancelled(self))
+    if (cancellable && weft__is_cancelled(self))
         return -ECANCELED;
     if (deadline != WEFT_FOREVER && deadline <= weft_now())
         return -ETIMEDOUT;
@@ -368,7 +363,7 @@ int weft__join_wait_code(weft_task *t, int64_t deadline, void **result, const ch
         return -EINVAL;
     if (t == self)
         return -EDEADLK;
-    int rc = is_cancelled(self) ? -ECANCELED : join_wait(self, t, deadline, true, what);
+    int rc = weft__is_cancelled(self) ? -ECANCELED : join_wait(self, t, deadline, true, what);
     if (rc == -EINVAL)
         return rc;
     if (rc != 0) {
@@ -403,7 +398,14 @@ int weft_gather(weft_task **tasks, size_t n, void **results)
         if (!tasks[i] || tasks[i] == self)
             return tasks[i] ? -EDEADLK : -EINVAL;
     int first = 0;
-    bool cancelled_all = false;
+    /* A caller cancelled before the call gets -ECANCELED even when every
+     * task has finished (sticky, as weft_join): nothing is waited for but
+     * the tasks' own wind-down. */
+    bool cancelled_all = weft__is_cancelled(self);
+    if (cancelled_all)
+        for (size_t k = 0; k < n; k++)
+            if (!weft_task_done(tasks[k]))
+                weft__cancel_task(tasks[k]);
     for (size_t i = 0; i < n; i++) {
         weft_task *t = tasks[i];
         int rc = cancelled_all ? -ECANCELED : join_wait(self, t, WEFT_FOREVER, true, "gather");

@@ -5,12 +5,12 @@
 #include <errno.h>
 #include <string.h>
 
-#include "waitq.h"
+#include "sync_internal.h"
 
 typedef struct {
     weft__spin lock;
+    uint32_t magic;
     bool set;
-    bool live;
     weft__waitq q;
 } event_impl;
 
@@ -18,26 +18,27 @@ _Static_assert(sizeof(event_impl) <= sizeof(weft_event), "weft_event storage too
 _Static_assert(_Alignof(event_impl) <= _Alignof(weft_event), "weft_event alignment too small");
 
 static event_impl *E(weft_event *e) { return (event_impl *)(void *)e; }
+static bool live(weft_event *e) { return e && E(e)->magic == WEFT__EVENT_MAGIC; }
 
 int weft_event_init(weft_event *e)
 {
     if (!e)
         return -EINVAL;
     memset(e, 0, sizeof *e);
-    E(e)->live = true;
+    E(e)->magic = WEFT__EVENT_MAGIC;
     return 0;
 }
 
 void weft_event_destroy(weft_event *e)
 {
-    if (e)
-        E(e)->live = false;
+    if (live(e))
+        E(e)->magic = 0;
 }
 
 /* Any thread. */
 int weft_event_set(weft_event *e)
 {
-    if (!e || !E(e)->live)
+    if (!live(e))
         return -EINVAL;
     event_impl *x = E(e);
     weft__spin_lock(&x->lock);
@@ -52,7 +53,7 @@ int weft_event_set(weft_event *e)
 /* Any thread. */
 int weft_event_clear(weft_event *e)
 {
-    if (!e || !E(e)->live)
+    if (!live(e))
         return -EINVAL;
     weft__spin_lock(&E(e)->lock);
     E(e)->set = false;
@@ -63,7 +64,7 @@ int weft_event_clear(weft_event *e)
 /* Any thread. */
 bool weft_event_is_set(weft_event *e)
 {
-    if (!e || !E(e)->live)
+    if (!live(e))
         return false;
     weft__spin_lock(&E(e)->lock);
     bool s = E(e)->set;
@@ -74,26 +75,23 @@ bool weft_event_is_set(weft_event *e)
 /* May suspend. */
 int weft_event_wait(weft_event *e, int64_t deadline)
 {
-    weft_task *self = weft__cur_task();
-    if (!self)
-        return -EPERM;
-    if (!e || !E(e)->live)
-        return -EINVAL;
-    if (atomic_load_explicit(&self->cancelled, memory_order_seq_cst))
-        return -ECANCELED;
+    weft_task *self;
+    int rc = weft__sync_enter(&self, live(e), true);
+    if (rc < 0)
+        return rc;
     event_impl *x = E(e);
     weft__spin_lock(&x->lock);
     if (x->set) {
         weft__spin_unlock(&x->lock);
         return 0;
     }
-    if (deadline != WEFT_FOREVER && deadline <= weft_now()) {
+    if (weft__deadline_past(deadline)) {
         weft__spin_unlock(&x->lock);
         return -ETIMEDOUT;
     }
     weft__waiter w = {.task = self};
     weft__waitq_push(&x->q, &w);
-    int rc = weft__waitq_wait(&x->lock, &x->q, &w, "event", deadline, true);
+    rc = weft__waitq_wait(&x->lock, &x->q, &w, "event", deadline, true);
     weft__spin_unlock(&x->lock);
     return rc;
 }

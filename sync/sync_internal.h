@@ -17,12 +17,7 @@
 #define WEFT__RWLOCK_MAGIC 0x72776c6bu  /* "rwlk" */
 #define WEFT__WG_MAGIC 0x77677270u      /* "wgrp" */
 #define WEFT__QUEUE_MAGIC 0x71756575u   /* "queu" */
-
-/* Any thread: has t been cancelled?  seq_cst: pairs with weft_cancel. */
-static inline bool weft__is_cancelled(weft_task *t)
-{
-    return atomic_load_explicit(&t->cancelled, memory_order_seq_cst);
-}
+#define WEFT__EVENT_MAGIC 0x65766e74u   /* "evnt" */
 
 /* Is the (absolute) deadline already past? */
 static inline bool weft__deadline_past(int64_t deadline)

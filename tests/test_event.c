@@ -67,6 +67,76 @@ static void test_event_no_runtime(void **state)
     free(h);
 }
 
+/* Never initialised: whatever bytes the storage holds (stack garbage, a
+ * freed object's pattern), every call says -EINVAL / false, as sync.h
+ * promises, and never spins on what it takes for a lock.  The calls run on
+ * a thread the test waits for with a time limit, so a spin fails the test
+ * instead of hanging it. */
+static const unsigned char garbage_patterns[] = {0xA5, 0xFF, 0x01, 0x80};
+
+static void *garbage_calls(void *arg)
+{
+    int *bad = arg;
+    for (size_t i = 0; i < sizeof garbage_patterns; i++) {
+        weft_event e;
+        memset(&e, garbage_patterns[i], sizeof e);
+        if (weft_event_set(&e) != -EINVAL)
+            (*bad)++;
+        if (weft_event_clear(&e) != -EINVAL)
+            (*bad)++;
+        if (weft_event_is_set(&e))
+            (*bad)++;
+        if (weft_event_wait(&e, 0) != -EPERM)  /* plain thread: -EPERM first */
+            (*bad)++;
+        weft_event_destroy(&e);  /* a no-op on garbage */
+        if (weft_event_set(&e) != -EINVAL)
+            (*bad)++;
+    }
+    return NULL;
+}
+
+static void run_garbage_calls_timed(int *bad)
+{
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, garbage_calls, bad), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    int rc = pthread_timedjoin_np(th, NULL, &ts);
+    if (rc != 0)
+        fail_msg("weft_event_* on a never-initialised event did not return (spins?)");
+}
+
+static void test_event_never_initialised(void **state)
+{
+    (void)state;
+    int bad = 0;
+    run_garbage_calls_timed(&bad);
+    assert_int_equal(bad, 0);
+}
+
+static void *garbage_main(void *arg)
+{
+    int *bad = arg;
+    for (size_t i = 0; i < sizeof garbage_patterns; i++) {
+        weft_event e;
+        memset(&e, garbage_patterns[i], sizeof e);
+        T_CHECK_EQ(weft_event_wait(&e, WEFT_FOREVER), -EINVAL);
+        T_CHECK_EQ(weft_event_wait(&e, 0), -EINVAL);
+    }
+    /* and from a plain thread while the runtime runs */
+    T_CHECK_EQ(weft_to_thread(garbage_calls, bad, NULL), 0);
+    return NULL;
+}
+
+static void test_event_never_initialised_runtime(void **state)
+{
+    (void)state;
+    int bad = 0;
+    assert_int_equal(t_run(garbage_main, &bad, NULL), 0);
+    assert_int_equal(bad, 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* In coroutines                                                        */
 /* ------------------------------------------------------------------ */
@@ -453,6 +523,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T_TEST(test_event_no_runtime),
         T_TEST(test_event_errors),
+        T_TEST(test_event_never_initialised),
+        T_TEST(test_event_never_initialised_runtime),
         T_TEST(test_event_wait_when_set),
         T_TEST(test_event_set_wakes_all),
         T_TEST(test_event_set_from_plain_thread),

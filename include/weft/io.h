@@ -38,7 +38,8 @@ WEFT_API int     weft_accept(int listen_fd, int64_t deadline);
 /* SUSPENSION POINT: a connected TCP socket (tries each address of host). */
 WEFT_API int     weft_tcp_connect(const char *host, const char *port, int64_t deadline);
 /* SUSPENSION POINT: waits for at least one byte; bytes read, 0 at end of
- * stream, or -errno. */
+ * stream, or -errno.  On a datagram or seqpacket socket each call returns
+ * one message (truncated to n, the rest of it dropped, as recv does). */
 WEFT_API ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline);
 /* SUSPENSION POINT: writes all n bytes (n) or returns an error (-EPIPE when
  * the peer is gone; never SIGPIPE on sockets).  Bytes may have been written
@@ -110,7 +111,8 @@ WEFT_API int  weft_server_port(weft_server *srv);
  * cancelled (-ECANCELED). */
 WEFT_API int  weft_serve_forever(weft_server *srv);
 /* SUSPENSION POINT: stops accepting, cancels the handlers and waits for
- * them, closes everything, frees srv.  -EPERM outside a coroutine. */
+ * them, closes everything, frees srv; 0, also for a cancelled caller (a
+ * closing call: see weft.h).  -EPERM outside a coroutine (nothing closed). */
 WEFT_API int  weft_server_close(weft_server *srv);
 
 /* ------------------------------------------------------------------ */
