@@ -1,9 +1,10 @@
 /*
  * weft — stackful coroutines on an N:M work-stealing scheduler.
  *
- * One umbrella header.  The names, signatures and meanings below follow the
- * project's API contract (shared/API.md); additions beyond it are marked
- * "(extension)".
+ * One umbrella header.  This header, with the headers it includes and the
+ * pages of docs/, is the contract: the names, signatures and meanings below
+ * do not change without a note.  Calls beyond the first version of the
+ * contract (modelled on asyncio's API) are marked "(extension)".
  *
  * Conventions
  *  - Calls returning int / ssize_t return >= 0 on success and a negative errno

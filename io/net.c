@@ -3,7 +3,7 @@
  * read / write / wait primitives every stream call is made of.
  *
  * Every call tries its non-blocking syscall first and waits for readiness
- * only on EAGAIN (io/netpoll.c explains why no edge is lost).  Descriptors
+ * only on EAGAIN (runtime/netpoll.c explains why no edge is lost).  Descriptors
  * weft returns are non-blocking and close-on-exec; accepted and connected
  * TCP sockets have TCP_NODELAY set (as Go does), since a line protocol that
  * writes then waits would otherwise stall on Nagle's algorithm.
@@ -23,8 +23,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "netpoll.h"
-#include "poll.h"
+#include "../runtime/netpoll.h"
+#include "../runtime/poller.h"
+#include "stream.h"
 
 /* ------------------------------------------------------------------ */
 /* Name resolution                                                     */
@@ -160,33 +161,65 @@ int weft_local_port(int fd)
     return -EAFNOSUPPORT;
 }
 
+static ssize_t try_accept(weft__fdcall *c, void *arg)
+{
+    (void)arg;
+    int fd = accept4(c->op.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && errno == ECONNABORTED)
+        errno = EINTR;  /* that connection is gone: try the next at once */
+    return fd;
+}
+
 int weft_accept(int listen_fd, int64_t deadline)
 {
     int rc = weft__suspend_enter(NULL);
     if (rc < 0)
         return rc;
-    weft__fdop op;
-    if ((rc = weft__op_begin(&op, listen_fd)) < 0)
+    weft__fdcall c = {0};
+    if ((rc = weft__op_begin(&c.op, listen_fd)) < 0)
         return rc;
-    for (;;) {
-        uint32_t seq;
-        if ((rc = weft__op_enter(&op, WEFT__POLL_IN, &seq)) < 0)
-            return rc;
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        int e = errno;
-        weft__op_exit(&op);
-        if (fd >= 0) {
-            weft__fd_fresh(fd);
-            nodelay(fd);
-            return fd;
-        }
-        if (e == EINTR || e == ECONNABORTED)
-            continue;
-        if (e != EAGAIN)
-            return -e;
-        if ((rc = weft__op_wait(&op, WEFT__POLL_IN, seq, deadline)) < 0)
-            return rc;
+    ssize_t fd = weft__fd_call(&c, WEFT__POLL_IN, deadline, try_accept, NULL);
+    if (fd >= 0) {
+        weft__fd_fresh((int)fd);
+        nodelay((int)fd);
     }
+    return (int)fd;
+}
+
+typedef struct {
+    const struct sockaddr *sa;
+    socklen_t len;
+} connect_req;
+
+/* The first try connects; a later one (after a writable edge) asks whether
+ * that connect has finished: SO_ERROR says how it failed, getpeername
+ * whether it succeeded; neither yet means wait again. */
+static ssize_t try_connect(weft__fdcall *c, void *arg)
+{
+    connect_req *r = arg;
+    if (!r->sa) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (getsockopt(c->op.fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+            return -1;
+        if (err) {
+            errno = err;
+            return -1;
+        }
+        struct sockaddr_storage peer;
+        socklen_t pl = sizeof peer;
+        if (getpeername(c->op.fd, (struct sockaddr *)&peer, &pl) == 0)
+            return 0;
+        errno = EAGAIN;  /* not yet */
+        return -1;
+    }
+    const struct sockaddr *sa = r->sa;
+    r->sa = NULL;  /* from now on, only ask */
+    if (connect(c->op.fd, sa, r->len) == 0)
+        return 0;
+    if (errno == EINPROGRESS)
+        errno = EAGAIN;
+    return -1;
 }
 
 /* May suspend.  Connects a fresh non-blocking socket to one address. */
@@ -196,39 +229,11 @@ static int connect_one(const struct sockaddr *sa, socklen_t len, int type, int64
     if (fd < 0)
         return -errno;
     weft__fd_fresh(fd);
-    weft__fdop op;
-    uint32_t seq = 0;
-    int rc = weft__op_begin(&op, fd);
-    if (rc == 0 && (rc = weft__op_enter(&op, WEFT__POLL_OUT, &seq)) == 0) {
-        int c = connect(fd, sa, len);
-        int e = errno;
-        weft__op_exit(&op);
-        rc = c < 0 ? -e : 0;
-    }
-    if (rc < 0) {
-        if (rc != -EINPROGRESS && rc != -EAGAIN) {
-            /* rc stands */
-        } else {
-            for (;;) {
-                rc = weft__op_wait(&op, WEFT__POLL_OUT, seq, deadline);
-                if (rc < 0)
-                    break;
-                int err = 0;
-                socklen_t el = sizeof err;
-                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-                    err = errno;
-                if (err) {
-                    rc = -err;
-                    break;
-                }
-                struct sockaddr_storage peer;
-                socklen_t pl = sizeof peer;
-                if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0)
-                    break;  /* connected */
-                seq = atomic_load_explicit(&op.st->wseq, memory_order_acquire);  /* not yet */
-            }
-        }
-    }
+    weft__fdcall c = {0};
+    connect_req r = {sa, len};
+    int rc = weft__op_begin(&c.op, fd);
+    if (rc == 0)
+        rc = (int)weft__fd_call(&c, WEFT__POLL_OUT, deadline, try_connect, &r);
     if (rc < 0) {
         weft_close(fd);
         return rc;
@@ -294,6 +299,68 @@ static bool short_read_drains(weft__fdop *op)
     return k == WEFT__RD_DRAINS;
 }
 
+typedef struct {
+    void *buf;
+    size_t n;
+    const void *cbuf;
+    int flags;
+} io_req;
+
+/* recv on a socket, read(2) on anything else: recv said ENOTSOCK once, and
+ * the fd state remembers it (relaxed: a hint; a wrong guess costs one
+ * ENOTSOCK). */
+static ssize_t recv_or_read(weft__fdcall *c, void *buf, size_t n)
+{
+    weft__fdstate *st = c->op.st;
+    if (atomic_load_explicit(&st->notsock, memory_order_relaxed))
+        return read(c->op.fd, buf, n);
+    ssize_t r = recv(c->op.fd, buf, n, 0);
+    if (r < 0 && errno == ENOTSOCK) {
+        atomic_store_explicit(&st->notsock, true, memory_order_relaxed);
+        r = read(c->op.fd, buf, n);
+    }
+    return r;
+}
+
+ssize_t weft__send_or_write(weft__fdcall *c, const void *buf, size_t n)
+{
+    weft__fdstate *st = c->op.st;
+    if (atomic_load_explicit(&st->notsock, memory_order_relaxed))
+        return write(c->op.fd, buf, n);
+    /* MSG_NOSIGNAL: a closed peer is -EPIPE, not a SIGPIPE. */
+    ssize_t r = send(c->op.fd, buf, n, MSG_NOSIGNAL);
+    if (r < 0 && errno == ENOTSOCK) {
+        atomic_store_explicit(&st->notsock, true, memory_order_relaxed);
+        r = write(c->op.fd, buf, n);
+    }
+    return r;
+}
+
+static ssize_t try_read(weft__fdcall *c, void *arg)
+{
+    io_req *r = arg;
+    weft__fdstate *st = c->op.st;
+    /* A read known to say EAGAIN is not made, and only before the first
+     * wait: after one the read is always tried (a descriptor epoll refuses
+     * is "always ready", and must not loop).  relaxed: a hint; rseq, loaded
+     * with acquire in op_enter, decides: an edge after the short read moved
+     * it past seq, so the hint no longer matches. */
+    if (!c->waited &&
+        atomic_load_explicit(&st->rdrained, memory_order_relaxed) == c->seq + 1 &&
+        !atomic_load_explicit(&st->hup, memory_order_relaxed)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    ssize_t got = recv_or_read(c, r->buf, r->n);
+    if (got > 0 && (size_t)got < r->n) {
+        int e = errno;
+        if (short_read_drains(&c->op))
+            atomic_store_explicit(&st->rdrained, c->seq + 1, memory_order_relaxed);
+        errno = e;
+    }
+    return got;
+}
+
 ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
 {
     int rc = weft__suspend_enter(NULL);
@@ -305,48 +372,17 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
         return -EINVAL;
     if (n == 0)
         return 0;
-    weft__fdop op;
-    if ((rc = weft__op_begin(&op, fd)) < 0)
+    weft__fdcall c = {0};
+    if ((rc = weft__op_begin(&c.op, fd)) < 0)
         return rc;
-    /* Only before the first wait: after one, the read is always tried (a
-     * descriptor epoll refuses is "always ready", and must not loop). */
-    bool may_skip = true;
-    for (;;) {
-        uint32_t seq;
-        if ((rc = weft__op_enter(&op, WEFT__POLL_IN, &seq)) < 0)
-            return rc;
-        /* A read known to say EAGAIN is not made (relaxed: a hint; rseq,
-         * loaded with acquire in op_enter, decides: an edge after the short
-         * read moved it past seq, so the hint no longer matches). */
-        bool drained = may_skip &&
-                       atomic_load_explicit(&op.st->rdrained, memory_order_relaxed) == seq + 1 &&
-                       !atomic_load_explicit(&op.st->hup, memory_order_relaxed);
-        ssize_t r = -1;
-        int e = EAGAIN;
-        if (!drained) {
-            /* relaxed: a hint; a wrong guess costs one ENOTSOCK. */
-            bool notsock = atomic_load_explicit(&op.st->notsock, memory_order_relaxed);
-            r = notsock ? read(fd, buf, n) : recv(fd, buf, n, 0);
-            if (r < 0 && !notsock && errno == ENOTSOCK) {
-                atomic_store_explicit(&op.st->notsock, true, memory_order_relaxed);
-                r = read(fd, buf, n);
-            }
-            e = errno;
-        }
-        /* Inside op_enter/op_exit: classifying looks at the descriptor. */
-        if (r > 0 && (size_t)r < n && short_read_drains(&op))
-            atomic_store_explicit(&op.st->rdrained, seq + 1, memory_order_relaxed);
-        weft__op_exit(&op);
-        if (r >= 0)
-            return r;
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN)
-            return -e;
-        may_skip = false;
-        if ((rc = weft__op_wait(&op, WEFT__POLL_IN, seq, deadline)) < 0)
-            return rc;
-    }
+    io_req r = {.buf = buf, .n = n};
+    return weft__fd_call(&c, WEFT__POLL_IN, deadline, try_read, &r);
+}
+
+static ssize_t try_write(weft__fdcall *c, void *arg)
+{
+    io_req *r = arg;
+    return weft__send_or_write(c, r->cbuf, r->n);
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t n, int64_t deadline)
@@ -358,38 +394,16 @@ ssize_t weft_write(int fd, const void *buf, size_t n, int64_t deadline)
         return -EBADF;
     if (!buf && n)
         return -EINVAL;
-    weft__fdop op;
-    if ((rc = weft__op_begin(&op, fd)) < 0)
+    weft__fdcall c = {0};
+    if ((rc = weft__op_begin(&c.op, fd)) < 0)
         return rc;
     size_t done = 0;
     while (done < n) {
-        uint32_t seq;
-        if ((rc = weft__op_enter(&op, WEFT__POLL_OUT, &seq)) < 0)
-            return rc;
-        ssize_t r;
-        /* relaxed: a hint, as in weft_read. */
-        if (!atomic_load_explicit(&op.st->notsock, memory_order_relaxed)) {
-            /* MSG_NOSIGNAL: a closed peer is -EPIPE, not a SIGPIPE. */
-            r = send(fd, (const char *)buf + done, n - done, MSG_NOSIGNAL);
-            if (r < 0 && errno == ENOTSOCK) {
-                atomic_store_explicit(&op.st->notsock, true, memory_order_relaxed);
-                r = write(fd, (const char *)buf + done, n - done);
-            }
-        } else {
-            r = write(fd, (const char *)buf + done, n - done);
-        }
-        int e = errno;
-        weft__op_exit(&op);
-        if (r >= 0) {
-            done += (size_t)r;
-            continue;
-        }
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN)
-            return -e;
-        if ((rc = weft__op_wait(&op, WEFT__POLL_OUT, seq, deadline)) < 0)
-            return rc;
+        io_req r = {.cbuf = (const char *)buf + done, .n = n - done};
+        ssize_t w = weft__fd_call(&c, WEFT__POLL_OUT, deadline, try_write, &r);
+        if (w < 0)
+            return w;
+        done += (size_t)w;
     }
     return (ssize_t)n;
 }
@@ -408,6 +422,22 @@ int weft_udp_connect(const char *host, const char *port, int64_t deadline)
     return connect_addrs(host, port, SOCK_DGRAM, deadline, -EADDRNOTAVAIL);
 }
 
+typedef struct {
+    void *buf;
+    const void *cbuf;
+    size_t n;
+    struct sockaddr *from;
+    socklen_t *fromlen;
+    const struct sockaddr *to;
+    socklen_t tolen;
+} dgram_req;
+
+static ssize_t try_recvfrom(weft__fdcall *c, void *arg)
+{
+    dgram_req *r = arg;
+    return recvfrom(c->op.fd, r->buf, r->n, 0, r->from, r->fromlen);
+}
+
 ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, socklen_t *fromlen,
                       int64_t deadline)
 {
@@ -416,25 +446,17 @@ ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, sockle
         return rc;
     if (fd < 0)
         return -EBADF;
-    weft__fdop op;
-    if ((rc = weft__op_begin(&op, fd)) < 0)
+    weft__fdcall c = {0};
+    if ((rc = weft__op_begin(&c.op, fd)) < 0)
         return rc;
-    for (;;) {
-        uint32_t seq;
-        if ((rc = weft__op_enter(&op, WEFT__POLL_IN, &seq)) < 0)
-            return rc;
-        ssize_t r = recvfrom(fd, buf, n, 0, from, fromlen);
-        int e = errno;
-        weft__op_exit(&op);
-        if (r >= 0)
-            return r;
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN)
-            return -e;
-        if ((rc = weft__op_wait(&op, WEFT__POLL_IN, seq, deadline)) < 0)
-            return rc;
-    }
+    dgram_req r = {.buf = buf, .n = n, .from = from, .fromlen = fromlen};
+    return weft__fd_call(&c, WEFT__POLL_IN, deadline, try_recvfrom, &r);
+}
+
+static ssize_t try_sendto(weft__fdcall *c, void *arg)
+{
+    dgram_req *r = arg;
+    return sendto(c->op.fd, r->cbuf, r->n, MSG_NOSIGNAL, r->to, r->tolen);
 }
 
 ssize_t weft_sendto(int fd, const void *buf, size_t n, const struct sockaddr *to,
@@ -445,25 +467,11 @@ ssize_t weft_sendto(int fd, const void *buf, size_t n, const struct sockaddr *to
         return rc;
     if (fd < 0)
         return -EBADF;
-    weft__fdop op;
-    if ((rc = weft__op_begin(&op, fd)) < 0)
+    weft__fdcall c = {0};
+    if ((rc = weft__op_begin(&c.op, fd)) < 0)
         return rc;
-    for (;;) {
-        uint32_t seq;
-        if ((rc = weft__op_enter(&op, WEFT__POLL_OUT, &seq)) < 0)
-            return rc;
-        ssize_t r = sendto(fd, buf, n, MSG_NOSIGNAL, to, tolen);
-        int e = errno;
-        weft__op_exit(&op);
-        if (r >= 0)
-            return r;
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN)
-            return -e;
-        if ((rc = weft__op_wait(&op, WEFT__POLL_OUT, seq, deadline)) < 0)
-            return rc;
-    }
+    dgram_req r = {.cbuf = buf, .n = n, .to = to, .tolen = tolen};
+    return weft__fd_call(&c, WEFT__POLL_OUT, deadline, try_sendto, &r);
 }
 
 static int unix_addr(const char *path, struct sockaddr_un *sun, socklen_t *len)

@@ -16,8 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "netpoll.h"
-#include "poll.h"
+#include "../runtime/poller.h"
 #include "stream.h"
 
 #define WEFT__STREAM_BUF (64 * 1024)
@@ -200,46 +199,29 @@ ssize_t weft_stream_readexactly(weft_stream *s, void *buf, size_t n, int64_t dea
     return (ssize_t)n;
 }
 
+static ssize_t try_drain(weft__fdcall *c, void *arg)
+{
+    weft_stream *s = arg;
+    return weft__send_or_write(c, s->wbuf + s->woff, s->wlen - s->woff);
+}
+
 int weft_stream_drain(weft_stream *s, int64_t deadline)
 {
-    if (!s)
-        return -EINVAL;
     int rc = weft__suspend_enter(NULL);
     if (rc < 0)
         return rc;
+    if (!s)
+        return -EINVAL;
     /* Sends from woff, and remembers how far it got: a drain that times out
      * part-way and is retried sends every byte exactly once. */
-    bool sock = true;
-    weft__fdop op;
-    rc = s->woff < s->wlen ? weft__op_begin(&op, s->fd) : 0;
-    if (rc < 0)
+    weft__fdcall c = {0};
+    if (s->woff < s->wlen && (rc = weft__op_begin(&c.op, s->fd)) < 0)
         return rc;
     while (s->woff < s->wlen) {
-        uint32_t seq;
-        if ((rc = weft__op_enter(&op, WEFT__POLL_OUT, &seq)) < 0)
-            return rc;
-        ssize_t r;
-        if (sock) {
-            r = send(s->fd, s->wbuf + s->woff, s->wlen - s->woff, MSG_NOSIGNAL);
-            if (r < 0 && errno == ENOTSOCK) {
-                sock = false;
-                r = write(s->fd, s->wbuf + s->woff, s->wlen - s->woff);
-            }
-        } else {
-            r = write(s->fd, s->wbuf + s->woff, s->wlen - s->woff);
-        }
-        int e = errno;
-        weft__op_exit(&op);
-        if (r >= 0) {
-            s->woff += (size_t)r;
-            continue;
-        }
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN)
-            return -e;
-        if ((rc = weft__op_wait(&op, WEFT__POLL_OUT, seq, deadline)) < 0)
-            return rc;
+        ssize_t r = weft__fd_call(&c, WEFT__POLL_OUT, deadline, try_drain, s);
+        if (r < 0)
+            return (int)r;
+        s->woff += (size_t)r;
     }
     s->wlen = s->woff = 0;
     return 0;

@@ -3,6 +3,7 @@
 #define WEFT_STREAM_H
 
 #include "../runtime/internal.h"
+#include "../runtime/netpoll.h"
 
 struct weft_stream {
     int fd;
@@ -14,5 +15,10 @@ struct weft_stream {
     size_t wcap, wlen;
     size_t woff;              /* bytes of wbuf already sent by an interrupted drain */
 };
+
+/* net.c: send(2) on a socket, write(2) on anything else (the fd state
+ * remembers an ENOTSOCK); one try for weft__fd_call, between op_enter and
+ * op_exit. */
+ssize_t weft__send_or_write(weft__fdcall *c, const void *buf, size_t n);
 
 #endif

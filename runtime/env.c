@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../io/aio.h"
+#include "aio.h"
 #include "internal.h"
 
 /* Parses a whole unsigned decimal; suffixes K/M/G when sizes is true. */

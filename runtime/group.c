@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sync/waitq.h"
+#include "waitq.h"
 #include "internal.h"
 
 struct weft_group {

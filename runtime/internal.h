@@ -295,8 +295,8 @@ struct weft__worker {
     weft__stack_cache stacks;
     uint64_t next_id, id_end;             /* block of task ids */
     int *victims;                         /* other workers, nearest first */
-    int evfd;                             /* its own sleep (io/poll.h) */
-    /* Its io_uring (io/aio_uring.c): made and written by the owner, read by
+    int evfd;                             /* its own sleep (runtime/poller.h) */
+    /* Its io_uring (runtime/aio_uring.c): made and written by the owner, read by
      * reapers once published (release / acquire). */
     struct weft__aio *_Atomic aio;
     int cpu;                              /* OS cpu it is pinned to, -1 */
@@ -350,7 +350,7 @@ typedef struct weft__settings {
     bool debug;
     int64_t slow_ns;
     int64_t spread_ns;          /* WEFT_SPREAD_US (sched.c spread_check) */
-    int aio;                    /* WEFT_IO_URING: WEFT__AIO_* (io/aio.h) */
+    int aio;                    /* WEFT_IO_URING: WEFT__AIO_* (runtime/aio.h) */
     int dump_signal;            /* WEFT_DUMP_SIGNAL, 0 for none */
     const char *trace_path;     /* WEFT_TRACE, NULL for none */
 } weft__settings;
@@ -411,9 +411,9 @@ struct weft__runtime {
     _Atomic uint64_t spawned_plain;       /* tasks spawned from plain threads */
     weft__pool *pool;                     /* blocking pool for users' calls */
     weft__pool *sys_pool;                 /* the runtime's own (names, files) */
-    struct weft__fdtable *fds;            /* io/netpoll.c */
+    struct weft__fdtable *fds;            /* runtime/netpoll.c */
 
-    /* The shared poller (io/poll.h; sched.c essay, 9): every descriptor,
+    /* The shared poller (runtime/poller.h; sched.c essay, 9): every descriptor,
      * driven by one parked worker at a time. */
     int epfd, evfd;
     _Atomic(weft__worker *) driver WEFT__ALIGNED; /* holds the poller, or NULL */
@@ -554,7 +554,7 @@ void weft__task_done(weft_task *t);
 int  weft__cancel_task(weft_task *t);
 int  weft__join_wait_code(weft_task *t, int64_t deadline, void **result, const char *wait);
 
-/* io/netpoll.c */
+/* runtime/netpoll.c */
 void weft__netpoll_free(weft__runtime *rt);
 
 /* trace.c */

@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../io/aio.h"
-#include "../io/poll.h"
+#include "aio.h"
+#include "poller.h"
 #include "internal.h"
 
 /* The runtime of this process.  acquire/release: pairs between weft_run's

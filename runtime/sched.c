@@ -119,7 +119,7 @@
  *    that a spinlock costs nothing measurable.
  *  - Waking a worker per new task (every spawn would pay a syscall).
  *
- * 9. I/O (io/netpoll.c, io/poll_epoll.c)
+ * 9. I/O (runtime/netpoll.c, runtime/poll_epoll.c)
  *
  *  One poller per runtime (an epoll instance) holds every descriptor a
  *  coroutine has waited on (edge-triggered).  It has no thread of its own:
@@ -140,7 +140,7 @@
  *      readiness reaches a coroutine through the fd's state and the run
  *      queues, whichever worker it last ran on.  Nothing is missed because a
  *      coroutine reads the sequence before its non-blocking syscall and
- *      waits only if it has not moved (io/netpoll.c has the argument).
+ *      waits only if it has not moved (runtime/netpoll.c has the argument).
  *   c. The coroutines one poll makes ready do not notify() as they are
  *      queued.  If the last of them is still in the ring WEFT_SPREAD_US
  *      (0.5 ms) later, the poller's worker notifies once (spread_check); if
@@ -159,7 +159,7 @@
  *  poll or its next park; a worker blocked in one coroutine is covered by
  *  sysmon, which wakes a sleeper when nobody drives (it parks and drives).
  *  Blocking work (name resolution, whole files) runs on the runtime's own
- *  pool.  pread / pwrite go to the worker's io_uring (io/aio_uring.c):
+ *  pool.  pread / pwrite go to the worker's io_uring (runtime/aio_uring.c):
  *  cached data is copied inside the submission; a later completion comes
  *  back through this same poller, where each ring's descriptor is one-shot
  *  and armed only while one of its operations is outstanding.
@@ -184,7 +184,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../io/poll.h"
+#include "poller.h"
 #include "context.h"
 #include "fiber.h"
 #include "internal.h"

@@ -7,7 +7,7 @@
 
 #include <errno.h>
 
-#include "waitq.h"
+#include "../runtime/waitq.h"
 
 /* Magic numbers of live objects: a destroyed or never-initialised object
  * is rejected with -EINVAL. */

@@ -1,6 +1,6 @@
 /*
  * cmocka tests of the socket layer (include/weft/io.h, io/net.c,
- * io/netpoll.c): weft_wait_fd, weft_tcp_listen / weft_local_port /
+ * runtime/netpoll.c): weft_wait_fd, weft_tcp_listen / weft_local_port /
  * weft_accept / weft_tcp_connect, weft_read / weft_write, weft_close, UDP and
  * Unix sockets, and every error code they can return: -EPERM outside a
  * coroutine, -EBADF (negative fd, weft_close while waiting), -EINVAL,

@@ -27,7 +27,7 @@
 #ifndef WEFT_WAITQ_H
 #define WEFT_WAITQ_H
 
-#include "../runtime/internal.h"
+#include "internal.h"
 
 typedef struct weft__waiter {
     struct weft__waiter *prev, *next;

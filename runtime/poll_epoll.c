@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "aio.h"
-#include "poll.h"
+#include "poller.h"
 
 #define RING (UINT64_C(1) << 63)
 

@@ -14,7 +14,7 @@
  *     WEFT__INJECT_EVERY schedules, when nobody drives).
  *  2. weft__netpoll_ready bumps the direction's sequence and grants every
  *     waiter of that direction under the fd's lock (wait-queue protocol,
- *     sync/waitq.h): each is woken onto the polling worker's run queue.
+ *     runtime/waitq.h): each is woken onto the polling worker's run queue.
  *  3. Like any ready task, a woken coroutine may be stolen by an idle
  *     worker; it resumes wherever it runs next, and retries its syscall.
  * So the coroutine may have last run on a different worker from the one
@@ -40,9 +40,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../sync/waitq.h"
+#include "waitq.h"
 #include "netpoll.h"
-#include "poll.h"
+#include "poller.h"
 
 #define CHUNK 1024
 #define MAX_CHUNKS 4096  /* fds up to 4M */

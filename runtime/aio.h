@@ -1,7 +1,7 @@
 /*
  * File reads and writes handed to the kernel without a blocking thread
- * (internal).  CMake picks the implementation: io/aio_uring.c (io_uring,
- * Linux) or io/aio_none.c (always "not available").  io/file.c calls
+ * (internal).  CMake picks the implementation: runtime/aio_uring.c (io_uring,
+ * Linux) or runtime/aio_none.c (always "not available").  io/file.c calls
  * weft__aio_rw first and falls back to the runtime's blocking pool when it
  * says -ENOSYS, so a kernel or container that refuses io_uring costs
  * nothing but speed.  The design and the figures: docs/networking.md,
@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "../runtime/internal.h"
+#include "internal.h"
 
 /* WEFT_IO_URING (runtime/env.c). */
 enum {

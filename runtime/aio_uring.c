@@ -1,5 +1,5 @@
 /*
- * File reads and writes on io_uring (io/aio.h), raw system calls.
+ * File reads and writes on io_uring (runtime/aio.h), raw system calls.
  *
  * Why: a pread on the blocking pool costs a hand-off to a pool thread and
  * a wake-up back (15-17 us for one 4 KiB read here), though the read itself
@@ -68,7 +68,7 @@
 #include <unistd.h>
 
 #include "aio.h"
-#include "poll.h"
+#include "poller.h"
 
 #define RING_ENTRIES 128u
 #define MAX_IO (1u << 30) /* bytes per operation; pread may return fewer */

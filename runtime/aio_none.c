@@ -1,5 +1,5 @@
 /*
- * File reads and writes without a pool thread (io/aio.h), where the system
+ * File reads and writes without a pool thread (runtime/aio.h), where the system
  * headers have no io_uring: never available, so io/file.c always uses the
  * runtime's blocking pool.
  */

@@ -3,7 +3,7 @@
  * descriptor; the worker that parks first "drives" it (waits in it), the
  * other parked workers sleep on their own wake-up channel (sched.c essay,
  * section 9, says why and how the driver is handed over).  CMake picks the
- * implementation (io/poll_epoll.c on Linux); the scheduler and the I/O
+ * implementation (runtime/poll_epoll.c on Linux); the scheduler and the I/O
  * layer see only these calls.
  */
 #ifndef WEFT_POLL_H
@@ -11,7 +11,7 @@
 
 #include <time.h>
 
-#include "../runtime/internal.h"
+#include "internal.h"
 
 /* weft_run, before the workers start: the shared poller and the driver's
  * wake-up channel (rt->epfd, rt->evfd). */
@@ -38,7 +38,7 @@ int  weft__poll_add(weft__runtime *rt, int fd);
 /* Any thread: stops watching fd. */
 int  weft__poll_del(weft__runtime *rt, int fd);
 /* Owner worker only: adds the io_uring descriptor of worker `worker`
- * (io/aio_uring.c), disarmed.  0 or -errno. */
+ * (runtime/aio_uring.c), disarmed.  0 or -errno. */
 int  weft__poll_add_ring(weft__runtime *rt, int fd, unsigned worker);
 /* Any thread: arms that descriptor for one report, level-triggered: the
  * next poll that finds completions on the ring (at once if some wait
@@ -47,7 +47,7 @@ int  weft__poll_add_ring(weft__runtime *rt, int fd, unsigned worker);
  * submitter reaps itself, wake no parked driver. */
 void weft__poll_arm_ring(weft__runtime *rt, int fd, unsigned worker);
 
-/* io/netpoll.c: readiness of fd.  The poller hands back the fd number, not a
+/* runtime/netpoll.c: readiness of fd.  The poller hands back the fd number, not a
  * pointer to its state: the state is found again through the fd table's
  * acquire loads, so the polling worker (maybe not the one that registered
  * the fd) is ordered after the state's allocation by C11 atomics that

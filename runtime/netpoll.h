@@ -1,10 +1,11 @@
-/* Descriptor readiness (io/netpoll.c).  Internal. */
+/* Descriptor readiness (runtime/netpoll.c).  Internal. */
 #ifndef WEFT_NETPOLL_H
 #define WEFT_NETPOLL_H
 
 #include <errno.h>
+#include <sys/types.h>
 
-#include "../sync/waitq.h"
+#include "waitq.h"
 
 typedef struct weft__fdstate {
     weft__spin lock;
@@ -75,6 +76,47 @@ static inline void weft__op_exit(weft__fdop *op)
 {
     /* release: pairs with weft_close's acquire wait for users == 0. */
     atomic_fetch_sub_explicit(&op->st->users, 1, memory_order_release);
+}
+
+/*
+ * The one retry loop of every descriptor call (Go's FD.Read, Tokio's
+ * Registration::async_io): load the direction's sequence and enter, try the
+ * system call, exit; EINTR retries at once, EAGAIN waits for the sequence
+ * to move (op_wait), any other errno is returned negated.  try_ makes one
+ * attempt between op_enter and op_exit and answers as a system call does:
+ * >= 0, or -1 with errno set (EAGAIN: wait for readiness; EINTR: try again
+ * at once).  It sees the sequence it runs under (c->seq) and whether a wait
+ * came before it (c->waited).  Always inlined: each call site's try_ is a
+ * constant, so the indirect call becomes a direct one.  May suspend.
+ */
+typedef struct weft__fdcall {
+    weft__fdop op;
+    uint32_t seq;
+    bool waited;
+} weft__fdcall;
+
+typedef ssize_t (*weft__try_fn)(weft__fdcall *c, void *arg);
+
+static inline __attribute__((always_inline)) ssize_t
+weft__fd_call(weft__fdcall *c, int dir, int64_t deadline, weft__try_fn try_, void *arg)
+{
+    for (;;) {
+        int rc = weft__op_enter(&c->op, dir, &c->seq);
+        if (rc < 0)
+            return rc;
+        ssize_t r = try_(c, arg);
+        int e = errno;
+        weft__op_exit(&c->op);
+        if (r >= 0)
+            return r;
+        if (e == EINTR)
+            continue;
+        if (e != EAGAIN)
+            return -e;
+        if ((rc = weft__op_wait(&c->op, dir, c->seq, deadline)) < 0)
+            return rc;
+        c->waited = true;
+    }
 }
 
 #endif
