@@ -190,7 +190,26 @@ typedef struct weft__task_cache {
 /* ------------------------------------------------------------------ */
 /* Per-worker run queue (runtime/runq.c)                               */
 /* ------------------------------------------------------------------ */
+/* Overridable (-D) so that a stress build can shrink the ring and make
+ * overflow and steal truncation constant (Tokio's loom builds do the
+ * same); a power of two. */
+#ifndef WEFT__RUNQ_SIZE
 #define WEFT__RUNQ_SIZE 256u
+#endif
+_Static_assert((WEFT__RUNQ_SIZE & (WEFT__RUNQ_SIZE - 1)) == 0 && WEFT__RUNQ_SIZE >= 4,
+               "WEFT__RUNQ_SIZE: a power of two, 4 or more");
+/* Scheduler constants (sched.c essay, 2-3), overridable likewise: runnext
+ * runs in a row before the ring's turn; schedules between looks at the
+ * injection queue, the poller and blocked workers; steal rounds. */
+#ifndef WEFT__LIFO_MAX
+#define WEFT__LIFO_MAX 16
+#endif
+#ifndef WEFT__INJECT_EVERY
+#define WEFT__INJECT_EVERY 61
+#endif
+#ifndef WEFT__STEAL_ROUNDS
+#define WEFT__STEAL_ROUNDS 4
+#endif
 
 typedef struct weft__runq {
     _Atomic uint32_t head WEFT__ALIGNED;  /* consumers: owner pop, thieves */
@@ -470,10 +489,22 @@ int  weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t 
                    bool cancellable);
 void weft__yield_now(void);
 void weft__task_exit(void) __attribute__((noreturn));
-void weft__notify(weft__runtime *rt);
-void weft__wake_worker(weft__worker *w);
 void *weft__worker_main(void *arg);
-void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size_t n);
+
+/* inject.c */
+void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size_t n); /* any */
+weft_task *weft__inject_pop(weft__worker *w, unsigned max);                           /* owner */
+
+/* idle.c */
+void weft__notify(weft__runtime *rt);                  /* any thread */
+void weft__wake_worker(weft__worker *w);               /* any thread */
+void weft__drop_searching(weft__worker *w, bool found); /* owner */
+void weft__spread_check(weft__worker *w);              /* owner */
+bool weft__work_anywhere(weft__worker *w);             /* owner */
+
+/* park.c */
+void weft__poll_now(weft__worker *w);                  /* owner, busy */
+void weft__park_worker(weft__worker *w);               /* owner */
 
 /* runq.c */
 bool weft__runq_put(weft__worker *w, weft_task *t);         /* owner; false: overflowed */
@@ -561,6 +592,7 @@ void weft__netpoll_free(weft__runtime *rt);
 int  weft__trace_init(weft__runtime *rt);
 void weft__trace_finish(weft__runtime *rt);
 weft__tev *weft__trace_slot(struct weft__trace *tr);
+void weft__trace_event(weft__worker *w, int kind, int64_t ts, int64_t dur, uint64_t id, int arg);
 void weft__trace_blocking(weft__runtime *rt, weft_task *t, int64_t start);
 
 /* observe.c */

@@ -1,5 +1,9 @@
 /*
- * The scheduler.
+ * The scheduler: switching and stealing (this file), with the injection
+ * queue (inject.c), idle workers and the searching token (idle.c), the
+ * driver and parking (park.c), the per-worker ring (runq.c), timers
+ * (timer.c) and the poller behind runtime/poller.h.  This essay is the
+ * protocol for all of them; docs/scheduler.md tells the story around it.
  *
  * 1. Concepts
  *
@@ -179,19 +183,13 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "poller.h"
 #include "context.h"
 #include "fiber.h"
 #include "internal.h"
 
-#define WEFT__LIFO_MAX 16
-#define WEFT__INJECT_EVERY 61
-#define WEFT__STEAL_ROUNDS 4
 
 /* initial-exec: one %fs-relative load, no __tls_get_addr call. */
 static __thread weft__worker *tls_worker __attribute__((tls_model("initial-exec")));
@@ -215,114 +213,6 @@ weft_task *weft__cur_task(void)
 {
     weft__worker *w = weft__cur_worker();
     return w ? w->current : NULL;
-}
-
-/* ------------------------------------------------------------------ */
-/* Injection queue                                                     */
-/* ------------------------------------------------------------------ */
-
-/* Any thread.  Appends a linked batch head..tail of n tasks and notifies. */
-void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size_t n)
-{
-    tail->next = NULL;
-    weft__spin_lock(&rt->inject_lock);
-    if (rt->inject_tail)
-        rt->inject_tail->next = head;
-    else
-        rt->inject_head = head;
-    rt->inject_tail = tail;
-    /* seq_cst read-modify-write: with the seq_cst load of n_idle in notify
-     * it pairs with a parker's increment of n_idle and its seq_cst re-check
-     * of inject_len (protocol 4c): one of the two sees the other. */
-    atomic_fetch_add_explicit(&rt->inject_len, n, memory_order_seq_cst);
-    weft__spin_unlock(&rt->inject_lock);
-    weft__notify(rt);
-}
-
-/* Owner worker only.  Takes a fair share of the injection queue: one task to
- * run now, the rest (at most max-1) into w's ring. */
-static weft_task *inject_pop(weft__worker *w, unsigned max)
-{
-    weft__runtime *rt = w->rt;
-    if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0)
-        return NULL;
-    weft__spin_lock(&rt->inject_lock);
-    size_t len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
-    size_t n = len / rt->nworkers + 1;
-    if (n > len) n = len;
-    if (n > max) n = max;
-    weft_task *first = rt->inject_head, *t = first;
-    for (size_t i = 0; i < n; i++)
-        t = t->next;
-    rt->inject_head = t;
-    if (!t)
-        rt->inject_tail = NULL;
-    atomic_store_explicit(&rt->inject_len, len - n, memory_order_relaxed);
-    weft__spin_unlock(&rt->inject_lock);
-    WEFT__COUNT(w, injected, n);
-    if (!first)
-        return NULL;
-    t = first->next;
-    for (size_t i = 1; i < n; i++) {
-        weft_task *nx = t->next;
-        weft__runq_put(w, t);
-        t = nx;
-    }
-    return first;
-}
-
-/* ------------------------------------------------------------------ */
-/* Notify: wake an idle worker to search                               */
-/* ------------------------------------------------------------------ */
-
-
-/* Any thread.  See protocol 4a in the essay above. */
-void weft__notify(weft__runtime *rt)
-{
-    if (atomic_load_explicit(&rt->n_idle, memory_order_seq_cst) == 0)
-        return;
-    unsigned z = 0;
-    /* seq_cst: pairs with the decrement in drop_searching. */
-    if (!atomic_compare_exchange_strong_explicit(&rt->n_searching, &z, 1,
-                                                 memory_order_seq_cst,
-                                                 memory_order_relaxed))
-        return;  /* a searcher exists; it will find the work */
-    weft__spin_lock(&rt->idle_lock);
-    weft__worker *w = rt->idle;
-    if (w) {
-        rt->idle = w->idle_next;
-        w->in_idle = false;
-        atomic_fetch_sub_explicit(&rt->n_idle, 1, memory_order_seq_cst);
-    }
-    weft__spin_unlock(&rt->idle_lock);
-    if (!w) {
-        atomic_fetch_sub_explicit(&rt->n_searching, 1, memory_order_seq_cst);
-        return;
-    }
-    weft__wake_worker(w);
-}
-
-/* Any thread.  Makes parked worker w return from its wait (or its next one
- * not block): in the shared poller when it drives, else in its own sleep. */
-void weft__wake_worker(weft__worker *w)
-{
-    /* seq_cst, the flag before the load: with park_wait's driver CAS and
-     * flag load (Dekker), either we see w driving or w sees the flag. */
-    atomic_store_explicit(&w->wake_pending, true, memory_order_seq_cst);
-    if (atomic_load_explicit(&w->rt->driver, memory_order_seq_cst) == w)
-        weft__poll_wake_driver(w->rt);
-    else
-        weft__poll_wake_worker(w);
-}
-
-/* Owner worker only.  Ends w's search; the last searcher passes it on. */
-static void drop_searching(weft__worker *w, bool found)
-{
-    if (!w->searching)
-        return;
-    w->searching = false;
-    if (atomic_fetch_sub_explicit(&w->rt->n_searching, 1, memory_order_seq_cst) == 1 && found)
-        weft__notify(w->rt);
 }
 
 /* ------------------------------------------------------------------ */
@@ -370,14 +260,12 @@ void weft__ready_on(weft__worker *w, weft_task *t, bool lifo)
     }
 }
 
-static void trace_event(weft__worker *w, int kind, int64_t ts, int64_t dur, uint64_t id, int arg);
-
 /* Worker w traces: the wake-up arrow of t starts here and ends at t's
  * next run.  Out of line, so that wake() stays small enough to inline. */
 __attribute__((noinline, cold)) static void trace_wake(weft__worker *w, weft_task *t)
 {
     t->trace_flow = ((uint64_t)(w->id + 1) << 40) | ++w->trace_flows;
-    trace_event(w, WEFT__TEV_FLOW_S, weft_now(), 0, t->trace_flow, 0);
+    weft__trace_event(w, WEFT__TEV_FLOW_S, weft_now(), 0, t->trace_flow, 0);
 }
 
 /* Any thread.  The rest of a wake-up when wake()'s one compare failed: a
@@ -432,7 +320,6 @@ bool weft__wake_lifo(weft_task *t) { return wake(t, true); }
 
 static void leave(weft__worker *w, weft_task *t, int after);
 static weft_task *help_blocked(weft__worker *w);
-static void poll_now(weft__worker *w);
 
 /* May suspend the coroutine.  Parks the calling task until woken, its
  * deadline (WEFT_FOREVER for none) passes, or (when cancellable) it is
@@ -642,17 +529,6 @@ __attribute__((noinline, cold)) static void trace_run_end(weft__worker *w, weft_
     e->name[sizeof e->name - 1] = '\0';
 }
 
-__attribute__((noinline, cold)) static void trace_event(weft__worker *w, int kind, int64_t ts,
-                                                       int64_t dur, uint64_t id, int arg)
-{
-    weft__tev *e = weft__trace_slot(w->trace);
-    e->kind = kind;
-    e->ts = ts;
-    e->dur = dur;
-    e->id = id;
-    e->arg = arg;
-}
-
 /* Owner worker only.  Makes t the current task of w, giving it a stack on
  * its first run.  false (t handed back to the injection queue) when no stack
  * can be had.  hooked: w->hooks may be set (debug mode, tracing); leave()
@@ -713,23 +589,6 @@ static void run_timers(weft__worker *w)
         weft__timers_run(w, w, now);
 }
 
-/* Owner worker only.  A poll made coroutines ready (spread_due set): once
- * the last of them has waited WEFT_SPREAD_US in w's ring, wake a helper. */
-static void spread_check(weft__worker *w)
-{
-    /* relaxed: a hint (head moves by w's pops and thieves' CAS); at worst
-     * one helper too many or one check too late. */
-    uint32_t head = atomic_load_explicit(&w->q.head, memory_order_relaxed);
-    if ((int32_t)(head - w->spread_mark) >= 0) {
-        w->spread_due = 0;  /* all taken in time, by w or by thieves */
-        return;
-    }
-    if (weft_now() < w->spread_due)
-        return;
-    w->spread_due = 0;
-    weft__notify(w->rt);
-}
-
 /* Owner worker only.  The next task from w's own queues (timers, the
  * periodic look at the injection queue, runnext within its bound, the ring),
  * or NULL. */
@@ -739,13 +598,13 @@ static weft_task *local_next(weft__worker *w)
     run_timers(w);
     weft_task *t;
     if (WEFT__UNLIKELY(w->spread_due))
-        spread_check(w);
+        weft__spread_check(w);
     if (w->ticks % WEFT__INJECT_EVERY == 0) {
         /* Descriptors ready while this worker was busy: their coroutines
          * join the queues below (the worker sees its poller only when it
          * parks otherwise). */
-        poll_now(w);
-        if ((t = inject_pop(w, 1)))
+        weft__poll_now(w);
+        if ((t = weft__inject_pop(w, 1)))
             return t;
         if ((t = help_blocked(w)))
             return t;
@@ -800,49 +659,6 @@ static void leave(weft__worker *w, weft_task *t, int after)
         leave_as(w, t, after, false);
 }
 
-/* Owner worker only, holding rt->driver.  One wait in the shared poller,
- * then the driver is released.  The coroutines it makes ready go to w's
- * ring without waking a helper (w->polling): a helper is woken only if
- * they are still queued WEFT_SPREAD_US later (spread_check). */
-static void drive(weft__worker *w, const struct timespec *tsp)
-{
-    w->polling = true;
-    int n = weft__poll_drive(w->rt, tsp);
-    w->polling = false;
-    /* release: pairs with the next driver's CAS. */
-    atomic_store_explicit(&w->rt->driver, NULL, memory_order_release);
-    if (n && !w->spread_due && !weft__runq_empty(w)) {
-        /* relaxed: tail is written by w only. */
-        w->spread_mark = atomic_load_explicit(&w->q.tail, memory_order_relaxed);
-        w->spread_due = weft_now() + w->rt->cfg.spread_ns;
-    }
-}
-
-/* Owner worker only.  Takes the driver token if nobody holds it (then the
- * caller must drive()).  seq_cst: the parker's side of the Dekker pair with
- * weft__wake_worker (park_wait); also the acquire that pairs with the
- * release ending the previous drive.  The plain load first keeps a held
- * token's line shared. */
-static bool take_driver(weft__worker *w)
-{
-    weft__worker *none = NULL;
-    return !atomic_load_explicit(&w->rt->driver, memory_order_relaxed) &&
-           atomic_compare_exchange_strong_explicit(&w->rt->driver, &none, w,
-                                                   memory_order_seq_cst, memory_order_relaxed);
-}
-
-/* Owner worker only (busy).  Polls the shared poller without waiting,
- * waking ready coroutines onto w's queues; skipped when it watches nothing
- * or another worker drives it (that one sees the events). */
-static void poll_now(weft__worker *w)
-{
-    if (!atomic_load_explicit(&w->rt->nfds, memory_order_relaxed) || !take_driver(w))
-        return;
-    static const struct timespec zero = {0, 0};
-    drive(w, &zero);
-    WEFT__COUNT(w, polls, 1);
-}
-
 /* Owner worker only.  Takes work from workers that sysmon flagged blocked:
  * their due timers and their runnext.  (Their descriptors are in the shared
  * poller, which a blocked worker never holds.) */
@@ -863,18 +679,6 @@ static weft_task *help_blocked(weft__worker *w)
             weft__runq_steal(w, v, true, &t);
     }
     return t;
-}
-
-/* Owner worker only.  Is there work anywhere? (pre-park re-check) */
-static bool work_anywhere(weft__worker *w)
-{
-    weft__runtime *rt = w->rt;
-    if (atomic_load_explicit(&rt->inject_len, memory_order_seq_cst))
-        return true;
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        if (!weft__runq_empty(rt->workers[i]))
-            return true;
-    return false;
 }
 
 /* Owner worker only.  Spins briefly while victim runs, so a task it has just
@@ -923,11 +727,11 @@ static weft_task *steal_work(weft__worker *w)
             if (got) {
                 WEFT__COUNT(w, steals, got);
                 if (WEFT__TRACING(w))
-                    trace_event(w, WEFT__TEV_STEAL, weft_now(), 0, (uint64_t)v->id, (int)got);
+                    weft__trace_event(w, WEFT__TEV_STEAL, weft_now(), 0, (uint64_t)v->id, (int)got);
                 return t;
             }
         }
-        weft_task *t = inject_pop(w, WEFT__RUNQ_SIZE / 2);
+        weft_task *t = weft__inject_pop(w, WEFT__RUNQ_SIZE / 2);
         if (t)
             return t;
         if ((t = help_blocked(w)))
@@ -936,78 +740,6 @@ static weft_task *steal_work(weft__worker *w)
             return t;  /* timers fired by help_blocked */
     }
     return NULL;
-}
-
-/* Owner worker only.  w's wait when it parks: it drives the shared poller
- * when nobody does, else it sleeps on its own channel (essay, 9). */
-static void park_wait(weft__worker *w, const struct timespec *tsp)
-{
-    /* seq_cst: the driver CAS, then the flag (Dekker with weft__wake_worker). */
-    if (take_driver(w)) {
-        static const struct timespec zero = {0, 0};
-        if (atomic_load_explicit(&w->wake_pending, memory_order_seq_cst))
-            tsp = &zero;
-        drive(w, tsp);  /* releases the driver */
-    } else {
-        weft__poll_sleep(w, tsp);
-    }
-}
-
-/* Owner worker only.  Parks w until notified or its earliest timer. */
-static void park_worker(weft__worker *w)
-{
-    weft__runtime *rt = w->rt;
-    drop_searching(w, false);
-    /* seq_cst: ordered before any wake_worker aimed at this park (they pop
-     * us under idle_lock first, or store rt->stop before they wake). */
-    atomic_store_explicit(&w->wake_pending, false, memory_order_seq_cst);
-    weft__spin_lock(&rt->idle_lock);
-    w->idle_next = rt->idle;
-    rt->idle = w;
-    w->in_idle = true;
-    /* seq_cst: pairs with inject_push's seq_cst add and notify's load. */
-    atomic_fetch_add_explicit(&rt->n_idle, 1, memory_order_seq_cst);
-    weft__spin_unlock(&rt->idle_lock);
-
-    bool recheck = work_anywhere(w) || atomic_load_explicit(&rt->stop, memory_order_seq_cst);
-    if (!recheck) {
-        int64_t next = weft__timers_next(&w->timers);
-        struct timespec ts, *tsp = NULL;
-        if (next != INT64_MAX) {
-            int64_t d = next - weft_now();
-            if (d < 0) d = 0;
-            ts.tv_sec = d / WEFT_SEC;
-            ts.tv_nsec = d % WEFT_SEC;
-            tsp = &ts;
-        }
-        atomic_store_explicit(&w->running, 0, memory_order_relaxed);
-        int64_t t0 = weft_now();
-        atomic_store_explicit(&w->park_since, t0, memory_order_relaxed);
-        park_wait(w, tsp);
-        int64_t t1 = weft_now();
-        WEFT__COUNT(w, parked_ns, (uint64_t)(t1 - t0));
-        atomic_store_explicit(&w->park_since, 0, memory_order_relaxed);
-        if (WEFT__TRACING(w))
-            trace_event(w, WEFT__TEV_PARK, t0, t1 - t0, 0, 0);
-        WEFT__COUNT(w, parks, 1);
-        WEFT__COUNT(w, polls, 1);
-        atomic_store_explicit(&w->running, 1, memory_order_relaxed);
-    }
-    weft__spin_lock(&rt->idle_lock);
-    if (w->in_idle) {
-        /* Nobody popped us: take ourselves off the idle list. */
-        weft__worker **pp = &rt->idle;
-        while (*pp != w)
-            pp = &(*pp)->idle_next;
-        *pp = w->idle_next;
-        w->in_idle = false;
-        atomic_fetch_sub_explicit(&rt->n_idle, 1, memory_order_seq_cst);
-    } else {
-        /* A notifier popped us and gave us its searching token. */
-        w->searching = true;
-        WEFT__COUNT(w, wakeups, 1);
-    }
-    weft__spin_unlock(&rt->idle_lock);
 }
 
 /* Owner worker only.  The next task to run, or NULL when the runtime stops. */
@@ -1025,14 +757,14 @@ static weft_task *find_runnable(weft__worker *w)
         weft_task *t;
         if ((t = local_next(w)))
             goto found;
-        if ((t = inject_pop(w, WEFT__RUNQ_SIZE / 2)))
+        if ((t = weft__inject_pop(w, WEFT__RUNQ_SIZE / 2)))
             goto found;
         if ((t = steal_work(w)))
             goto found;
-        park_worker(w);
+        weft__park_worker(w);
         continue;
     found:
-        drop_searching(w, true);
+        weft__drop_searching(w, true);
         return t;
     }
 }

@@ -186,3 +186,16 @@ out:
         rt->pool_trace = NULL;
     }
 }
+
+/* Owner worker only (w's own trace buffer).  One event; cold and out of
+ * line, so that each hook costs one branch when tracing is off. */
+__attribute__((noinline, cold)) void weft__trace_event(weft__worker *w, int kind, int64_t ts,
+                                                      int64_t dur, uint64_t id, int arg)
+{
+    weft__tev *e = weft__trace_slot(w->trace);
+    e->kind = kind;
+    e->ts = ts;
+    e->dur = dur;
+    e->id = id;
+    e->arg = arg;
+}

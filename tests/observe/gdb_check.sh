@@ -93,7 +93,7 @@ check_bt() {  # <file> <task> <regex of the waiting call> <task function>
 }
 check_bt "$L" g-sleeper ' in weft_sleep_until at ' gdb_sleeper_fn
 check_bt "$L" g-waiter 'weft_event_wait' gdb_waiter_fn
-check_bt "$L" g-reader ' in weft_read at ' gdb_reader_fn
+check_bt "$L" g-reader '( in weft_read at |inlined into weft_read\])' gdb_reader_fn
 check_bt "$L" g-joiner ' in weft__join_wait_code at ' gdb_joiner_fn
 check_bt "$L" g-join-target 'weft_event_wait' gdb_waiter_fn
 check_bt "$L" g-locker 'weft__mutex_lock|weft_mutex_lock' gdb_locker_fn

@@ -1,0 +1,133 @@
+/*
+ * The driver and parking (the scheduler essay, sched.c, sections 4c-d and 9):
+ * what a worker out of work does until there is work again.
+ *
+ * One shared poller per runtime has no thread of its own: the first worker
+ * to park takes the driver token (rt->driver) and waits IN the poller until
+ * its earliest timer; the other parked workers sleep on their own wake-up
+ * channel.  A busy worker polls without waiting every WEFT__INJECT_EVERY
+ * schedules when nobody drives (weft__poll_now).  The Dekker pair that lets
+ * a waker pick the right channel (w->wake_pending, rt->driver) is argued in
+ * the essay, 9a; the platform's poller is behind runtime/poller.h.
+ */
+#define _GNU_SOURCE
+#include <time.h>
+
+#include "internal.h"
+#include "poller.h"
+
+/* Owner worker only, holding rt->driver.  One wait in the shared poller,
+ * then the driver is released.  The coroutines it makes ready go to w's
+ * ring without waking a helper (w->polling): a helper is woken only if
+ * they are still queued WEFT_SPREAD_US later (weft__spread_check, idle.c). */
+static void drive(weft__worker *w, const struct timespec *tsp)
+{
+    w->polling = true;
+    int n = weft__poll_drive(w->rt, tsp);
+    w->polling = false;
+    /* release: pairs with the next driver's CAS. */
+    atomic_store_explicit(&w->rt->driver, NULL, memory_order_release);
+    if (n && !w->spread_due && !weft__runq_empty(w)) {
+        /* relaxed: tail is written by w only. */
+        w->spread_mark = atomic_load_explicit(&w->q.tail, memory_order_relaxed);
+        w->spread_due = weft_now() + w->rt->cfg.spread_ns;
+    }
+}
+
+/* Owner worker only.  Takes the driver token if nobody holds it (then the
+ * caller must drive()).  seq_cst: the parker's side of the Dekker pair with
+ * weft__wake_worker (park_wait); also the acquire that pairs with the
+ * release ending the previous drive.  The plain load first keeps a held
+ * token's line shared. */
+static bool take_driver(weft__worker *w)
+{
+    weft__worker *none = NULL;
+    return !atomic_load_explicit(&w->rt->driver, memory_order_relaxed) &&
+           atomic_compare_exchange_strong_explicit(&w->rt->driver, &none, w,
+                                                   memory_order_seq_cst, memory_order_relaxed);
+}
+
+/* Owner worker only (busy).  Polls the shared poller without waiting,
+ * waking ready coroutines onto w's queues; skipped when it watches nothing
+ * or another worker drives it (that one sees the events). */
+void weft__poll_now(weft__worker *w)
+{
+    if (!atomic_load_explicit(&w->rt->nfds, memory_order_relaxed) || !take_driver(w))
+        return;
+    static const struct timespec zero = {0, 0};
+    drive(w, &zero);
+    WEFT__COUNT(w, polls, 1);
+}
+
+/* Owner worker only.  w's wait when it parks: it drives the shared poller
+ * when nobody does, else it sleeps on its own channel (essay, 9). */
+static void park_wait(weft__worker *w, const struct timespec *tsp)
+{
+    /* seq_cst: the driver CAS, then the flag (Dekker with weft__wake_worker). */
+    if (take_driver(w)) {
+        static const struct timespec zero = {0, 0};
+        if (atomic_load_explicit(&w->wake_pending, memory_order_seq_cst))
+            tsp = &zero;
+        drive(w, tsp);  /* releases the driver */
+    } else {
+        weft__poll_sleep(w, tsp);
+    }
+}
+
+/* Owner worker only.  Parks w until notified or its earliest timer. */
+void weft__park_worker(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    weft__drop_searching(w, false);
+    /* seq_cst: ordered before any wake_worker aimed at this park (they pop
+     * us under idle_lock first, or store rt->stop before they wake). */
+    atomic_store_explicit(&w->wake_pending, false, memory_order_seq_cst);
+    weft__spin_lock(&rt->idle_lock);
+    w->idle_next = rt->idle;
+    rt->idle = w;
+    w->in_idle = true;
+    /* seq_cst: pairs with inject_push's seq_cst add and notify's load. */
+    atomic_fetch_add_explicit(&rt->n_idle, 1, memory_order_seq_cst);
+    weft__spin_unlock(&rt->idle_lock);
+
+    bool recheck = weft__work_anywhere(w) || atomic_load_explicit(&rt->stop, memory_order_seq_cst);
+    if (!recheck) {
+        int64_t next = weft__timers_next(&w->timers);
+        struct timespec ts, *tsp = NULL;
+        if (next != INT64_MAX) {
+            int64_t d = next - weft_now();
+            if (d < 0) d = 0;
+            ts.tv_sec = d / WEFT_SEC;
+            ts.tv_nsec = d % WEFT_SEC;
+            tsp = &ts;
+        }
+        atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+        int64_t t0 = weft_now();
+        atomic_store_explicit(&w->park_since, t0, memory_order_relaxed);
+        park_wait(w, tsp);
+        int64_t t1 = weft_now();
+        WEFT__COUNT(w, parked_ns, (uint64_t)(t1 - t0));
+        atomic_store_explicit(&w->park_since, 0, memory_order_relaxed);
+        if (WEFT__TRACING(w))
+            weft__trace_event(w, WEFT__TEV_PARK, t0, t1 - t0, 0, 0);
+        WEFT__COUNT(w, parks, 1);
+        WEFT__COUNT(w, polls, 1);
+        atomic_store_explicit(&w->running, 1, memory_order_relaxed);
+    }
+    weft__spin_lock(&rt->idle_lock);
+    if (w->in_idle) {
+        /* Nobody popped us: take ourselves off the idle list. */
+        weft__worker **pp = &rt->idle;
+        while (*pp != w)
+            pp = &(*pp)->idle_next;
+        *pp = w->idle_next;
+        w->in_idle = false;
+        atomic_fetch_sub_explicit(&rt->n_idle, 1, memory_order_seq_cst);
+    } else {
+        /* A notifier popped us and gave us its searching token. */
+        w->searching = true;
+        WEFT__COUNT(w, wakeups, 1);
+    }
+    weft__spin_unlock(&rt->idle_lock);
+}
+
