@@ -90,6 +90,7 @@ weft__pool *weft__pool_new(weft__runtime *rt, unsigned max, const char *name)
     weft__pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    weft__spin_init(&p->lock, WEFT__RANK_POOL);
     p->rt = rt;
     p->max = max;
     p->name = name;

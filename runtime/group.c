@@ -36,6 +36,8 @@ weft_group *weft_group_new(void)
     weft_group *g = calloc(1, sizeof *g);
     if (!g)
         errno = ENOMEM;
+    else
+        weft__spin_init(&g->lock, WEFT__RANK_GROUP);
     return g;
 }
 

@@ -40,10 +40,81 @@ typedef struct weft__runtime weft__runtime;
 typedef struct weft__stack weft__stack;
 
 /* ------------------------------------------------------------------ */
+/* Checked invariants (Go's throw, libuv's asserts)                    */
+/* ------------------------------------------------------------------ */
+/* WEFT__ASSERT(cond): compiled into Debug and sanitizer builds
+ * (WEFT_CHECKS, CMakeLists.txt), out of release builds, where cond is not
+ * evaluated.  A broken invariant prints one line naming the check and
+ * aborts: a runtime whose state is broken must not go on. */
+#ifndef WEFT_CHECKS
+#define WEFT_CHECKS 0
+#endif
+void weft__assert_fail(const char *what, const char *file, int line, const char *func)
+    __attribute__((noreturn, cold));
+#if WEFT_CHECKS
+#define WEFT__ASSERT(cond) \
+    (__builtin_expect(!!(cond), 1) ? (void)0 : weft__assert_fail(#cond, __FILE__, __LINE__, __func__))
+#else
+#define WEFT__ASSERT(cond) ((void)sizeof(!(cond)))
+#endif
+
+/* ------------------------------------------------------------------ */
 /* Spinlock: short critical sections only (a few dozen instructions).  */
 /* C11 atomics so ThreadSanitizer sees the synchronisation.            */
 /* ------------------------------------------------------------------ */
-typedef struct { _Atomic int v; } weft__spin;
+/*
+ * Lock ranks (Go's lockrank.go).  A thread holding a lock may take only
+ * locks of a higher rank; in checked builds every spinlock with a rank is
+ * checked against the ranks its thread holds (check.c), and a lock taken
+ * out of order aborts with both ranks named.  No lock is ever held across
+ * a switch (weft__waitq_wait drops the primitive's lock before it parks),
+ * so a thread's held ranks are its own.  Outer to inner:
+ *
+ *   GROUP   a task group's lock (group.c): finishing members are listed,
+ *           waiters woken under it.
+ *   COND    a condition variable's lock (cond.c): taken before its mutex's.
+ *   PRIM    a sync primitive's lock (sync/: mutex, sem, event, rwlock,
+ *           waitgroup, queue): grants wake waiters under it.
+ *   POOL    a blocking pool's lock (blocking.c).
+ *   FD      a descriptor's state (netpoll.c): readiness wakes under it.
+ *   TIMERS  a worker's timer heap (timer.c): due timers wake under it.
+ *   INJECT  the injection queue (inject.c): a wake-up under any lock above
+ *           may overflow a ring into it.
+ *   IDLE    the idle list (idle.c): notify, after any of the above.
+ *   LEAF    the task registry, the stack pool, the fd table's chunks, a
+ *           worker's debug slot: nothing is taken under them.
+ *
+ * Rank 0 is unranked (not checked).  A lock's rank is set where it is
+ * initialised (weft__spin_init).
+ */
+enum {
+    WEFT__RANK_NONE,
+    WEFT__RANK_GROUP,
+    WEFT__RANK_COND,
+    WEFT__RANK_PRIM,
+    WEFT__RANK_POOL,
+    WEFT__RANK_FD,
+    WEFT__RANK_TIMERS,
+    WEFT__RANK_INJECT,
+    WEFT__RANK_IDLE,
+    WEFT__RANK_LEAF,
+    WEFT__RANK_COUNT
+};
+
+typedef struct { _Atomic uint8_t v; uint8_t rank; } weft__spin;  /* 2 bytes: fits beside hot fields */
+
+/* check.c (checked builds): the calling thread takes / drops a lock of
+ * rank r.  Out of line, so that a coroutine never reuses the address of
+ * the thread-local they keep (weft.h, "Thread-locals and migration"). */
+void weft__rank_acquire(int r) __attribute__((noinline));
+void weft__rank_release(int r) __attribute__((noinline));
+
+/* Before any other use (memory already zero or not). */
+static inline void weft__spin_init(weft__spin *l, int rank)
+{
+    atomic_store_explicit(&l->v, 0, memory_order_relaxed);
+    l->rank = (uint8_t)rank;
+}
 
 static inline void weft__cpu_relax(void)
 {
@@ -57,6 +128,10 @@ static inline void weft__cpu_relax(void)
 /* Any thread; may spin.  acquire: pairs with the release in spin_unlock. */
 static inline void weft__spin_lock(weft__spin *l)
 {
+#if WEFT_CHECKS
+    if (l->rank)
+        weft__rank_acquire(l->rank);
+#endif
     for (unsigned n = 0;; n++) {
         if (!atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
             return;
@@ -68,7 +143,12 @@ static inline void weft__spin_lock(weft__spin *l)
 /* Any thread.  release: pairs with the acquire in spin_lock. */
 static inline void weft__spin_unlock(weft__spin *l)
 {
+    WEFT__ASSERT(atomic_load_explicit(&l->v, memory_order_relaxed));  /* held */
     atomic_store_explicit(&l->v, 0, memory_order_release);
+#if WEFT_CHECKS
+    if (l->rank)
+        weft__rank_release(l->rank);
+#endif
 }
 
 /* ------------------------------------------------------------------ */
@@ -172,7 +252,16 @@ struct weft_task {
     weft_group *group;          /* member of this group (group.c), or NULL */
     weft_task *gprev, *gnext;   /* links in the group's lists */
     uint64_t trace_flow;        /* WEFT_TRACE: the wake-up arrow to end at its next run */
+    /* New fields go above this line, and are reset in weft__task_new: in
+     * checked builds a freed slot's fields from fn on (but the ones walkers
+     * read: id, seq, name) are poisoned, and weft__task_new checks that its
+     * reset left no poison behind (registry.c, weft__task_poison). */
+    char end_[0];
 } __attribute__((aligned(64)));
+
+/* registry.c, checked builds: poison a freed slot / check a reset one. */
+void weft__task_poison(weft_task *t);
+void weft__task_check_reset(const weft_task *t);
 
 struct weft__task_slab {
     struct weft__task_slab *next;   /* immutable once published */

@@ -77,6 +77,8 @@ weft__fdstate *weft__fd_state(weft__runtime *rt, int fd, bool create)
         ft = rt->fds;
         if (!ft) {
             ft = calloc(1, sizeof *ft);
+            if (ft)
+                weft__spin_init(&ft->lock, WEFT__RANK_LEAF);
             atomic_store_explicit((struct weft__fdtable *_Atomic *)&rt->fds, ft,
                                   memory_order_release);
         }
@@ -94,8 +96,10 @@ weft__fdstate *weft__fd_state(weft__runtime *rt, int fd, bool create)
         if (!c) {
             c = calloc(CHUNK, sizeof *c);
             if (c) {
-                for (int i = 0; i < CHUNK; i++)
+                for (int i = 0; i < CHUNK; i++) {
                     c[i].fd = (fd / CHUNK) * CHUNK + i;
+                    weft__spin_init(&c[i].lock, WEFT__RANK_FD);
+                }
                 atomic_store_explicit(&ft->chunks[fd / CHUNK], c, memory_order_release);
             }
         }

@@ -20,6 +20,7 @@
  *   reg_cancel_all, reg_live   any thread, concurrently with the above
  *   reg_free_all      weft_run only, after the workers stopped
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,40 @@ weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
 }
 
 /* Any thread.  Returns a slot whose last reference was dropped. */
+/* The fields of a slot that weft__task_new resets with plain stores and
+ * registry walkers never read: [fn, id) and [tsan_fiber, end_).  In checked
+ * builds a freed slot's are filled with POISON, and a reset that leaves a
+ * word of POISON behind names a field it forgot (a field added to the task
+ * and not to weft__task_new). */
+#define POISON 0xa5a5a5a5a5a5a5a5ull
+static const struct {
+    size_t lo, hi;
+} poison_ranges[] = {
+    {offsetof(weft_task, fn), offsetof(weft_task, id)},
+    {offsetof(weft_task, tsan_fiber), offsetof(weft_task, end_)},
+};
+
+void weft__task_poison(weft_task *t)
+{
+    for (size_t r = 0; r < sizeof poison_ranges / sizeof poison_ranges[0]; r++)
+        memset((char *)t + poison_ranges[r].lo, 0xa5, poison_ranges[r].hi - poison_ranges[r].lo);
+}
+
+void weft__task_check_reset(const weft_task *t)
+{
+    for (size_t r = 0; r < sizeof poison_ranges / sizeof poison_ranges[0]; r++)
+        for (size_t off = (poison_ranges[r].lo + 7) & ~(size_t)7; off + 8 <= poison_ranges[r].hi;
+             off += 8) {
+            uint64_t word;
+            memcpy(&word, (const char *)t + off, sizeof word);
+            if (word == POISON) {
+                char what[96];
+                snprintf(what, sizeof what, "task slot reset in full (offset %zu left over)", off);
+                weft__assert_fail(what, __FILE__, __LINE__, __func__);
+            }
+        }
+}
+
 void weft__task_dealloc(weft_task *t)
 {
     weft__runtime *rt = t->rt;
@@ -95,6 +130,8 @@ void weft__task_dealloc(weft_task *t)
     atomic_thread_fence(memory_order_release);
     /* release: a walker that reads FREE sees nothing of the old task. */
     atomic_store_explicit(&t->state, WEFT__TASK_FREE, memory_order_release);
+    if (WEFT_CHECKS)
+        weft__task_poison(t);
     atomic_store_explicit(&t->seq, seq + 2, memory_order_release);
     weft__worker *w = weft__cur_worker();
     if (w && w->rt == rt) {

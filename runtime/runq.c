@@ -32,6 +32,8 @@
  * overflowed (the caller may want to notify idle workers). */
 bool weft__runq_put(weft__worker *w, weft_task *t)
 {
+    WEFT__ASSERT(weft__cur_worker() == w);  /* the owner only: tail has one writer */
+    WEFT__ASSERT(t && t->rt == w->rt);
     weft__runq *q = &w->q;
     for (;;) {
         /* acquire: pairs with the release CAS in runq_get / runq_steal, so
@@ -67,6 +69,7 @@ bool weft__runq_put(weft__worker *w, weft_task *t)
 /* Owner worker only.  Pops the head of the ring (not runnext). */
 weft_task *weft__runq_get(weft__worker *w)
 {
+    WEFT__ASSERT(weft__cur_worker() == w);
     weft__runq *q = &w->q;
     for (;;) {
         uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
@@ -90,6 +93,7 @@ weft_task *weft__runq_get(weft__worker *w)
 unsigned weft__runq_steal(weft__worker *thief, weft__worker *victim, bool take_runnext,
                           weft_task **out)
 {
+    WEFT__ASSERT(weft__cur_worker() == thief && thief != victim);
     weft__runq *vq = &victim->q, *tq = &thief->q;
     uint32_t ttail = atomic_load_explicit(&tq->tail, memory_order_relaxed);
     uint32_t room = WEFT__RUNQ_SIZE - (ttail - atomic_load_explicit(&tq->head, memory_order_acquire));

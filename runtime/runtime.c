@@ -124,6 +124,7 @@ static weft__worker *worker_new(weft__runtime *rt, int id, int cpu)
     w->hooks = rt->cfg.debug ? WEFT__HOOK_DEBUG : 0;
     w->cpu = cpu;
     w->evfd = -1;
+    weft__spin_init(&w->dbg_lock, WEFT__RANK_LEAF);
     if (weft__timers_init(&w->timers) < 0)
         goto fail;
     if (weft__poll_worker_init(w) < 0)
@@ -201,6 +202,10 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     memset(rt, 0, sizeof *rt);
     rt->cfg = set;
     rt->epfd = rt->evfd = -1;
+    weft__spin_init(&rt->inject_lock, WEFT__RANK_INJECT);
+    weft__spin_init(&rt->idle_lock, WEFT__RANK_IDLE);
+    weft__spin_init(&rt->task_lock, WEFT__RANK_LEAF);
+    weft__spin_init(&rt->stack_lock, WEFT__RANK_LEAF);
     atomic_init(&rt->clock, weft_now());
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

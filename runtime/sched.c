@@ -332,6 +332,10 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
 {
     weft__worker *w = weft__cur_worker();
     weft_task *t = w->current;
+    /* Go's "double wait": a task parks only from running, with no timer of
+     * an earlier wait left queued. */
+    WEFT__ASSERT(t && atomic_load_explicit(&t->park, memory_order_relaxed) == WEFT__PARK_RUNNING);
+    WEFT__ASSERT(!t->timer.heap);
     t->after = WEFT__AFTER_PARK;
     t->park_commit = commit;
     t->park_arg = arg;
@@ -361,6 +365,7 @@ void weft__park(const char *wait, weft__commit_fn commit, void *arg)
  * the task must resume at once. */
 static bool park_commit(weft__worker *w, weft_task *t)
 {
+    WEFT__ASSERT(atomic_load_explicit(&t->park, memory_order_relaxed) == WEFT__PARK_RUNNING);
     atomic_store_explicit(&t->park, WEFT__PARK_ARMING, memory_order_seq_cst);
     bool sleep = true;
     if (t->park_deadline != WEFT_FOREVER) {

@@ -69,6 +69,7 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     t->park_deadline = WEFT_FOREVER;
     t->park_cancellable = false;
     t->rt = rt;
+    t->timer.when = 0;
     t->timer.idx = -1;
     t->timer.heap = NULL;
     atomic_store_explicit(&t->timer.fired, false, memory_order_relaxed);
@@ -106,6 +107,8 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     atomic_store_explicit(&t->cancelled,
                           atomic_load_explicit(&rt->shutdown, memory_order_acquire),
                           memory_order_relaxed);
+    if (WEFT_CHECKS)
+        weft__task_check_reset(t);
     /* release: the slot is a task from here on (pairs with the walkers). */
     atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_release);
     atomic_store_explicit(&t->seq, seq + 2, memory_order_release);

@@ -24,6 +24,7 @@
 
 int weft__timers_init(weft__timers *ts)
 {
+    weft__spin_init(&ts->lock, WEFT__RANK_TIMERS);
     ts->n = 0;
     ts->cap = 64;
     ts->heap = malloc(sizeof(*ts->heap) * (size_t)ts->cap);

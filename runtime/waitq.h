@@ -36,6 +36,9 @@ typedef struct weft__waiter {
     void *value;            /* what a grant hands over (queue item, ...) */
     int64_t prio;           /* free for the primitive's use */
     int kind;               /* free for the primitive's use (reader/writer ...) */
+#if WEFT_CHECKS
+    struct weft__waitq *on; /* the queue it is in, NULL when in none */
+#endif
 } weft__waiter;
 
 typedef struct weft__waitq {
@@ -43,8 +46,20 @@ typedef struct weft__waitq {
     size_t n;
 } weft__waitq;
 
+/* Membership: a waiter is in at most one queue, once (checked builds). */
+static inline void weft__waitq_enter_check(weft__waitq *q, weft__waiter *w)
+{
+    WEFT__ASSERT(w->task);
+#if WEFT_CHECKS
+    WEFT__ASSERT(w->on == NULL);  /* queued twice */
+    w->on = q;
+#endif
+    (void)q;
+}
+
 static inline void weft__waitq_push(weft__waitq *q, weft__waiter *w)
 {
+    weft__waitq_enter_check(q, w);
     w->next = NULL;
     w->prev = q->tail;
     if (q->tail)
@@ -59,6 +74,7 @@ static inline void weft__waitq_push(weft__waitq *q, weft__waiter *w)
  * of newer waiters: the mutex's normal mode). */
 static inline void weft__waitq_push_front(weft__waitq *q, weft__waiter *w)
 {
+    weft__waitq_enter_check(q, w);
     w->prev = NULL;
     w->next = q->head;
     if (q->head)
@@ -71,6 +87,11 @@ static inline void weft__waitq_push_front(weft__waitq *q, weft__waiter *w)
 
 static inline void weft__waitq_remove(weft__waitq *q, weft__waiter *w)
 {
+#if WEFT_CHECKS
+    WEFT__ASSERT(w->on == q);  /* removed from a queue it is not in */
+    w->on = NULL;
+#endif
+    WEFT__ASSERT(q->n > 0);
     if (w->prev)
         w->prev->next = w->next;
     else

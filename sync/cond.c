@@ -33,6 +33,7 @@ int weft_cond_init(weft_cond *c)
     if (!c)
         return -EINVAL;
     memset(c, 0, sizeof *c);
+    weft__spin_init(&C(c)->lock, WEFT__RANK_COND);
     C(c)->magic = WEFT__COND_MAGIC;
     return 0;
 }

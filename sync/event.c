@@ -25,6 +25,7 @@ int weft_event_init(weft_event *e)
     if (!e)
         return -EINVAL;
     memset(e, 0, sizeof *e);
+    weft__spin_init(&E(e)->lock, WEFT__RANK_PRIM);
     E(e)->magic = WEFT__EVENT_MAGIC;
     return 0;
 }

@@ -54,6 +54,7 @@ int weft_mutex_init(weft_mutex *m)
     if (!m)
         return -EINVAL;
     memset(m, 0, sizeof *m);
+    weft__spin_init(&M(m)->lock, WEFT__RANK_PRIM);
     M(m)->magic = WEFT__MUTEX_MAGIC;
     return 0;
 }

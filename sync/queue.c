@@ -90,6 +90,7 @@ weft_queue *weft_queue_new(int kind, size_t capacity)
     }
     q->kind = kind;
     q->cap = capacity;
+    weft__spin_init(&q->lock, WEFT__RANK_PRIM);
     q->magic = WEFT__QUEUE_MAGIC;
     return q;
 }

@@ -38,6 +38,7 @@ int weft_rwlock_init(weft_rwlock *rw)
     if (!rw)
         return -EINVAL;
     memset(rw, 0, sizeof *rw);
+    weft__spin_init(&R(rw)->lock, WEFT__RANK_PRIM);
     R(rw)->magic = WEFT__RWLOCK_MAGIC;
     return 0;
 }

@@ -32,6 +32,7 @@ int weft_sem_init(weft_sem *s, unsigned value)
         return -EINVAL;
     memset(s, 0, sizeof *s);
     S(s)->value = value;
+    weft__spin_init(&S(s)->lock, WEFT__RANK_PRIM);
     S(s)->magic = WEFT__SEM_MAGIC;
     return 0;
 }

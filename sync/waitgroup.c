@@ -30,6 +30,7 @@ int weft_waitgroup_init(weft_waitgroup *g)
     if (!g)
         return -EINVAL;
     memset(g, 0, sizeof *g);
+    weft__spin_init(&G(g)->lock, WEFT__RANK_PRIM);
     G(g)->magic = WEFT__WG_MAGIC;
     return 0;
 }
