@@ -111,7 +111,7 @@ static void nodelay(int fd)
 
 static int listen_on(const struct sockaddr *sa, socklen_t len, int type, int backlog)
 {
-    int fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = weft__os_socket(sa->sa_family, type);
     if (fd < 0)
         return -errno;
     int one = 1;
@@ -164,7 +164,7 @@ int weft_local_port(int fd)
 static ssize_t try_accept(weft__fdcall *c, void *arg)
 {
     (void)arg;
-    int fd = accept4(c->op.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = weft__os_accept(c->op.fd);
     if (fd < 0 && errno == ECONNABORTED)
         errno = EINTR;  /* that connection is gone: try the next at once */
     return fd;
@@ -225,7 +225,7 @@ static ssize_t try_connect(weft__fdcall *c, void *arg)
 /* May suspend.  Connects a fresh non-blocking socket to one address. */
 static int connect_one(const struct sockaddr *sa, socklen_t len, int type, int64_t deadline)
 {
-    int fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = weft__os_socket(sa->sa_family, type);
     if (fd < 0)
         return -errno;
     weft__fd_fresh(fd);
@@ -327,8 +327,8 @@ ssize_t weft__send_or_write(weft__fdcall *c, const void *buf, size_t n)
     weft__fdstate *st = c->op.st;
     if (atomic_load_explicit(&st->notsock, memory_order_relaxed))
         return write(c->op.fd, buf, n);
-    /* MSG_NOSIGNAL: a closed peer is -EPIPE, not a SIGPIPE. */
-    ssize_t r = send(c->op.fd, buf, n, MSG_NOSIGNAL);
+    /* No SIGPIPE: a closed peer is -EPIPE. */
+    ssize_t r = send(c->op.fd, buf, n, WEFT__OS_MSG_NOSIGNAL);
     if (r < 0 && errno == ENOTSOCK) {
         atomic_store_explicit(&st->notsock, true, memory_order_relaxed);
         r = write(c->op.fd, buf, n);
@@ -456,7 +456,7 @@ ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, sockle
 static ssize_t try_sendto(weft__fdcall *c, void *arg)
 {
     dgram_req *r = arg;
-    return sendto(c->op.fd, r->cbuf, r->n, MSG_NOSIGNAL, r->to, r->tolen);
+    return sendto(c->op.fd, r->cbuf, r->n, WEFT__OS_MSG_NOSIGNAL, r->to, r->tolen);
 }
 
 ssize_t weft_sendto(int fd, const void *buf, size_t n, const struct sockaddr *to,

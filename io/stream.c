@@ -253,7 +253,7 @@ int weft_stream_close(weft_stream *s)
     /* Flush what can go without waiting: closing never blocks on a peer. */
     size_t off = s->woff;
     while (off < s->wlen) {
-        ssize_t r = send(s->fd, s->wbuf + off, s->wlen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t r = send(s->fd, s->wbuf + off, s->wlen - off, WEFT__OS_MSG_NOSIGNAL | MSG_DONTWAIT);
         if (r < 0 && errno == ENOTSOCK)
             r = write(s->fd, s->wbuf + off, s->wlen - off);
         if (r <= 0) {

@@ -44,13 +44,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/futex.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <time.h>
 
 #include "internal.h"
+#include "os.h"
 
 #define WEFT__POOL_IDLE_NS (10 * WEFT_SEC)
 
@@ -79,11 +77,6 @@ struct weft__pool {
     pool_thread *_Atomic dead;  /* retired, to be joined (written under lock) */
     const char *name;
 };
-
-static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
-{
-    return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
-}
 
 weft__pool *weft__pool_new(weft__runtime *rt, unsigned max, const char *name)
 {
@@ -153,7 +146,7 @@ static weft_task *wait_job(pool_thread *self)
         }
         if (m == MB_STOP)
             return NULL;
-        long r = futex(&self->mbox, FUTEX_WAIT_PRIVATE, MB_WAIT, timed ? &ts : NULL);
+        long r = weft__os_wait(&self->mbox, MB_WAIT, timed ? &ts : NULL);
         if (r == -1 && errno == ETIMEDOUT) {
             weft__spin_lock(&p->lock);
             if (self->in_idle) {
@@ -187,7 +180,7 @@ static void *pool_main(void *arg)
     weft__pool *p = self->pool;
     /* The pool's threads sleep precisely: a user's 1 ms nanosleep should
      * take 1 ms, not the default 50 us of slack on top. */
-    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    weft__os_thread_precise_timers();
     weft_task *t = self->job;  /* the job it was started for, or NULL */
     for (;;) {
         if (!t) {
@@ -253,7 +246,7 @@ int weft__pool_submit(weft__pool *p, weft_task *t)
         th->job = t;
         /* release: pairs with the acquire in wait_job. */
         atomic_store_explicit(&th->mbox, MB_JOB, memory_order_release);
-        futex(&th->mbox, FUTEX_WAKE_PRIVATE, 1, NULL);
+        weft__os_wake(&th->mbox, 1);
         return 0;
     }
     bool start = p->threads < p->max;
@@ -373,7 +366,7 @@ void weft__pool_free(weft__pool *p)
     for (pool_thread *i = p->idle; i; i = i->idle_next) {
         i->in_idle = false;
         atomic_store_explicit(&i->mbox, MB_STOP, memory_order_release);
-        futex(&i->mbox, FUTEX_WAKE_PRIVATE, 1, NULL);
+        weft__os_wake(&i->mbox, 1);
     }
     p->idle = NULL;
     weft__spin_unlock(&p->lock);

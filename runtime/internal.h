@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "weft.h"
+#include "os.h"
 
 #define WEFT__CACHELINE 64
 #define WEFT__ALIGNED __attribute__((aligned(WEFT__CACHELINE)))
@@ -403,7 +404,7 @@ struct weft__worker {
     weft__stack_cache stacks;
     uint64_t next_id, id_end;             /* block of task ids */
     int *victims;                         /* other workers, nearest first */
-    int evfd;                             /* its own sleep (runtime/poller.h) */
+    struct weft__sleeper *sleeper;        /* its own sleep (the poller backend's) */
     /* Its io_uring (runtime/aio_uring.c): made and written by the owner, read by
      * reapers once published (release / acquire). */
     struct weft__aio *_Atomic aio;
@@ -523,7 +524,7 @@ struct weft__runtime {
 
     /* The shared poller (runtime/poller.h; sched.c essay, 9): every descriptor,
      * driven by one parked worker at a time. */
-    int epfd, evfd;
+    struct weft__poller *poller;          /* the backend's (runtime/poller.h) */
     _Atomic(weft__worker *) driver WEFT__ALIGNED; /* holds the poller, or NULL */
     _Atomic unsigned nfds;                /* descriptors in the shared poller */
 };
@@ -702,12 +703,11 @@ void weft__signal_uninstall(void);
 int  weft__altstack_setup(weft__worker *w);
 void weft__altstack_teardown(weft__worker *w);
 
-/* weft_now() to the kernel's tick (1-4 ms): a few ns (vDSO, no rdtsc). */
+/* weft_now() to the kernel's tick (1-4 ms): a few ns (the platform's,
+ * os/<platform>/os.h). */
 static inline int64_t weft__coarse_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
+    return weft__os_coarse_now();
 }
 
 /* weft_now() as sysmon last saw it (1 ms while workers run, 5 ms idle): one

@@ -14,11 +14,12 @@
 #include "internal.h"
 
 /* weft_run, before the workers start: the shared poller and the driver's
- * wake-up channel (rt->epfd, rt->evfd). */
+ * wake-up channel (rt->poller, the backend's own struct; on failure
+ * weft__poll_free releases what was made). */
 int  weft__poll_init(weft__runtime *rt);
 void weft__poll_free(weft__runtime *rt);
 /* worker_new: w's own wake-up channel, where it sleeps while another
- * worker drives (w->evfd). */
+ * worker drives (w->sleeper, the backend's own struct). */
 int  weft__poll_worker_init(weft__worker *w);
 void weft__poll_worker_free(weft__worker *w);
 /* Any thread: makes the driver's wait return (or its next one not block). */

@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,7 +121,6 @@ static weft__worker *worker_new(weft__runtime *rt, int id, int cpu)
     w->id = id;
     w->hooks = rt->cfg.debug ? WEFT__HOOK_DEBUG : 0;
     w->cpu = cpu;
-    w->evfd = -1;
     weft__spin_init(&w->dbg_lock, WEFT__RANK_LEAF);
     if (weft__timers_init(&w->timers) < 0)
         goto fail;
@@ -201,7 +198,6 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
         return -ENOMEM;
     memset(rt, 0, sizeof *rt);
     rt->cfg = set;
-    rt->epfd = rt->evfd = -1;
     weft__spin_init(&rt->inject_lock, WEFT__RANK_INJECT);
     weft__spin_init(&rt->idle_lock, WEFT__RANK_IDLE);
     weft__spin_init(&rt->task_lock, WEFT__RANK_LEAF);

@@ -1,0 +1,64 @@
+/*
+ * The platform interface, Linux's side.  CMake puts runtime/os/<platform>/
+ * on the library's include path (WEFT_OS), so that `#include "os.h"` finds
+ * the platform's version of these few calls and the portable files carry no
+ * #ifdef of their own.  A port to another system writes its own os.h with
+ * the same names, a poller backend (poller.h; poll_epoll.c here), and adds
+ * its WEFT_OS / WEFT_POLLER lines to CMakeLists.txt (CONTRIBUTING.md).
+ *
+ * Also here: os.c (what needs _GNU_SOURCE, out of line), and the other
+ * backend of the platform, aio_uring.c: pread and pwrite on io_uring
+ * (runtime/aio.h; runtime/aio_none.c elsewhere).
+ */
+#ifndef WEFT_OS_H
+#define WEFT_OS_H
+
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* weft_now() to the kernel's tick (1-4 ms): a few ns (vDSO, no rdtsc). */
+static inline int64_t weft__os_coarse_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* os.c.  A socket that is non-blocking and close-on-exec from birth; -1
+ * and errno as socket(2).  Any thread. */
+int weft__os_socket(int domain, int type);
+/* os.c.  accept(2), the connection non-blocking and close-on-exec from
+ * birth.  Any thread. */
+int weft__os_accept(int fd);
+
+/* Flags for send / sendto: a closed peer is EPIPE, not SIGPIPE.  (BSDs
+ * have no such flag; their os.h sets SO_NOSIGPIPE on each socket.) */
+#define WEFT__OS_MSG_NOSIGNAL MSG_NOSIGNAL
+
+/* Sleeps while *addr == val, until woken or ts (relative; NULL: none);
+ * 0, or -1 with errno (EAGAIN: *addr != val; ETIMEDOUT; EINTR). */
+static inline long weft__os_wait(_Atomic uint32_t *addr, uint32_t val, const struct timespec *ts)
+{
+    return syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, ts, NULL, 0);
+}
+
+/* Wakes up to n threads sleeping in weft__os_wait on addr. */
+static inline void weft__os_wake(_Atomic uint32_t *addr, int n)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+/* A pool thread's timers fire on time (no 50 us slack): its sleeps are
+ * the callers' deadlines. */
+static inline void weft__os_thread_precise_timers(void)
+{
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+}
+
+#endif
