@@ -13,7 +13,7 @@
  * with "weft-bench file FILE N C" (weft_pread from C coroutines, on the
  * workers' rings; WEFT_IO_URING=off hands each read to the runtime's
  * blocking pool instead).  docs/networking.md has the figures.  Raw system
- * calls, no liburing, as runtime/aio_uring.c.
+ * calls, no liburing, as runtime/os/linux/aio_uring.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>

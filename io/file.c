@@ -2,7 +2,7 @@
  * Files without blocking a worker (aiofiles): whole-file read and write,
  * pread and pwrite.
  *
- * pread and pwrite go to the worker's io_uring (runtime/aio_uring.c) where the
+ * pread and pwrite go to the worker's io_uring (runtime/os/linux/aio_uring.c) where the
  * kernel allows it: no hand-off to another thread, and a read of cached
  * data is done inside the submitting system call (docs/networking.md,
  * "Files": 2.4x the pool's throughput with 64 reads in flight, several

@@ -1,6 +1,6 @@
 /*
  * File reads and writes handed to the kernel without a blocking thread
- * (internal).  CMake picks the implementation: runtime/aio_uring.c (io_uring,
+ * (internal).  CMake picks the implementation: runtime/os/linux/aio_uring.c (io_uring,
  * Linux) or runtime/aio_none.c (always "not available").  io/file.c calls
  * weft__aio_rw first and falls back to the runtime's blocking pool when it
  * says -ENOSYS, so a kernel or container that refuses io_uring costs

@@ -405,7 +405,7 @@ struct weft__worker {
     uint64_t next_id, id_end;             /* block of task ids */
     int *victims;                         /* other workers, nearest first */
     struct weft__sleeper *sleeper;        /* its own sleep (the poller backend's) */
-    /* Its io_uring (runtime/aio_uring.c): made and written by the owner, read by
+    /* Its io_uring (runtime/os/linux/aio_uring.c): made and written by the owner, read by
      * reapers once published (release / acquire). */
     struct weft__aio *_Atomic aio;
     int cpu;                              /* OS cpu it is pinned to, -1 */

@@ -3,7 +3,7 @@
  * descriptor; the worker that parks first "drives" it (waits in it), the
  * other parked workers sleep on their own wake-up channel (sched.c essay,
  * section 9, says why and how the driver is handed over).  CMake picks the
- * implementation (runtime/poll_epoll.c on Linux); the scheduler and the I/O
+ * implementation (runtime/os/linux/poll_epoll.c on Linux); the scheduler and the I/O
  * layer see only these calls.
  */
 #ifndef WEFT_POLL_H
@@ -39,7 +39,7 @@ int  weft__poll_add(weft__runtime *rt, int fd);
 /* Any thread: stops watching fd. */
 int  weft__poll_del(weft__runtime *rt, int fd);
 /* Owner worker only: adds the io_uring descriptor of worker `worker`
- * (runtime/aio_uring.c), disarmed.  0 or -errno. */
+ * (runtime/os/linux/aio_uring.c), disarmed.  0 or -errno. */
 int  weft__poll_add_ring(weft__runtime *rt, int fd, unsigned worker);
 /* Any thread: arms that descriptor for one report, level-triggered: the
  * next poll that finds completions on the ring (at once if some wait

@@ -123,7 +123,7 @@
  *    that a spinlock costs nothing measurable.
  *  - Waking a worker per new task (every spawn would pay a syscall).
  *
- * 9. I/O (runtime/netpoll.c, runtime/poll_epoll.c)
+ * 9. I/O (runtime/netpoll.c, runtime/os/linux/poll_epoll.c)
  *
  *  One poller per runtime (an epoll instance) holds every descriptor a
  *  coroutine has waited on (edge-triggered).  It has no thread of its own:
@@ -163,7 +163,7 @@
  *  poll or its next park; a worker blocked in one coroutine is covered by
  *  sysmon, which wakes a sleeper when nobody drives (it parks and drives).
  *  Blocking work (name resolution, whole files) runs on the runtime's own
- *  pool.  pread / pwrite go to the worker's io_uring (runtime/aio_uring.c):
+ *  pool.  pread / pwrite go to the worker's io_uring (runtime/os/linux/aio_uring.c):
  *  cached data is copied inside the submission; a later completion comes
  *  back through this same poller, where each ring's descriptor is one-shot
  *  and armed only while one of its operations is outstanding.

@@ -1,6 +1,6 @@
 /*
  * cmocka tests of the file calls (include/weft/io.h "Files", io/file.c,
- * runtime/aio_uring.c): weft_pread, weft_pwrite, weft_file_read,
+ * runtime/os/linux/aio_uring.c): weft_pread, weft_pwrite, weft_file_read,
  * weft_file_write, under each WEFT_IO_URING mode: `auto` (the worker's
  * io_uring, cached data copied inside the submitting system call), `async`
  * (every operation done by the kernel's threads, so every completion comes
