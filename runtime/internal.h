@@ -145,11 +145,13 @@ static inline void weft__spin_lock(weft__spin *l)
 static inline void weft__spin_unlock(weft__spin *l)
 {
     WEFT__ASSERT(atomic_load_explicit(&l->v, memory_order_relaxed));  /* held */
-    atomic_store_explicit(&l->v, 0, memory_order_release);
 #if WEFT_CHECKS
+    /* Before the release: once it is stored, the lock's owner object may
+     * be freed by whoever takes it next (a group, a server). */
     if (l->rank)
         weft__rank_release(l->rank);
 #endif
+    atomic_store_explicit(&l->v, 0, memory_order_release);
 }
 
 /* ------------------------------------------------------------------ */
