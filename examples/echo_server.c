@@ -17,11 +17,13 @@
  *   $ ./echo_server 8888 &
  *   $ printf 'hello\nworld\n' | nc -q1 127.0.0.1 8888
  *
- * Each connection runs in a coroutine of its own; the workers (one per CPU,
- * WEFT_WORKERS) each wait in their own epoll, and a connection's coroutine
- * is resumed wherever it is best run.  A line longer than the buffer given
- * to readline is answered with an error and skipped; a client idle for 5
- * minutes is dropped.
+ * Each connection runs in a coroutine of its own on the workers (one per
+ * CPU, WEFT_WORKERS).  The runtime has one poller, which the first worker to
+ * run out of work waits in; a connection's coroutine is queued on the worker
+ * that saw its socket become readable, and runs there or on whichever idle
+ * worker steals it (docs/scheduler.md, section 11).  A line longer than the
+ * buffer given to readline is answered with an error and skipped; a client
+ * idle for 5 minutes is dropped.
  */
 #include <errno.h>
 #include <stdio.h>

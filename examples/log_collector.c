@@ -2,8 +2,9 @@
  * log_collector: a TCP log collector.  Clients send log lines; each
  * connection's handler puts the lines into one bounded weft_queue, and two
  * consumer tasks take them out and store them, appending to a file through
- * weft_pwrite (the write runs on the blocking pool: the workers go on
- * serving connections meanwhile).
+ * weft_pwrite (the write goes to the worker's io_uring where the kernel
+ * allows it, else to the runtime's blocking pool: either way only the
+ * consumer coroutine waits, and the workers go on serving connections).
  *
  *   queue = asyncio.Queue(maxsize=1024)
  *   async def handle(reader, writer):

@@ -5,8 +5,7 @@
  * pread and pwrite go to the worker's io_uring (runtime/os/linux/aio_uring.c) where the
  * kernel allows it: no hand-off to another thread, and a read of cached
  * data is done inside the submitting system call (docs/networking.md,
- * "Files": 2.4x the pool's throughput with 64 reads in flight, several
- * times lower latency for one).  Everything else, and everything when
+ * "Files", has the figures).  Everything else, and everything when
  * io_uring is refused (containers, kernel.io_uring_disabled,
  * WEFT_IO_URING=off), runs its system calls on the runtime's own blocking
  * pool (runtime/blocking.c), so a flood of slow user to_thread calls cannot

@@ -229,7 +229,7 @@ struct weft_task {
     /* Second cache line: what every park writes.  wait, wait_fd and since
      * are read by registry walkers on any thread (observe.c), hence atomics;
      * they share the line of park_commit so that observability costs a park
-     * no extra cache line (pingpong: +4.7% with them on the fourth line). */
+     * no extra cache line (docs/scheduler.md, section 13). */
     weft__commit_fn park_commit;
     void *park_arg;
     int64_t park_deadline;

@@ -27,8 +27,8 @@ typedef struct weft__fdstate {
     _Atomic bool hup;
     /* recv / send said ENOTSOCK once (a pipe, a tty): read and write it
      * with read(2) / write(2) from now on.  Sockets use recv / send, which
-     * skip the VFS layer's work (vfs_read was 1.9% of the echo server's CPU
-     * with read(2); Tokio's recv was absent from its profile). */
+     * skip the VFS layer's work (docs/networking.md, "Reads that come back
+     * short", has the profile). */
     _Atomic bool notsock;
     /* Whether a short read proves the file drained (WEFT__RD_*), learnt at
      * the first short read (net.c, short_read_drains): true of TCP sockets

@@ -11,8 +11,9 @@
  *           reaches a suspension point: yield, park (waiting for something)
  *           or exit.  A spawned task holds no stack until it first runs.
  *  worker   One OS thread per CPU (WEFT_WORKERS), optionally pinned.  Each is
- *           an event loop: a run queue, a timer heap and an epoll instance
- *           (an eventfd for wake-ups now; sockets join it in the I/O layer).
+ *           an event loop: a run queue, a timer heap and a wake-up channel
+ *           of its own to sleep on; one parked worker at a time waits in the
+ *           runtime's shared poller instead (section 9).
  *           A task that switches out goes straight to the worker's next
  *           local task when there is one (one switch, not two); otherwise
  *           to the worker's scheduler context (the thread's own stack),
@@ -31,9 +32,7 @@
  *  so a ping-pong between two tasks stays on one core.  At most
  *  WEFT__LIFO_MAX (16) runnext runs in a row; then runnext goes to the ring's
  *  tail so two tasks ping-ponging cannot starve the ring.  (Tokio uses 3;
- *  with 1000 pairs that rotates every pair through a cold stack every few
- *  round trips - cachegrind: 7.6 misses per round trip at 3, 2.1 at 31 - and
- *  pingpong 1000 1000 measured ~25% faster at 16.)  A full ring moves half
+ *  why 16: docs/scheduler.md, section 13.)  A full ring moves half
  *  of itself to the global injection queue (a spinlocked list), which also
  *  takes spawns from plain threads.  Every WEFT__INJECT_EVERY schedules a
  *  worker looks at the injection queue before its own ring, so injected
@@ -71,11 +70,11 @@
  *      inject_push adds to inject_len (seq_cst) before notify loads n_idle
  *      (seq_cst): in the single order of seq_cst operations one of the two
  *      comes first, so either the producer sees n_idle > 0 or the parker
- *      sees the work.  (No bare fence: ThreadSanitizer cannot follow one.)  For pushes
- *      to a worker's own ring no fence is paid: that worker is awake and will
- *      run what it pushed; sysmon covers it if it blocks.
+ *      sees the work.  (No bare fence: ThreadSanitizer cannot follow one.)
+ *      A push to a worker's own ring pays no seq_cst operation: that worker
+ *      is awake and will run what it pushed; sysmon covers it if it blocks.
  *   d. It then waits until its earliest timer, in the shared poller or on
- *      its own eventfd (section 9).  On waking it
+ *      its own wake-up channel (section 9).  On waking it
  *      removes itself from the idle list, or finds it was popped by a
  *      notifier, which handed it the searching token.
  *
@@ -103,7 +102,8 @@
  *  flagged blocked.  Its ring is stealable as always; its runnext and its due
  *  timers become stealable at once; sysmon wakes an idle worker to take them,
  *  and busy workers look at blocked workers every WEFT__INJECT_EVERY
- *  schedules.  In debug mode the blocking task is named on stderr.
+ *  schedules.  In debug mode the blocking task is named on stderr, with its
+ *  backtrace.
  *
  * 7. Timers
  *
@@ -125,11 +125,12 @@
  *
  * 9. I/O (runtime/netpoll.c, runtime/os/linux/poll_epoll.c)
  *
- *  One poller per runtime (an epoll instance) holds every descriptor a
+ *  One poller per runtime (an epoll instance on Linux, behind
+ *  runtime/poller.h) holds every descriptor a
  *  coroutine has waited on (edge-triggered).  It has no thread of its own:
  *  a worker about to park takes the driver token (CAS rt->driver NULL -> w)
  *  and parks IN the poller, until its earliest timer; the other parked
- *  workers sleep on their own eventfd (Tokio's driver).  A busy worker polls
+ *  workers sleep on their own wake-up channel (Tokio's driver).  A busy worker polls
  *  without waiting every WEFT__INJECT_EVERY schedules if nobody drives.
  *  Socket events thus wake at most one thread, and a worker out of work
  *  needs no separate poll (the drive returns at once with what is ready).
@@ -150,16 +151,13 @@
  *      (0.5 ms) later, the poller's worker notifies once (spread_check); if
  *      it took them all in time, nobody is woken.  An echo server whose
  *      handlers one worker keeps up with then runs on one warm worker, and
- *      handlers that burn CPU still spread (test_server_burst_spreads).
- *      Measured on 2 CPUs against a 1-thread load generator: notifying at
- *      once (Go's and Tokio's rule) gave 86-95k round trips/s and 0.2
- *      context switches per request; deferred, 128-160k and 0.03.
+ *      handlers that burn CPU still spread (test_server_burst_spreads; the
+ *      figures: docs/scheduler.md, section 13).
  *  Rejected: a poller per worker (the first design: each worker's socket
- *  events woke that worker, so two workers took turns sleeping and waking,
- *  0.42 epoll calls and 0.24 context switches per echo request against
- *  Tokio's 0.06 and 0.04); a poller thread (an extra wake-up per event).
+ *  events woke that worker, so two workers took turns sleeping and waking;
+ *  docs/scheduler.md, section 13, has the counts); a poller thread (an extra wake-up per event).
  *  When nobody drives (the last driver went back to work) while the others
- *  sleep on their own eventfds, events wait for a busy worker's periodic
+ *  sleep on their own wake-up channels, events wait for a busy worker's periodic
  *  poll or its next park; a worker blocked in one coroutine is covered by
  *  sysmon, which wakes a sleeper when nobody drives (it parks and drives).
  *  Blocking work (name resolution, whole files) runs on the runtime's own
@@ -171,11 +169,15 @@
  * 10. Shutdown (runtime.c, weft_run)
  *
  *  1. main returns; its worker signals the thread waiting in weft_run.
- *  2. The runtime is marked shutting down: tasks spawned from now on are
- *     cancelled at birth.
- *  3. Every unfinished task is cancelled (registry walk) and woken.
+ *  2. The runtime is withdrawn from plain threads (their spawns fail with
+ *     EPERM) and marked shutting down: tasks spawned by coroutines from now
+ *     on are cancelled at birth.
+ *  3. Every unfinished task is cancelled (registry walk) and woken; calls
+ *     queued on the blocking pools are dropped.
  *  4. weft_run waits until no task is unfinished.
- *  5. Workers are told to stop, woken, and joined; sysmon is stopped.
+ *  5. The blocking pools' threads are joined; workers are told to stop,
+ *     woken, and joined; sysmon is stopped; the signal handlers are
+ *     restored.
  *  6. Tasks never joined nor detached are reported (debug mode) and freed;
  *     stacks, timers, queues and descriptors are released.
  */
@@ -222,9 +224,8 @@ weft_task *weft__cur_task(void)
 /* Any thread (w: the caller's worker, or NULL).  t to w's queues when w
  * belongs to t's runtime, else to the injection queue.  Always inlined:
  * left to itself GCC kept it out of line in wake() once the trace hook was
- * there, and the call cost each wake-up 27 more instructions (callgrind)
- * than the builds without observability, the larger part of pingpong's
- * +5%. */
+ * there, and the call cost each wake-up more than the observability stores
+ * themselves (docs/debugging.md, "Overhead", has the count). */
 static inline __attribute__((always_inline)) void ready_from(weft__worker *w, weft_task *t,
                                                              bool lifo)
 {
@@ -714,7 +715,7 @@ static weft_task *steal_work(weft__worker *w)
     /* No poll of the descriptors here: if nothing is stolen, the park
      * below is that poll (the driver's epoll_wait returns at once with what
      * is ready), and a zero-timeout poll on every idle moment was most of
-     * an echo server's epoll calls (0.8 per request; Tokio makes 0.06).
+     * an echo server's epoll calls (docs/scheduler.md, section 13).
      * Busy workers poll every WEFT__INJECT_EVERY schedules when nobody
      * drives. */
     for (int round = 0; round < WEFT__STEAL_ROUNDS; round++) {

@@ -8,9 +8,11 @@
  *   - flags it blocked, which makes its runnext and its due timers fair game
  *     for the other workers (sched.c, help_blocked);
  *   - wakes an idle worker when the blocked one has ready tasks or due
- *     timers, so they run elsewhere within a few milliseconds;
+ *     timers, or when descriptors are watched and nobody drives the poller,
+ *     so they run elsewhere within a few milliseconds;
  *   - in debug mode, once the coroutine has run WEFT_SLOW_MS without
- *     reaching a suspension point, names it on stderr.
+ *     reaching a suspension point, names it on stderr, with its backtrace
+ *     (SIGURG).
  * When every worker is parked, sysmon backs off to 5 ms naps.  Each round
  * it also refreshes rt->clock, the timestamp of observability fields (since)
  * so that no hot path reads the clock.

@@ -5,15 +5,15 @@
  *
  * Each heap has a spinlock.  The owner adds timers for the coroutines that
  * park on it and fires its own due timers; other workers fire a blocked
- * worker's due timers (sched.c, "no task waits behind a blocked worker"); a
+ * worker's due timers (sched.c, help_blocked; essay section 6); a
  * task resumed anywhere deletes its timer from whichever heap holds it.
  * Firing wakes the task while the heap lock is held: a task deletes its timer
  * under the same lock before it can finish, so a firer never touches a task
  * that has been freed.
  *
  * A heap rather than a wheel: a heap is exact, needs no tick, and costs
- * O(log n) per operation; 1,000,000 sleepers measure well within the
- * sleepers benchmark's budget (a wheel's O(1) matters past that).
+ * O(log n) per operation; a wheel's O(1) matters only past what the
+ * sleepers benchmark needs (docs/scheduler.md, section 7).
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /*
- * Wait queues: the one mechanism every coroutine-aware primitive in sync/
- * waits with.  Internal.
+ * Wait queues: the one mechanism every waiting primitive waits with (sync/,
+ * task groups, descriptors in netpoll.c).  Internal.
  *
  * A waitq is a FIFO of waiter records, each on the waiting coroutine's
  * stack, guarded by the owning primitive's spinlock.  The protocol, on top of
@@ -10,7 +10,7 @@
  *      commit = weft__waiter_commit, &w ...); lock; if (!w.granted)
  *      waitq_remove(q, &w) (timed out / cancelled / spurious); ...
  *  waker (holding the lock):   w = waitq_pop(q); w->granted = true (plus the
- *      value it hands over: a permit, an item, the mutex); weft__wake(w->task)
+ *      value it hands over: a permit, an item, the mutex); weft__waiter_grant(w)
  *      BEFORE unlocking.
  *
  * granted is written and read under the lock, so a waiter cancelled at the
@@ -131,7 +131,7 @@ bool weft__waiter_commit(weft_task *t, void *arg);
  * -ETIMEDOUT / -ECANCELED with w removed from q.
  * Inline: a waiting coroutine's stack at its park is what it must bring
  * back into the cache when it resumes, and one frame fewer is a cache line
- * or two fewer per wake-up (the pingpong benchmark: -25% cache misses). */
+ * or two fewer per wake-up (docs/scheduler.md, section 13). */
 static inline __attribute__((always_inline)) int
 weft__waitq_wait(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *what,
                  int64_t deadline, bool cancellable)

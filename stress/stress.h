@@ -2,7 +2,7 @@
  * Shared scaffolding of the stress programs (header only; each program is
  * one C file that includes it).
  *
- *  - Duration: STRESS_SECONDS(default) reads WEFT_STRESS_SECONDS (a positive
+ *  - Duration: stress_init(name, default_seconds, dump) reads WEFT_STRESS_SECONDS (a positive
  *    number, fractions allowed) for soaks, else the program's default.
  *  - Workers: the program's default count unless WEFT_WORKERS is set.
  *  - Failures: CHECK(cond, fmt, ...) prints one line naming the program and

@@ -10,7 +10,7 @@ lib=$(ls "$work"/prefix/lib*/libweft.so.0 2>/dev/null || ls "$work"/prefix/lib/*
 libdir=$(dirname "$lib")
 test -f "$libdir/libweft.a"
 test -f "$work/prefix/include/weft.h"
-bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^weft_' | grep -v '^WEFT_' || true)
+bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^weft_[^_]' | grep -v '^WEFT_' || true)
 if [ -n "$bad" ]; then echo "exported non-weft symbols: $bad"; exit 1; fi
 readelf -d "$lib" | grep -q 'SONAME.*libweft.so.0' || { echo "no SONAME"; exit 1; }
 PKG_CONFIG_PATH="$libdir/pkgconfig" cc -o "$work/c1" "$src/consumer.c" \

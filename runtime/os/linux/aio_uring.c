@@ -2,8 +2,8 @@
  * File reads and writes on io_uring (runtime/aio.h), raw system calls.
  *
  * Why: a pread on the blocking pool costs a hand-off to a pool thread and
- * a wake-up back (15-17 us for one 4 KiB read here), though the read itself
- * takes about 1 us when the data is in the page cache.  io_uring does that
+ * a wake-up back, many times the read itself when the data is in the page
+ * cache.  io_uring does that
  * read inside the submitting system call and posts its completion before
  * the call returns, so the coroutine does not even park; a read that must
  * wait for the disk goes to the kernel's own threads and completes later.
@@ -27,8 +27,7 @@
  *     Arming is level-triggered (a completion that came before it is
  *     reported at once), so none is missed; and the inline completions,
  *     nearly all of them, wake no parked driver (each did, armed for good:
- *     a lone 4 KiB read took 4.5-4.9 us on 2 workers against 2.1-2.7 us on
- *     one, the difference being the driver's wake-up).
+ *     docs/networking.md, "Files", item 3).
  *  3. A completion's request lives on the waiting coroutine's stack.  The
  *     reaper writes res, then done (seq_cst), then wakes the task, all
  *     under the reap lock; the coroutine re-checks done in its park commit
