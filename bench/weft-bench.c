@@ -9,6 +9,11 @@
  *                    queues of capacity 1 per pair (ops = P*R round trips)
  *   chain D I        each task spawns the next, D deep, I times
  *   sleepers N MS    N tasks sleep MS ms at once (wall time and peak RSS)
+ *   timeouts P R     pingpong where every get waits with a deadline 10 s
+ *                    ahead (a timer armed and cancelled per receive)
+ *   burst N R IDLE   R rounds of N tasks that each sleep 100 ms, IDLE ms of
+ *                    idle after each; prints the resident set after the
+ *                    last idle pause (is memory given back?) and the peak
  *   echo PORT        line echo server on 127.0.0.1:PORT (streams), until killed
  *   blocking N C     N blocking 1 ms sleeps offloaded with weft_to_thread,
  *                    C in flight (C driver coroutines share the N calls)
@@ -39,18 +44,22 @@ static void report(const char *name, int64_t start, long ops)
     printf("%s %.1f ns/op %ld ops %u workers\n", name, ns, ops, weft_workers());
 }
 
-static long maxrss_kib(void)
+/* A field of /proc/self/status in KiB ("VmHWM:", "VmRSS:"). */
+static long status_kib(const char *field)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
     long kb = 0;
+    size_t n = strlen(field);
     while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kb = strtol(line + 6, NULL, 10);
+        if (strncmp(line, field, n) == 0)
+            kb = strtol(line + n, NULL, 10);
     if (f)
         fclose(f);
     return kb;
 }
+
+static long maxrss_kib(void) { return status_kib("VmHWM:"); }
 
 /* A countdown that wakes one waiter at zero (the Go WaitGroup the peers use). */
 typedef struct {
@@ -231,6 +240,107 @@ static void bench_sleepers(long n, long ms)
     weft_event_destroy(&c.done);
 }
 
+/* timeouts: pingpong whose every get has a deadline 10 s ahead, as a
+ * server's per-read deadline: a timer armed and cancelled per receive. */
+static void *to_ping(void *arg)
+{
+    pp_pair *p = arg;
+    for (long r = 0; r < p->rounds; r++) {
+        void *v;
+        if (weft_queue_put(p->a, (void *)(intptr_t)r, WEFT_FOREVER) != 0 ||
+            weft_queue_get(p->b, &v, weft_now() + 10 * WEFT_SEC) != 0 ||
+            (intptr_t)v != r + 1) {
+            fprintf(stderr, "weft-bench: timeouts: bad round %ld\n", r);
+            exit(1);
+        }
+    }
+    weft_queue_close(p->a);
+    return NULL;
+}
+
+static void *to_pong(void *arg)
+{
+    pp_pair *p = arg;
+    void *v;
+    int rc;
+    while ((rc = weft_queue_get(p->a, &v, weft_now() + 10 * WEFT_SEC)) == 0)
+        if (weft_queue_put(p->b, (void *)((intptr_t)v + 1), WEFT_FOREVER) != 0)
+            break;
+    if (rc == -ETIMEDOUT) {
+        fprintf(stderr, "weft-bench: timeouts: a get timed out\n");
+        exit(1);
+    }
+    weft_queue_close(p->b);
+    return NULL;
+}
+
+static void bench_timeouts(long pairs, long rounds)
+{
+    pp_pair *ps = calloc((size_t)pairs, sizeof *ps);
+    weft_task **ts = malloc(sizeof *ts * 2 * (size_t)pairs);
+    if (!ps || !ts) {
+        perror("weft-bench");
+        exit(1);
+    }
+    int64_t start = weft_now();
+    for (long i = 0; i < pairs; i++) {
+        ps[i].a = weft_queue_new(WEFT_QUEUE_FIFO, 1);
+        ps[i].b = weft_queue_new(WEFT_QUEUE_FIFO, 1);
+        ps[i].rounds = rounds;
+        if (!ps[i].a || !ps[i].b) {
+            perror("weft_queue_new");
+            exit(1);
+        }
+        ts[2 * i] = weft_spawn(to_pong, &ps[i]);
+        ts[2 * i + 1] = weft_spawn(to_ping, &ps[i]);
+        if (!ts[2 * i] || !ts[2 * i + 1]) {
+            perror("weft_spawn");
+            exit(1);
+        }
+    }
+    weft_gather(ts, 2 * (size_t)pairs, NULL);
+    report("timeouts", start, pairs * rounds);
+    for (long i = 0; i < pairs; i++) {
+        weft_queue_free(ps[i].a);
+        weft_queue_free(ps[i].b);
+    }
+    free(ts);
+    free(ps);
+}
+
+/* burst: R rounds of N tasks that sleep 100 ms, IDLE ms of idle after
+ * each; the resident set after the last pause says what the runtime kept. */
+static void *burst_sleeper(void *arg)
+{
+    countdown *c = arg;
+    weft_sleep(100 * WEFT_MS);
+    if (atomic_fetch_sub_explicit(&c->left, 1, memory_order_acq_rel) == 1)
+        weft_event_set(&c->done);
+    return NULL;
+}
+
+static void bench_burst(long n, long rounds, long idle_ms)
+{
+    for (long r = 0; r < rounds; r++) {
+        countdown c;
+        atomic_init(&c.left, n);
+        weft_event_init(&c.done);
+        for (long i = 0; i < n; i++) {
+            weft_task *t = weft_spawn(burst_sleeper, &c);
+            if (!t) {
+                perror("weft_spawn");
+                exit(1);
+            }
+            weft_detach(t);
+        }
+        weft_event_wait(&c.done, WEFT_FOREVER);
+        weft_event_destroy(&c.done);
+        weft_sleep(idle_ms * WEFT_MS);
+    }
+    printf("burst %ld KiB-rss-after-idle %ld tasks %ld rounds %ld KiB-maxrss\n",
+           status_kib("VmRSS:"), n, rounds, maxrss_kib());
+}
+
 static void *sleep_1ms(void *arg)
 {
     struct timespec ts = {0, 1000000};
@@ -351,6 +461,10 @@ static void *bench_main(void *arg)
         bench_sleepers(args[0], args[1]);
     else if (!strcmp(workload, "blocking"))
         bench_blocking(args[0], args[1]);
+    else if (!strcmp(workload, "timeouts"))
+        bench_timeouts(args[0], args[1]);
+    else if (!strcmp(workload, "burst"))
+        bench_burst(args[0], args[1], args[2]);
     else if (!strcmp(workload, "echo"))
         bench_echo(args[0]);
     else if (!strcmp(workload, "file"))
@@ -360,7 +474,7 @@ static void *bench_main(void *arg)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS | blocking N C | echo PORT | file PATH N C\n");
+    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS | blocking N C | timeouts P R | burst N R IDLE_MS | echo PORT | file PATH N C\n");
     return 2;
 }
 
@@ -377,8 +491,9 @@ int main(int argc, char **argv)
         argc--;
     }
     int need = (!strcmp(workload, "spawn") || !strcmp(workload, "echo")) ? 1
+             : !strcmp(workload, "burst") ? 3
              : (!strcmp(workload, "yield") || !strcmp(workload, "pingpong") ||
-                !strcmp(workload, "chain") ||
+                !strcmp(workload, "chain") || !strcmp(workload, "timeouts") ||
                 !strcmp(workload, "sleepers") || !strcmp(workload, "blocking") ||
                 !strcmp(workload, "file")) ? 2 : -1;
     if (need < 0 || argc < 2 + need)
