@@ -123,7 +123,13 @@ static void bench_yield(long tasks, long yields)
 typedef struct {
     weft_queue *a, *b;
     long rounds;
+    int64_t timeout;  /* timeouts: each get's deadline this far ahead; 0: none */
 } pp_pair;
+
+static inline int64_t pp_deadline(const pp_pair *p)
+{
+    return p->timeout ? weft_now() + p->timeout : WEFT_FOREVER;
+}
 
 static void *pp_ping(void *arg)
 {
@@ -131,8 +137,8 @@ static void *pp_ping(void *arg)
     for (long r = 0; r < p->rounds; r++) {
         void *v;
         if (weft_queue_put(p->a, (void *)(intptr_t)r, WEFT_FOREVER) != 0 ||
-            weft_queue_get(p->b, &v, WEFT_FOREVER) != 0 || (intptr_t)v != r + 1) {
-            fprintf(stderr, "weft-bench: pingpong: bad round %ld\n", r);
+            weft_queue_get(p->b, &v, pp_deadline(p)) != 0 || (intptr_t)v != r + 1) {
+            fprintf(stderr, "weft-bench: %s: bad round %ld\n", workload, r);
             exit(1);
         }
     }
@@ -144,14 +150,22 @@ static void *pp_pong(void *arg)
 {
     pp_pair *p = arg;
     void *v;
-    while (weft_queue_get(p->a, &v, WEFT_FOREVER) == 0)
+    int rc;
+    while ((rc = weft_queue_get(p->a, &v, pp_deadline(p))) == 0)
         if (weft_queue_put(p->b, (void *)((intptr_t)v + 1), WEFT_FOREVER) != 0)
             break;
+    if (rc == -ETIMEDOUT) {
+        fprintf(stderr, "weft-bench: %s: a get timed out\n", workload);
+        exit(1);
+    }
     weft_queue_close(p->b);
     return NULL;
 }
 
-static void bench_pingpong(long pairs, long rounds)
+/* pingpong, and timeouts (the same with a deadline 10 s ahead on every
+ * get: a timer armed and cancelled per receive, as a server's per-read
+ * deadline). */
+static void bench_pingpong(long pairs, long rounds, int64_t timeout)
 {
     pp_pair *ps = calloc((size_t)pairs, sizeof *ps);
     weft_task **ts = malloc(sizeof *ts * 2 * (size_t)pairs);
@@ -164,6 +178,7 @@ static void bench_pingpong(long pairs, long rounds)
         ps[i].a = weft_queue_new(WEFT_QUEUE_FIFO, 1);
         ps[i].b = weft_queue_new(WEFT_QUEUE_FIFO, 1);
         ps[i].rounds = rounds;
+        ps[i].timeout = timeout;
         if (!ps[i].a || !ps[i].b) {
             perror("weft_queue_new");
             exit(1);
@@ -176,7 +191,7 @@ static void bench_pingpong(long pairs, long rounds)
         }
     }
     weft_gather(ts, 2 * (size_t)pairs, NULL);
-    report("pingpong", start, pairs * rounds);
+    report(workload, start, pairs * rounds);
     for (long i = 0; i < pairs; i++) {
         weft_queue_free(ps[i].a);
         weft_queue_free(ps[i].b);
@@ -238,74 +253,6 @@ static void bench_sleepers(long n, long ms)
     printf("sleepers %.1f ms-wall %ld tasks %ld ms-sleep %ld KiB-maxrss\n", wall, n, ms,
            maxrss_kib());
     weft_event_destroy(&c.done);
-}
-
-/* timeouts: pingpong whose every get has a deadline 10 s ahead, as a
- * server's per-read deadline: a timer armed and cancelled per receive. */
-static void *to_ping(void *arg)
-{
-    pp_pair *p = arg;
-    for (long r = 0; r < p->rounds; r++) {
-        void *v;
-        if (weft_queue_put(p->a, (void *)(intptr_t)r, WEFT_FOREVER) != 0 ||
-            weft_queue_get(p->b, &v, weft_now() + 10 * WEFT_SEC) != 0 ||
-            (intptr_t)v != r + 1) {
-            fprintf(stderr, "weft-bench: timeouts: bad round %ld\n", r);
-            exit(1);
-        }
-    }
-    weft_queue_close(p->a);
-    return NULL;
-}
-
-static void *to_pong(void *arg)
-{
-    pp_pair *p = arg;
-    void *v;
-    int rc;
-    while ((rc = weft_queue_get(p->a, &v, weft_now() + 10 * WEFT_SEC)) == 0)
-        if (weft_queue_put(p->b, (void *)((intptr_t)v + 1), WEFT_FOREVER) != 0)
-            break;
-    if (rc == -ETIMEDOUT) {
-        fprintf(stderr, "weft-bench: timeouts: a get timed out\n");
-        exit(1);
-    }
-    weft_queue_close(p->b);
-    return NULL;
-}
-
-static void bench_timeouts(long pairs, long rounds)
-{
-    pp_pair *ps = calloc((size_t)pairs, sizeof *ps);
-    weft_task **ts = malloc(sizeof *ts * 2 * (size_t)pairs);
-    if (!ps || !ts) {
-        perror("weft-bench");
-        exit(1);
-    }
-    int64_t start = weft_now();
-    for (long i = 0; i < pairs; i++) {
-        ps[i].a = weft_queue_new(WEFT_QUEUE_FIFO, 1);
-        ps[i].b = weft_queue_new(WEFT_QUEUE_FIFO, 1);
-        ps[i].rounds = rounds;
-        if (!ps[i].a || !ps[i].b) {
-            perror("weft_queue_new");
-            exit(1);
-        }
-        ts[2 * i] = weft_spawn(to_pong, &ps[i]);
-        ts[2 * i + 1] = weft_spawn(to_ping, &ps[i]);
-        if (!ts[2 * i] || !ts[2 * i + 1]) {
-            perror("weft_spawn");
-            exit(1);
-        }
-    }
-    weft_gather(ts, 2 * (size_t)pairs, NULL);
-    report("timeouts", start, pairs * rounds);
-    for (long i = 0; i < pairs; i++) {
-        weft_queue_free(ps[i].a);
-        weft_queue_free(ps[i].b);
-    }
-    free(ts);
-    free(ps);
 }
 
 /* burst: R rounds of N tasks that sleep 100 ms, IDLE ms of idle after
@@ -454,7 +401,7 @@ static void *bench_main(void *arg)
     else if (!strcmp(workload, "yield"))
         bench_yield(args[0], args[1]);
     else if (!strcmp(workload, "pingpong"))
-        bench_pingpong(args[0], args[1]);
+        bench_pingpong(args[0], args[1], 0);
     else if (!strcmp(workload, "chain"))
         bench_chain(args[0], args[1]);
     else if (!strcmp(workload, "sleepers"))
@@ -462,7 +409,7 @@ static void *bench_main(void *arg)
     else if (!strcmp(workload, "blocking"))
         bench_blocking(args[0], args[1]);
     else if (!strcmp(workload, "timeouts"))
-        bench_timeouts(args[0], args[1]);
+        bench_pingpong(args[0], args[1], 10 * WEFT_SEC);
     else if (!strcmp(workload, "burst"))
         bench_burst(args[0], args[1], args[2]);
     else if (!strcmp(workload, "echo"))

@@ -62,14 +62,8 @@ static void dump(void)
             atomic_load(&probes_done));
     if (r && atomic_load(&phase) == 1) {
         uint64_t n = atomic_load(&r->next_id), fin = atomic_load(&r->finished);
-        fprintf(stderr, "  this round: %" PRIu64 " spawned, %" PRIu64 " finished; never ran:", n, fin);
-        int shown = 0;
-        for (uint64_t i = 0; i < n && i < r->cap && shown < 20; i++)
-            if (atomic_load(&r->ran[i]) == 0) {
-                fprintf(stderr, " %" PRIu64, i);
-                shown++;
-            }
-        fprintf(stderr, "\n");
+        fprintf(stderr, "  this round: %" PRIu64 " spawned, %" PRIu64 " finished;", n, fin);
+        stress_list_never_ran(r->ran, n, r->cap);
     }
 }
 

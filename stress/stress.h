@@ -155,6 +155,20 @@ static inline uint64_t rng_seed(void)
 
 /* Busy-waits ns without suspending (on a worker: blocks it; that is the point
  * where it is used). */
+/* For a dump: the first ids (up to 20) of [0, n) whose run count is still
+ * zero, on one line after "never ran:". */
+static inline void stress_list_never_ran(_Atomic uint32_t *ran, uint64_t n, uint64_t cap)
+{
+    fprintf(stderr, " never ran:");
+    int shown = 0;
+    for (uint64_t i = 0; i < n && i < cap && shown < 20; i++)
+        if (atomic_load(&ran[i]) == 0) {
+            fprintf(stderr, " %" PRIu64, i);
+            shown++;
+        }
+    fprintf(stderr, "\n");
+}
+
 static inline void stress_spin_ns(int64_t ns)
 {
     int64_t end = weft_now() + ns;

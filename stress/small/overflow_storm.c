@@ -61,15 +61,9 @@ static void dump(void)
             atomic_load(&rounds_done), atomic_load(&total_spawned));
     if (r) {
         uint64_t n = atomic_load(&r->next_id);
-        fprintf(stderr, "  this round: %" PRIu64 " spawned, %" PRIu64 " finished; never ran:", n,
+        fprintf(stderr, "  this round: %" PRIu64 " spawned, %" PRIu64 " finished;", n,
                 atomic_load(&r->finished));
-        int shown = 0;
-        for (uint64_t i = 0; i < n && i < r->cap && shown < 20; i++)
-            if (atomic_load(&r->ran[i]) == 0) {
-                fprintf(stderr, " %" PRIu64, i);
-                shown++;
-            }
-        fprintf(stderr, "\n");
+        stress_list_never_ran(r->ran, n, r->cap);
     }
 }
 
@@ -89,8 +83,10 @@ static uint64_t alloc_id(void)
 
 static void *task_fn(void *arg);
 
-/* Spawns n tasks (ids allocated here) and gathers them; checks results. */
-static void burst(size_t n, bool children)
+/* Spawns n tasks (ids allocated here; CHILD_BIT in flags for children),
+ * spins spin_ns without a suspension point, then gathers them and checks
+ * their results. */
+static void spawn_gather(size_t n, uintptr_t flags, int64_t spin_ns, const char *what)
 {
     weft_task *ts[BURST_MAX];
     uint64_t ids[BURST_MAX];
@@ -98,7 +94,7 @@ static void burst(size_t n, bool children)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t id = alloc_id();
-        weft_task *t = weft_spawn(task_fn, (void *)(uintptr_t)(id | (children ? CHILD_BIT : 0)));
+        weft_task *t = weft_spawn(task_fn, (void *)(uintptr_t)(id | flags));
         CHECK(t, "weft_spawn from a coroutine failed: errno %d", errno);
         if (!t) {
             /* Never ran: keep the round's books straight. */
@@ -110,11 +106,18 @@ static void burst(size_t n, bool children)
         ts[k] = t;
         ids[k++] = id;
     }
+    if (spin_ns)
+        stress_spin_ns(spin_ns);
     int rc = weft_gather(ts, k, res);
-    CHECK(rc == 0, "weft_gather of a burst of %zu returned %d", k, rc);
+    CHECK(rc == 0, "weft_gather of %s of %zu returned %d", what, k, rc);
     for (size_t i = 0; i < k; i++)
-        CHECK(res[i] == expect_of(ids[i]), "task %" PRIu64 ": result %p, expected %p", ids[i],
-              res[i], expect_of(ids[i]));
+        CHECK(res[i] == expect_of(ids[i]), "%s task %" PRIu64 ": result %p, expected %p", what,
+              ids[i], res[i], expect_of(ids[i]));
+}
+
+static void burst(size_t n, bool children)
+{
+    spawn_gather(n, children ? CHILD_BIT : 0, 0, "a burst");
 }
 
 /* Steal bait: BAIT tasks fit the spawner's runnext and ring without
@@ -124,29 +127,7 @@ static void burst(size_t n, bool children)
  * queue: a slow run, under a sanitizer, might see no steal at all). */
 static void bait(void)
 {
-    weft_task *ts[BAIT];
-    uint64_t ids[BAIT];
-    void *res[BAIT];
-    size_t k = 0;
-    for (size_t i = 0; i < BAIT; i++) {
-        uint64_t id = alloc_id();
-        weft_task *t = weft_spawn(task_fn, (void *)(uintptr_t)(id | CHILD_BIT));
-        CHECK(t, "weft_spawn from a coroutine failed: errno %d", errno);
-        if (!t) {
-            atomic_fetch_add(&R->ran[id], 1);
-            atomic_fetch_add(&R->finished, 1);
-            atomic_fetch_add(&R->id_sum_seen, id);
-            continue;
-        }
-        ts[k] = t;
-        ids[k++] = id;
-    }
-    stress_spin_ns(BAIT_NS);
-    int rc = weft_gather(ts, k, res);
-    CHECK(rc == 0, "weft_gather of the bait returned %d", rc);
-    for (size_t i = 0; i < k; i++)
-        CHECK(res[i] == expect_of(ids[i]), "bait task %" PRIu64 ": result %p, expected %p",
-              ids[i], res[i], expect_of(ids[i]));
+    spawn_gather(BAIT, CHILD_BIT, BAIT_NS, "the bait");
 }
 
 static void *task_fn(void *arg)
