@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -123,21 +124,23 @@ static void bench_yield(long tasks, long yields)
 typedef struct {
     weft_queue *a, *b;
     long rounds;
-    int64_t timeout;  /* timeouts: each get's deadline this far ahead; 0: none */
 } pp_pair;
 
-static inline int64_t pp_deadline(const pp_pair *p)
+/* timeouts: every get waits with a deadline 10 s ahead (a timer armed and
+ * cancelled per receive, as a server's per-read deadline).  timed is a
+ * constant in each caller below, so pingpong's copies have no clock read
+ * and no test of it. */
+static inline __attribute__((always_inline)) int64_t pp_deadline(bool timed)
 {
-    return p->timeout ? weft_now() + p->timeout : WEFT_FOREVER;
+    return timed ? weft_now() + 10 * WEFT_SEC : WEFT_FOREVER;
 }
 
-static void *pp_ping(void *arg)
+static inline __attribute__((always_inline)) void *ping_body(pp_pair *p, bool timed)
 {
-    pp_pair *p = arg;
     for (long r = 0; r < p->rounds; r++) {
         void *v;
         if (weft_queue_put(p->a, (void *)(intptr_t)r, WEFT_FOREVER) != 0 ||
-            weft_queue_get(p->b, &v, pp_deadline(p)) != 0 || (intptr_t)v != r + 1) {
+            weft_queue_get(p->b, &v, pp_deadline(timed)) != 0 || (intptr_t)v != r + 1) {
             fprintf(stderr, "weft-bench: %s: bad round %ld\n", workload, r);
             exit(1);
         }
@@ -146,12 +149,11 @@ static void *pp_ping(void *arg)
     return NULL;
 }
 
-static void *pp_pong(void *arg)
+static inline __attribute__((always_inline)) void *pong_body(pp_pair *p, bool timed)
 {
-    pp_pair *p = arg;
     void *v;
     int rc;
-    while ((rc = weft_queue_get(p->a, &v, pp_deadline(p))) == 0)
+    while ((rc = weft_queue_get(p->a, &v, pp_deadline(timed))) == 0)
         if (weft_queue_put(p->b, (void *)((intptr_t)v + 1), WEFT_FOREVER) != 0)
             break;
     if (rc == -ETIMEDOUT) {
@@ -162,10 +164,13 @@ static void *pp_pong(void *arg)
     return NULL;
 }
 
-/* pingpong, and timeouts (the same with a deadline 10 s ahead on every
- * get: a timer armed and cancelled per receive, as a server's per-read
- * deadline). */
-static void bench_pingpong(long pairs, long rounds, int64_t timeout)
+static void *pp_ping(void *arg) { return ping_body(arg, false); }
+static void *pp_pong(void *arg) { return pong_body(arg, false); }
+static void *to_ping(void *arg) { return ping_body(arg, true); }
+static void *to_pong(void *arg) { return pong_body(arg, true); }
+
+/* pingpong (pp_ping, pp_pong) and timeouts (to_ping, to_pong). */
+static void bench_pingpong(long pairs, long rounds, weft_fn ping, weft_fn pong)
 {
     pp_pair *ps = calloc((size_t)pairs, sizeof *ps);
     weft_task **ts = malloc(sizeof *ts * 2 * (size_t)pairs);
@@ -178,13 +183,12 @@ static void bench_pingpong(long pairs, long rounds, int64_t timeout)
         ps[i].a = weft_queue_new(WEFT_QUEUE_FIFO, 1);
         ps[i].b = weft_queue_new(WEFT_QUEUE_FIFO, 1);
         ps[i].rounds = rounds;
-        ps[i].timeout = timeout;
         if (!ps[i].a || !ps[i].b) {
             perror("weft_queue_new");
             exit(1);
         }
-        ts[2 * i] = weft_spawn(pp_pong, &ps[i]);
-        ts[2 * i + 1] = weft_spawn(pp_ping, &ps[i]);
+        ts[2 * i] = weft_spawn(pong, &ps[i]);
+        ts[2 * i + 1] = weft_spawn(ping, &ps[i]);
         if (!ts[2 * i] || !ts[2 * i + 1]) {
             perror("weft_spawn");
             exit(1);
@@ -401,7 +405,7 @@ static void *bench_main(void *arg)
     else if (!strcmp(workload, "yield"))
         bench_yield(args[0], args[1]);
     else if (!strcmp(workload, "pingpong"))
-        bench_pingpong(args[0], args[1], 0);
+        bench_pingpong(args[0], args[1], pp_ping, pp_pong);
     else if (!strcmp(workload, "chain"))
         bench_chain(args[0], args[1]);
     else if (!strcmp(workload, "sleepers"))
@@ -409,7 +413,7 @@ static void *bench_main(void *arg)
     else if (!strcmp(workload, "blocking"))
         bench_blocking(args[0], args[1]);
     else if (!strcmp(workload, "timeouts"))
-        bench_pingpong(args[0], args[1], 10 * WEFT_SEC);
+        bench_pingpong(args[0], args[1], to_ping, to_pong);
     else if (!strcmp(workload, "burst"))
         bench_burst(args[0], args[1], args[2]);
     else if (!strcmp(workload, "echo"))

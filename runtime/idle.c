@@ -19,11 +19,10 @@
 #include "internal.h"
 #include "poller.h"
 
-/* Any thread.  Protocol 4a of the essay (sched.c). */
-void weft__notify(weft__runtime *rt)
+/* Any thread.  Protocol 4a of the essay (sched.c): weft__notify's slow
+ * path (internal.h), once it saw an idle worker. */
+void weft__notify_slow(weft__runtime *rt)
 {
-    if (atomic_load_explicit(&rt->n_idle, memory_order_seq_cst) == 0)
-        return;
     unsigned z = 0;
     /* seq_cst: pairs with the decrement in drop_searching. */
     if (!atomic_compare_exchange_strong_explicit(&rt->n_searching, &z, 1,
@@ -58,11 +57,10 @@ void weft__wake_worker(weft__worker *w)
         weft__poll_wake_worker(w);
 }
 
-/* Owner worker only.  Ends w's search; the last searcher passes it on. */
-void weft__drop_searching(weft__worker *w, bool found)
+/* Owner worker only.  weft__drop_searching's slow path (internal.h), w
+ * searching: ends its search; the last searcher passes it on. */
+void weft__drop_searching_slow(weft__worker *w, bool found)
 {
-    if (!w->searching)
-        return;
     w->searching = false;
     if (atomic_fetch_sub_explicit(&w->rt->n_searching, 1, memory_order_seq_cst) == 1 && found)
         weft__notify(w->rt);

@@ -36,13 +36,12 @@ void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size
     weft__notify(rt);
 }
 
-/* Owner worker only.  Takes a fair share of the injection queue: one task to
+/* Owner worker only.  weft__inject_pop's slow path (internal.h), the queue
+ * not empty at a glance.  Takes a fair share of the injection queue: one task to
  * run now, the rest (at most max-1) into w's ring. */
-weft_task *weft__inject_pop(weft__worker *w, unsigned max)
+weft_task *weft__inject_pop_slow(weft__worker *w, unsigned max)
 {
     weft__runtime *rt = w->rt;
-    if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0)
-        return NULL;
     weft__spin_lock(&rt->inject_lock);
     size_t len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
     size_t n = len / rt->nworkers + 1;

@@ -585,18 +585,48 @@ void *weft__worker_main(void *arg);
 
 /* inject.c */
 void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size_t n); /* any */
-weft_task *weft__inject_pop(weft__worker *w, unsigned max);                           /* owner */
+weft_task *weft__inject_pop_slow(weft__worker *w, unsigned max);                      /* owner */
 
 /* idle.c */
-void weft__notify(weft__runtime *rt);                  /* any thread */
+void weft__notify_slow(weft__runtime *rt);             /* any thread */
 void weft__wake_worker(weft__worker *w);               /* any thread */
-void weft__drop_searching(weft__worker *w, bool found); /* owner */
+void weft__drop_searching_slow(weft__worker *w, bool found); /* owner */
 void weft__spread_check(weft__worker *w);              /* owner */
 bool weft__work_anywhere(weft__worker *w);             /* owner */
 
 /* park.c */
 void weft__poll_now(weft__worker *w);                  /* owner, busy */
 void weft__park_worker(weft__worker *w);               /* owner */
+
+/* The fast paths of the three above that producers and the scheduler loop
+ * call on every wake-up or pass: inline, so that the common "nothing to
+ * do" costs a load and a branch, not a call into another file. */
+
+/* Any thread.  Protocol 4a of the essay (sched.c): wakes an idle worker to
+ * search when some are idle.  seq_cst: pairs with a parker's increment of
+ * n_idle and its re-check of the queues (4c). */
+static inline void weft__notify(weft__runtime *rt)
+{
+    if (atomic_load_explicit(&rt->n_idle, memory_order_seq_cst) != 0)
+        weft__notify_slow(rt);
+}
+
+/* Owner worker only.  Ends w's search; the last searcher passes it on. */
+static inline void weft__drop_searching(weft__worker *w, bool found)
+{
+    if (w->searching)
+        weft__drop_searching_slow(w, found);
+}
+
+/* Owner worker only.  A fair share of the injection queue: one task to run
+ * now, the rest (at most max-1) into w's ring; NULL when it is empty
+ * (relaxed: a hint; the slow path reads it again under the lock). */
+static inline weft_task *weft__inject_pop(weft__worker *w, unsigned max)
+{
+    if (atomic_load_explicit(&w->rt->inject_len, memory_order_relaxed) == 0)
+        return NULL;
+    return weft__inject_pop_slow(w, max);
+}
 
 /* runq.c */
 bool weft__runq_put(weft__worker *w, weft_task *t);         /* owner; false: overflowed */
