@@ -62,10 +62,14 @@ static long status_kib(const char *field)
 
 static long maxrss_kib(void) { return status_kib("VmHWM:"); }
 
-/* A countdown that wakes one waiter at zero (the Go WaitGroup the peers use). */
+/* A countdown that wakes one waiter at zero (the Go WaitGroup the peers use).
+ * Cache-line aligned: it lives on the waiter's stack, and every worker
+ * writes it; sharing a line with the spawning loop's own stack slots made
+ * spawn's figure depend on how the compiler laid out bench_main's frame
+ * (10-15% between builds of the same library). */
 typedef struct {
-    atomic_long left;
-    weft_event done;
+    _Alignas(64) atomic_long left;
+    _Alignas(64) weft_event done;
 } countdown;
 
 static void count_one(countdown *c)
