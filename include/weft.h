@@ -15,7 +15,9 @@
  *    (never its worker thread).  Outside a coroutine such calls return -EPERM.
  *    A cancelled caller's suspension point returns -ECANCELED at once, even
  *    when it could complete without waiting (buffered data, a finished task,
- *    a free lock, a set event); these two checks come before any other.
+ *    a free lock, a set event): -EPERM is checked first, and -ECANCELED
+ *    before any success, data or wait (argument errors such as -EINVAL may
+ *    come before -ECANCELED).
  *    The two closing calls, weft_group_free and weft_server_close, are the
  *    exception: cancellation does not skip them (a refusal would leak what
  *    they own, and an error return would say nothing was freed, against the

@@ -165,9 +165,10 @@ static ssize_t try_accept(weft__fdcall *c, void *arg)
 {
     (void)arg;
     int fd = weft__os_accept(c->op.fd);
-    if (fd < 0 && errno == ECONNABORTED)
-        errno = EINTR;  /* that connection is gone: try the next at once */
-    return fd;
+    if (fd >= 0)
+        return fd;
+    /* ECONNABORTED: that connection is gone; try the next at once. */
+    return errno == ECONNABORTED ? -EINTR : -errno;
 }
 
 int weft_accept(int listen_fd, int64_t deadline)
@@ -189,6 +190,7 @@ int weft_accept(int listen_fd, int64_t deadline)
 typedef struct {
     const struct sockaddr *sa;
     socklen_t len;
+    bool backlog_full;  /* a Unix listener's queue was full: not connecting */
 } connect_req;
 
 /* The first try connects; a later one (after a writable edge) asks whether
@@ -201,25 +203,29 @@ static ssize_t try_connect(weft__fdcall *c, void *arg)
         int err = 0;
         socklen_t el = sizeof err;
         if (getsockopt(c->op.fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-            return -1;
-        if (err) {
-            errno = err;
-            return -1;
-        }
+            return -errno;
+        if (err)
+            return -err;
         struct sockaddr_storage peer;
         socklen_t pl = sizeof peer;
         if (getpeername(c->op.fd, (struct sockaddr *)&peer, &pl) == 0)
             return 0;
-        errno = EAGAIN;  /* not yet */
-        return -1;
+        return -EAGAIN;  /* not yet */
     }
     const struct sockaddr *sa = r->sa;
     r->sa = NULL;  /* from now on, only ask */
     if (connect(c->op.fd, sa, r->len) == 0)
         return 0;
-    if (errno == EINPROGRESS)
-        errno = EAGAIN;
-    return -1;
+    int e = errno;
+    if (e == EINPROGRESS)
+        return -EAGAIN;  /* wait for writability, then ask */
+    if (e == EAGAIN) {
+        /* A Unix socket whose listener's queue is full: nothing is in
+         * progress, no edge will come.  -EAGAIN to the caller (as Go). */
+        r->backlog_full = true;
+        return -ECONNREFUSED;
+    }
+    return -e;
 }
 
 /* May suspend.  Connects a fresh non-blocking socket to one address. */
@@ -230,10 +236,12 @@ static int connect_one(const struct sockaddr *sa, socklen_t len, int type, int64
         return -errno;
     weft__fd_fresh(fd);
     weft__fdcall c = {0};
-    connect_req r = {sa, len};
+    connect_req r = {sa, len, false};
     int rc = weft__op_begin(&c.op, fd);
     if (rc == 0)
         rc = (int)weft__fd_call(&c, WEFT__POLL_OUT, deadline, try_connect, &r);
+    if (r.backlog_full)
+        rc = -EAGAIN;
     if (rc < 0) {
         weft_close(fd);
         return rc;
@@ -288,10 +296,16 @@ static bool short_read_drains(weft__fdop *op)
         k = WEFT__RD_MESSAGES;
         int type = 0, dom = 0;
         socklen_t len = sizeof type;
+        int proto = 0;
         if (getsockopt(op->fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM) {
             len = sizeof dom;
+            socklen_t plen = sizeof proto;
+            /* TCP (or MPTCP) itself: an SCTP stream socket keeps message
+             * boundaries, one message per read. */
             if (getsockopt(op->fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 &&
-                (dom == AF_INET || dom == AF_INET6))
+                (dom == AF_INET || dom == AF_INET6) &&
+                getsockopt(op->fd, SOL_SOCKET, SO_PROTOCOL, &proto, &plen) == 0 &&
+                (proto == IPPROTO_TCP || proto == 262 /* IPPROTO_MPTCP */))
                 k = WEFT__RD_DRAINS;
         }
         atomic_store_explicit(&op->st->rdkind, k, memory_order_relaxed);
@@ -312,28 +326,34 @@ typedef struct {
 static ssize_t recv_or_read(weft__fdcall *c, void *buf, size_t n)
 {
     weft__fdstate *st = c->op.st;
-    if (atomic_load_explicit(&st->notsock, memory_order_relaxed))
-        return read(c->op.fd, buf, n);
-    ssize_t r = recv(c->op.fd, buf, n, 0);
-    if (r < 0 && errno == ENOTSOCK) {
-        atomic_store_explicit(&st->notsock, true, memory_order_relaxed);
+    ssize_t r;
+    if (atomic_load_explicit(&st->notsock, memory_order_relaxed)) {
         r = read(c->op.fd, buf, n);
+    } else {
+        r = recv(c->op.fd, buf, n, 0);
+        if (r < 0 && errno == ENOTSOCK) {
+            atomic_store_explicit(&st->notsock, true, memory_order_relaxed);
+            r = read(c->op.fd, buf, n);
+        }
     }
-    return r;
+    return r < 0 ? -errno : r;
 }
 
 ssize_t weft__send_or_write(weft__fdcall *c, const void *buf, size_t n)
 {
     weft__fdstate *st = c->op.st;
-    if (atomic_load_explicit(&st->notsock, memory_order_relaxed))
-        return write(c->op.fd, buf, n);
-    /* No SIGPIPE: a closed peer is -EPIPE. */
-    ssize_t r = send(c->op.fd, buf, n, WEFT__OS_MSG_NOSIGNAL);
-    if (r < 0 && errno == ENOTSOCK) {
-        atomic_store_explicit(&st->notsock, true, memory_order_relaxed);
+    ssize_t r;
+    if (atomic_load_explicit(&st->notsock, memory_order_relaxed)) {
         r = write(c->op.fd, buf, n);
+    } else {
+        /* No SIGPIPE: a closed peer is -EPIPE. */
+        r = send(c->op.fd, buf, n, WEFT__OS_MSG_NOSIGNAL);
+        if (r < 0 && errno == ENOTSOCK) {
+            atomic_store_explicit(&st->notsock, true, memory_order_relaxed);
+            r = write(c->op.fd, buf, n);
+        }
     }
-    return r;
+    return r < 0 ? -errno : r;
 }
 
 static ssize_t try_read(weft__fdcall *c, void *arg)
@@ -347,17 +367,11 @@ static ssize_t try_read(weft__fdcall *c, void *arg)
      * it past seq, so the hint no longer matches. */
     if (!c->waited &&
         atomic_load_explicit(&st->rdrained, memory_order_relaxed) == c->seq + 1 &&
-        !atomic_load_explicit(&st->hup, memory_order_relaxed)) {
-        errno = EAGAIN;
-        return -1;
-    }
+        !atomic_load_explicit(&st->hup, memory_order_relaxed))
+        return -EAGAIN;
     ssize_t got = recv_or_read(c, r->buf, r->n);
-    if (got > 0 && (size_t)got < r->n) {
-        int e = errno;
-        if (short_read_drains(&c->op))
-            atomic_store_explicit(&st->rdrained, c->seq + 1, memory_order_relaxed);
-        errno = e;
-    }
+    if (got > 0 && (size_t)got < r->n && short_read_drains(&c->op))
+        atomic_store_explicit(&st->rdrained, c->seq + 1, memory_order_relaxed);
     return got;
 }
 
@@ -435,7 +449,8 @@ typedef struct {
 static ssize_t try_recvfrom(weft__fdcall *c, void *arg)
 {
     dgram_req *r = arg;
-    return recvfrom(c->op.fd, r->buf, r->n, 0, r->from, r->fromlen);
+    ssize_t got = recvfrom(c->op.fd, r->buf, r->n, 0, r->from, r->fromlen);
+    return got < 0 ? -errno : got;
 }
 
 ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, socklen_t *fromlen,
@@ -456,7 +471,8 @@ ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, sockle
 static ssize_t try_sendto(weft__fdcall *c, void *arg)
 {
     dgram_req *r = arg;
-    return sendto(c->op.fd, r->cbuf, r->n, WEFT__OS_MSG_NOSIGNAL, r->to, r->tolen);
+    ssize_t sent = sendto(c->op.fd, r->cbuf, r->n, WEFT__OS_MSG_NOSIGNAL, r->to, r->tolen);
+    return sent < 0 ? -errno : sent;
 }
 
 ssize_t weft_sendto(int fd, const void *buf, size_t n, const struct sockaddr *to,

@@ -18,7 +18,7 @@ struct weft_stream {
 
 /* net.c: send(2) on a socket, write(2) on anything else (the fd state
  * remembers an ENOTSOCK); one try for weft__fd_call, between op_enter and
- * op_exit. */
+ * op_exit: bytes sent or -errno. */
 ssize_t weft__send_or_write(weft__fdcall *c, const void *buf, size_t n);
 
 #endif

@@ -11,9 +11,9 @@
  * The idle list and n_idle are the other half of the parker's re-check
  * (park.c, weft__park_worker; essay 4c).
  *
- * Lock order: idle_lock is a leaf (notify may run under an fd or primitive
- * lock, and under inject_lock's caller after it is released); nothing is
- * taken while it is held.
+ * Lock order: idle_lock has rank IDLE (internal.h), below INJECT (notify
+ * may run under any lock above it, after inject_lock is released); nothing
+ * is taken while it is held.
  */
 #define _GNU_SOURCE
 #include "internal.h"

@@ -8,9 +8,9 @@
  * injected tasks are never starved by a busy ring (the scheduler essay,
  * sched.c, sections 2 and 4c).
  *
- * Lock order: inject_lock is a leaf below the fd and primitive locks (a
- * wake-up under those may overflow a ring into it); nothing is taken while
- * it is held.
+ * Lock order: inject_lock has rank INJECT (internal.h), below the group,
+ * primitive, fd and timer locks (a wake-up under those may overflow a ring
+ * into it); nothing is taken while it is held.
  */
 #define _GNU_SOURCE
 #include "internal.h"

@@ -400,7 +400,7 @@ struct weft__worker {
     unsigned lifo_streak;                 /* runnext runs in a row */
     bool searching;
     bool polling;                         /* in drive(): wakes defer notify */
-    int64_t spread_due;                   /* sched.c spread_check, 0: none */
+    int64_t spread_due;                   /* idle.c weft__spread_check, 0: none */
     uint32_t spread_mark;                 /* ring tail after that poll */
     uint8_t hooks;                        /* WEFT__HOOK_*: debug mode, tracing */
     weft__stack_cache stacks;
@@ -460,7 +460,7 @@ typedef struct weft__settings {
     bool pin;
     bool debug;
     int64_t slow_ns;
-    int64_t spread_ns;          /* WEFT_SPREAD_US (sched.c spread_check) */
+    int64_t spread_ns;          /* WEFT_SPREAD_US (idle.c weft__spread_check) */
     int aio;                    /* WEFT_IO_URING: WEFT__AIO_* (runtime/aio.h) */
     int dump_signal;            /* WEFT_DUMP_SIGNAL, 0 for none */
     const char *trace_path;     /* WEFT_TRACE, NULL for none */
@@ -476,7 +476,7 @@ struct weft__runtime {
     weft_task *inject_head, *inject_tail;
     _Atomic size_t inject_len;
 
-    /* Idle workers and searchers (sched.c). */
+    /* Idle workers and searchers (idle.c). */
     weft__spin idle_lock WEFT__ALIGNED;
     weft__worker *idle;
     _Atomic unsigned n_idle WEFT__ALIGNED;

@@ -81,13 +81,14 @@ static inline void weft__op_exit(weft__fdop *op)
 /*
  * The one retry loop of every descriptor call (Go's FD.Read, Tokio's
  * Registration::async_io): load the direction's sequence and enter, try the
- * system call, exit; EINTR retries at once, EAGAIN waits for the sequence
- * to move (op_wait), any other errno is returned negated.  try_ makes one
- * attempt between op_enter and op_exit and answers as a system call does:
- * >= 0, or -1 with errno set (EAGAIN: wait for readiness; EINTR: try again
- * at once).  It sees the sequence it runs under (c->seq) and whether a wait
- * came before it (c->waited).  Always inlined: each call site's try_ is a
- * constant, so the indirect call becomes a direct one.  May suspend.
+ * system call, exit; -EINTR retries at once, -EAGAIN waits for the sequence
+ * to move (op_wait), any other error is returned.  try_ makes one attempt
+ * between op_enter and op_exit and returns >= 0 or -errno, read right after
+ * its system call: errno itself is never carried across op_wait, where the
+ * coroutine may move to another thread (weft.h, "Thread-locals and
+ * migration").  It sees the sequence it runs under (c->seq) and whether a
+ * wait came before it (c->waited).  Always inlined: each call site's try_
+ * is a constant, so the indirect call becomes a direct one.  May suspend.
  */
 typedef struct weft__fdcall {
     weft__fdop op;
@@ -105,14 +106,13 @@ weft__fd_call(weft__fdcall *c, int dir, int64_t deadline, weft__try_fn try_, voi
         if (rc < 0)
             return rc;
         ssize_t r = try_(c, arg);
-        int e = errno;
         weft__op_exit(&c->op);
         if (r >= 0)
             return r;
-        if (e == EINTR)
+        if (r == -EINTR)
             continue;
-        if (e != EAGAIN)
-            return -e;
+        if (r != -EAGAIN)
+            return r;
         if ((rc = weft__op_wait(&c->op, dir, c->seq, deadline)) < 0)
             return rc;
         c->waited = true;

@@ -393,8 +393,11 @@ int weft_gather(weft_task **tasks, size_t n, void **results)
     weft_task *self = self_or_null();
     if (!self)
         return -EPERM;
+    /* A cancelled caller is not answered at once here: the tasks it hands
+     * over are cancelled, awaited and released below (no orphans, every
+     * handle released once), and then it gets -ECANCELED. */
     if (n == 0)
-        return 0;
+        return weft__is_cancelled(self) ? -ECANCELED : 0;
     if (!tasks)
         return -EINVAL;
     for (size_t i = 0; i < n; i++)

@@ -117,6 +117,11 @@ static void *gather_empty_main(void *arg)
     T_CHECK_EQ(weft_gather(NULL, 0, NULL), 0);
     T_CHECK_EQ(weft_gather(t, 0, res), 0);
     T_CHECK(res[0] == (void *)3);
+    /* Sticky cancellation even with nothing to gather. */
+    weft_cancel(weft_self());
+    T_CHECK_EQ(weft_gather(NULL, 0, NULL), -ECANCELED);
+    T_CHECK_EQ(weft_gather(t, 0, res), -ECANCELED);
+    T_CHECK(res[0] == (void *)3);
     return NULL;
 }
 

@@ -58,7 +58,8 @@ WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *fro
 WEFT_API ssize_t weft_sendto(int fd, const void *buf, size_t n, const struct sockaddr *to,
                              socklen_t tolen, int64_t deadline);
 /* (extension) Unix domain stream sockets; read, write, accept, close and
- * streams work on them as on TCP.  -ENAMETOOLONG for a long path. */
+ * streams work on them as on TCP.  -ENAMETOOLONG for a long path; connect
+ * returns -EAGAIN when the listener's queue is full (retry later, as Go). */
 WEFT_API int     weft_unix_listen(const char *path, int backlog);
 WEFT_API int     weft_unix_connect(const char *path, int64_t deadline); /* SUSPENSION POINT */
 

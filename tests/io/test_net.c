@@ -1186,6 +1186,31 @@ static void *unix_main(void *arg)
     T_CHECK_EQ(w.rc, -EBADF);
     weft_close(c);
 
+    /* A listener whose queue is full: a Unix connect is then refused with
+     * EAGAIN, nothing in progress; weft says -EAGAIN at once (as Go), it
+     * does not wait for an edge that never comes. */
+    {
+        char full[128];
+        snprintf(full, sizeof full, "%s/full", dir);
+        int fl = weft_unix_listen(full, 1);
+        T_CHECK(fl >= 0);
+        int cs[16], nc = 0, rc = 0;
+        int64_t t0 = weft_now();
+        for (; nc < 16; nc++) {
+            rc = weft_unix_connect(full, io_in_ms(3000));
+            if (rc < 0)
+                break;
+            cs[nc] = rc;
+        }
+        T_CHECK_EQ(rc, -EAGAIN);
+        T_CHECK(nc >= 1);
+        T_CHECK(weft_now() - t0 < 1000 * WEFT_MS);  /* at once, not at the deadline */
+        for (int i = 0; i < nc; i++)
+            weft_close(cs[i]);
+        weft_close(fl);
+        unlink(full);
+    }
+
     /* Errors: no such path; a socket file with no listener; a long path. */
     T_CHECK_EQ(weft_unix_connect(gone, io_in_ms(1000)), -ENOENT);
     weft_close(lfd);  /* the file stays */
