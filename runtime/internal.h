@@ -256,8 +256,8 @@ struct weft_task {
     weft_task *gprev, *gnext;   /* links in the group's lists */
     uint64_t trace_flow;        /* WEFT_TRACE: the wake-up arrow to end at its next run */
     /* New fields go above this line, and are reset in weft__task_new: in
-     * checked builds a freed slot's fields from fn on (but the ones walkers
-     * read: id, seq, name) are poisoned, and weft__task_new checks that its
+     * checked builds a freed slot's fields from result on (but the ones
+     * walkers read: id, seq, name) are poisoned, and weft__task_new checks that its
      * reset left no poison behind (registry.c, weft__task_poison). */
     char end_[0];
 } __attribute__((aligned(64)));
@@ -734,13 +734,6 @@ int  weft__signal_install(void);
 void weft__signal_uninstall(void);
 int  weft__altstack_setup(weft__worker *w);
 void weft__altstack_teardown(weft__worker *w);
-
-/* weft_now() to the kernel's tick (1-4 ms): a few ns (the platform's,
- * os/<platform>/os.h). */
-static inline int64_t weft__coarse_now(void)
-{
-    return weft__os_coarse_now();
-}
 
 /* weft_now() as sysmon last saw it (1 ms while workers run, 5 ms idle): one
  * load of a read-mostly line.  For observability timestamps on hot paths. */

@@ -84,17 +84,17 @@ weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
 
 /* Any thread.  Returns a slot whose last reference was dropped. */
 /* The fields of a slot that weft__task_new resets with plain stores and
- * registry walkers never read: [fn, id) and [tsan_fiber, end_).  In checked
+ * registry walkers never read: [result, id) and [tsan_fiber, end_) (fn and
+ * arg are the caller's, any bytes, and stored on every spawn).  In checked
  * builds a freed slot's are filled with POISON, and a reset that leaves an
  * aligned 8-byte word of POISON behind names a field it forgot (a field
  * added to the task and not to weft__task_new; a forgotten field smaller
- * than a word, sharing its word with reset ones, goes unseen).  fn and arg
- * are the caller's values, not checked. */
+ * than a word, sharing its word with reset ones, goes unseen). */
 #define POISON 0xa5a5a5a5a5a5a5a5ull
 static const struct {
     size_t lo, hi;
 } poison_ranges[] = {
-    {offsetof(weft_task, fn), offsetof(weft_task, id)},
+    {offsetof(weft_task, result), offsetof(weft_task, id)},
     {offsetof(weft_task, tsan_fiber), offsetof(weft_task, end_)},
 };
 
@@ -109,8 +109,6 @@ void weft__task_check_reset(const weft_task *t)
     for (size_t r = 0; r < sizeof poison_ranges / sizeof poison_ranges[0]; r++)
         for (size_t off = (poison_ranges[r].lo + 7) & ~(size_t)7; off + 8 <= poison_ranges[r].hi;
              off += 8) {
-            if (off >= offsetof(weft_task, fn) && off < offsetof(weft_task, arg) + sizeof(void *))
-                continue;  /* the caller's fn and arg: any bytes */
             uint64_t word;
             memcpy(&word, (const char *)t + off, sizeof word);
             if (word == POISON) {

@@ -133,18 +133,7 @@ static double stress_seconds(double dflt)
     return dflt;
 }
 
-/* xorshift64*: a per-caller generator (keep the state in the coroutine's
- * frame or its argument, never in a thread-local). */
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-static inline uint64_t rng_below(uint64_t *s, uint64_t n) { return n ? rng_next(s) % n : 0; }
+#include "rng.h"
 static _Atomic uint64_t stress_seed_ctr = 0x9E3779B97F4A7C15ULL;
 static inline uint64_t rng_seed(void)
 {

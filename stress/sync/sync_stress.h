@@ -85,17 +85,7 @@ static inline void ss_progress(void)
 
 static inline bool ss_time_up(void) { return weft_now() >= ss_t_end; }
 
-/* xorshift64* */
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-static inline uint64_t rng_below(uint64_t *s, uint64_t n) { return n ? rng_next(s) % n : 0; }
+#include "../rng.h"
 static _Atomic uint64_t ss_seed_ctr = 0x9E3779B97F4A7C15ULL;
 static inline uint64_t rng_seed(void)
 {

@@ -129,18 +129,9 @@ static inline size_t p_idx(const p_world *pw, const weft_task *t)
     return (size_t)(t - pw->tasks);
 }
 
-/* xorshift64*: deterministic per seed, so a failure can be replayed
- * (the seed is printed by the tests that use it). */
-static inline uint64_t p_rand(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-static inline uint64_t p_below(uint64_t *s, uint64_t n) { return n ? p_rand(s) % n : 0; }
+/* xorshift64* (stress/rng.h): deterministic per seed, so a failure can be
+ * replayed (the seed is printed by the tests that use it). */
+#include "../../stress/rng.h"
 
 /* WEFT_TEST_SEED=N replays a run; else a fresh seed, printed. */
 static inline uint64_t p_seed(const char *what)

@@ -520,11 +520,11 @@ static bool c_done(conc *c)
 /* A steal by self from a random other worker, with or without its runnext. */
 static weft_task *c_steal(conc *c, weft__worker *self, uint64_t *seed)
 {
-    weft__worker *v = c->pw->w[p_below(seed, c->pw->nworkers)];
+    weft__worker *v = c->pw->w[rng_below(seed, c->pw->nworkers)];
     if (v == self)
         return NULL;
     weft_task *t = NULL;
-    unsigned n = q_steal(self, v, p_below(seed, 2), &t);
+    unsigned n = q_steal(self, v, rng_below(seed, 2), &t);
     if (!n)
         return NULL;
     atomic_fetch_add(&c->stolen, n);
@@ -560,9 +560,9 @@ static void *c_thief(void *arg)
     uint64_t seed = c->seed ^ (uint64_t)(self->id * 0x9E3779B97F4A7C15ULL);
     atomic_fetch_add(&c->started, 1);
     while (!c_done(c)) {
-        if (!c_find(c, self, &seed, p_below(&seed, 2)))
+        if (!c_find(c, self, &seed, rng_below(&seed, 2)))
             sched_yield();
-        else if (p_below(&seed, 4) == 0)
+        else if (rng_below(&seed, 4) == 0)
             sched_yield();  /* leave some in our ring for the others to steal */
     }
     return NULL;
@@ -573,7 +573,7 @@ static void *c_thief(void *arg)
  * drain.  Returns tasks stolen this round. */
 static size_t c_round(p_world *pw, uint64_t seed)
 {
-    conc c = {.pw = pw, .seed = seed, .tag = (uintptr_t)p_rand(&seed)};
+    conc c = {.pw = pw, .seed = seed, .tag = (uintptr_t)rng_next(&seed)};
     c.seen = calloc(C_TASKS, sizeof *c.seen);
     assert_non_null(c.seen);
     atomic_store(&c.first_double, -1);
@@ -591,7 +591,7 @@ static size_t c_round(p_world *pw, uint64_t seed)
     for (size_t i = 0; i < C_TASKS; i++) {
         weft_task *t = &pw->tasks[i];
         t->arg = (void *)(c.tag ^ i);
-        uint64_t r = p_rand(&seed);
+        uint64_t r = rng_next(&seed);
         if (r % 8 == 0)
             q_ready(w, t, true);   /* runnext, displacing its occupant */
         else
@@ -636,7 +636,7 @@ static void test_concurrent(void **state)
     int rounds = P_SCALE(500, 150);
     size_t stolen = 0;
     for (int r = 0; r < rounds; r++)
-        stolen += c_round(pw, p_rand(&seed));
+        stolen += c_round(pw, rng_next(&seed));
     fprintf(stderr, "test_concurrent: %d rounds of %d tasks, %zu stolen\n", rounds, C_TASKS,
             stolen);
     /* The point of the test is steals racing the owner: they must happen

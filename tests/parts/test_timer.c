@@ -103,7 +103,7 @@ static void test_order(void **state)
     for (int i = 0; i < N; i++)
         perm[i] = i;
     for (int i = N - 1; i > 0; i--) {
-        int j = (int)p_below(&seed, (uint64_t)i + 1), x = perm[i];
+        int j = (int)rng_below(&seed, (uint64_t)i + 1), x = perm[i];
         perm[i] = perm[j];
         perm[j] = x;
     }
@@ -205,12 +205,12 @@ static void test_random(void **state)
         /* Phase 0 fills to N (with deletes mixed in), phase 1 churns. */
         int steps = phase == 0 ? 2 * N : 3 * N;
         for (int s = 0; s < steps; s++, ops++) {
-            uint64_t r = p_rand(&seed);
+            uint64_t r = rng_next(&seed);
             int i = (int)((r >> 8) % N);
             if (!queued[i] && (phase == 0 || r % 3 != 0)) {
                 /* Narrow ranges: many equal deadlines; sometimes far. */
-                int64_t d = r % 5 == 0 ? (int64_t)p_below(&seed, 1000000)
-                                       : (int64_t)p_below(&seed, 200);
+                int64_t d = r % 5 == 0 ? (int64_t)rng_below(&seed, 1000000)
+                                       : (int64_t)rng_below(&seed, 200);
                 when[i] = base + d;
                 assert_int_equal(weft__timer_add(w, &pw->tasks[i].timer, when[i]), 0);
                 assert_false(fired(&pw->tasks[i]));
@@ -226,7 +226,7 @@ static void test_random(void **state)
                 int64_t now = weft__timers_next(&w->timers);
                 if (now == INT64_MAX)
                     now = base;
-                now += (int64_t)p_below(&seed, 50);
+                now += (int64_t)rng_below(&seed, 50);
                 int due = 0;
                 for (int k = 0; k < N; k++)
                     due += queued[k] && when[k] <= now;
@@ -269,7 +269,7 @@ static void test_random(void **state)
         if (phase == 0)
             for (int i = 0; i < N; i++)
                 if (!queued[i]) {
-                    when[i] = base + (int64_t)p_below(&seed, 200);
+                    when[i] = base + (int64_t)rng_below(&seed, 200);
                     assert_int_equal(weft__timer_add(w, &pw->tasks[i].timer, when[i]), 0);
                     queued[i] = true;
                     n++;
@@ -409,7 +409,7 @@ static void *r_deleter(void *arg)
     for (int i = 0; i < R_TIMERS; i++) {
         /* Trail the owner by a random lag (below R_WINDOW, so the two
          * never wait for each other). */
-        int lag = (int)p_below(&seed, R_WINDOW);
+        int lag = (int)rng_below(&seed, R_WINDOW);
         while (atomic_load_explicit(&r->published, memory_order_acquire) < i + 1 + lag &&
                atomic_load_explicit(&r->published, memory_order_acquire) < R_TIMERS)
             sched_yield();
@@ -445,7 +445,7 @@ static void test_delete_races_fire(void **state)
     for (int round = 0; round < rounds; round++) {
         memset(r, 0, sizeof *r);
         r->pw = pw;
-        r->seed = p_rand(&seed);
+        r->seed = rng_next(&seed);
         atomic_store(&r->bad_index, -1);
         for (int i = 0; i < R_TIMERS; i++) {
             atomic_store(&pw->tasks[i].park, WEFT__PARK_ARMING);
@@ -462,7 +462,7 @@ static void test_delete_races_fire(void **state)
          * fire first, those due well after are deleted first, and those
          * due about then race. */
         unsigned long ran = 0;
-        uint64_t wseed = p_rand(&seed);
+        uint64_t wseed = rng_next(&seed);
         for (int i = 0; i < R_TIMERS; i++) {
             for (unsigned spin = 0;
                  atomic_load_explicit(&r->deleted, memory_order_relaxed) < i - R_WINDOW; spin++)
@@ -470,7 +470,7 @@ static void test_delete_races_fire(void **state)
                     sched_yield();
                 else
                     weft__cpu_relax();
-            int64_t when = i - R_DUE_AFTER + (int64_t)p_below(&wseed, 2 * R_DUE_AFTER + 1);
+            int64_t when = i - R_DUE_AFTER + (int64_t)rng_below(&wseed, 2 * R_DUE_AFTER + 1);
             assert_int_equal(weft__timer_add(w, &pw->tasks[i].timer, when), 0);
             atomic_store_explicit(&r->published, i + 1, memory_order_release);
             if (i % 4 == 3)

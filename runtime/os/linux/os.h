@@ -22,14 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* weft_now() to the kernel's tick (1-4 ms): a few ns (vDSO, no rdtsc). */
-static inline int64_t weft__os_coarse_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* os.c.  A socket that is non-blocking and close-on-exec from birth; -1
  * and errno as socket(2).  Any thread. */
 int weft__os_socket(int domain, int type);
