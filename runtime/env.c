@@ -174,6 +174,11 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
         return rc;
     out->spread_ns = (int64_t)spread * 1000;
 
+    unsigned trim = 1000;  /* docs/scheduler.md, section 8: the trim policy */
+    if ((rc = env_uint("WEFT_TRIM_MS", 0, 3600000, &trim, &set)) < 0)
+        return rc;
+    out->trim_ns = (int64_t)trim * WEFT_MS;
+
     const char *ds = getenv("WEFT_DUMP_SIGNAL");
     out->dump_signal = 0;
     if (ds && *ds) {

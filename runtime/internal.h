@@ -31,9 +31,11 @@
 
 /* Names are copied into the task, up to this many bytes with the NUL. */
 #define WEFT__NAME_MAX 64
-/* Task slots come in slabs (registry.c); slabs are never freed before
- * weft_run returns, so walkers may read them without a lock. */
-#define WEFT__SLAB_TASKS 64
+/* Task slots come in slabs of WEFT__SLAB_BYTES (registry.c), aligned to
+ * their size; slabs are never unmapped before weft_run returns, so walkers
+ * may read them without a lock (the trimmer may zero a free slab's slots:
+ * a zero slot reads as free). */
+#define WEFT__SLAB_BYTES (128 * 1024)
 
 typedef struct weft__worker weft__worker;
 typedef struct weft__pool weft__pool;
@@ -266,10 +268,24 @@ struct weft_task {
 void weft__task_poison(weft_task *t);
 void weft__task_check_reset(const weft_task *t);
 
+/* Slots per slab: the first 4 KiB page holds the header (never trimmed),
+ * the slots fill the rest. */
+#define WEFT__SLAB_TASKS ((WEFT__SLAB_BYTES - 4096) / sizeof(weft_task))
+
+/* A slab: the registry's list (next) and its own pool bookkeeping, which
+ * only task_lock's holder touches (registry.c). */
 struct weft__task_slab {
-    struct weft__task_slab *next;   /* immutable once published */
-    weft_task t[WEFT__SLAB_TASKS];
+    struct weft__task_slab *next;   /* registry list: immutable once published */
+    struct weft__task_slab *pnext, *pprev;  /* pool list (under task_lock) */
+    weft_task *free;            /* slots given back to this slab (under task_lock) */
+    unsigned nfree;             /* on that list */
+    unsigned nbump;             /* slots [0, nbump) were handed out since the
+                                   slab was mapped or trimmed */
+    int list;                   /* WEFT__SLAB_*: which pool list holds it */
+    uint32_t seq_base;          /* even: seq of a slot first used after a trim */
+    weft_task t[WEFT__SLAB_TASKS] __attribute__((aligned(4096)));
 };
+_Static_assert(sizeof(struct weft__task_slab) <= WEFT__SLAB_BYTES, "slab header and slots fit");
 
 /* A task slot that is not in use (registry.c). */
 #define WEFT__TASK_FREE (-1)
@@ -314,7 +330,7 @@ typedef struct weft__runq {
 /* Stacks (runtime/stack.c)                                            */
 /* ------------------------------------------------------------------ */
 struct weft__stack {
-    weft__stack *next;          /* free-list link */
+    weft__stack *next, *prev;   /* links: a worker's cache (next), the pool's lists */
     char *lo;                   /* lowest usable byte (above the guard) */
     size_t size;                /* usable bytes */
     bool guarded;
@@ -460,6 +476,7 @@ typedef struct weft__settings {
     bool pin;
     bool debug;
     int64_t slow_ns;
+    int64_t trim_ns;            /* WEFT_TRIM_MS: the trimmer's window (trim.c); 0: never */
     int64_t spread_ns;          /* WEFT_SPREAD_US (idle.c weft__spread_check) */
     int aio;                    /* WEFT_IO_URING: WEFT__AIO_* (runtime/aio.h) */
     int dump_signal;            /* WEFT_DUMP_SIGNAL, 0 for none */
@@ -486,20 +503,23 @@ struct weft__runtime {
     _Atomic bool stop;                    /* workers exit their loops */
     _Atomic bool any_blocked;             /* some worker flagged by sysmon */
 
-    /* Task slots (registry.c): slabs never freed before weft_run returns. */
+    /* Task slots (registry.c): slabs never unmapped before weft_run returns. */
     weft__spin task_lock WEFT__ALIGNED;
-    weft_task *task_free;
-    size_t task_free_n;
+    struct weft__slab_pool *slab_pool;    /* under task_lock */
     struct weft__task_slab *_Atomic slabs;
 
     /* Stacks shared between workers (stack.c). */
     weft__spin stack_lock WEFT__ALIGNED;
-    weft__stack *stack_free;
-    size_t stack_free_n;
-    struct weft__stack_chunk *chunks;
+    struct weft__stack_pool *stack_pool;  /* under stack_lock */
     bool madv_guard;                      /* MADV_GUARD_INSTALL works */
     size_t guard_budget;                  /* mprotect guards left (fallback) */
     bool guard_warned;
+
+    /* The trimmer (trim.c): run by sysmon only.  trim_mu: held while slabs
+     * are trimmed, and by reg_cancel_all (registry.c). */
+    struct weft__trim *trim;
+    pthread_mutex_t trim_mu;
+    _Atomic uint64_t trimmed_stacks, trimmed_slabs;  /* released so far (tests, docs) */
 
     /* The thread in weft_run waits here for main, then for shutdown. */
     pthread_mutex_t done_mu;
@@ -653,11 +673,28 @@ weft__stack *weft__stack_get(weft__worker *w);
 void weft__stack_put(weft__worker *w, weft__stack *s);
 void weft__stack_cache_flush(weft__worker *w);
 bool weft__stack_guard_hit(const void *addr, const weft__stack *s);
+/* Warm pooled stacks: the fewest since the last call (then restarted), and
+ * now.  Any thread (sysmon). */
+void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now);
+/* Releases the memory of up to n of the coldest warm pooled stacks; returns
+ * how many.  Any thread (sysmon); makes system calls, holds no lock across them. */
+size_t weft__stacks_trim(weft__runtime *rt, size_t n);
 
 /* registry.c */
 weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w);
 void weft__task_dealloc(weft_task *t);
 void weft__task_cache_flush(weft__worker *w);
+/* Slabs with every slot free and resident: as weft__stacks_lowwater. */
+void weft__slabs_lowwater(weft__runtime *rt, size_t *low, size_t *now);
+/* Releases the slot pages of up to n of the coldest free slabs; returns how
+ * many.  Any thread (sysmon), as weft__stacks_trim. */
+size_t weft__slabs_trim(weft__runtime *rt, size_t n);
+int  weft__slabs_init(weft__runtime *rt);
+
+/* trim.c: sysmon's memory trimmer. */
+int  weft__trim_init(weft__runtime *rt);
+void weft__trim_free(weft__runtime *rt);
+void weft__trim_tick(weft__runtime *rt, int64_t now);     /* sysmon only */
 void weft__reg_cancel_all(weft__runtime *rt);
 size_t weft__reg_live(weft__runtime *rt);
 void weft__reg_free_all(weft__runtime *rt);

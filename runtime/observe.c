@@ -81,7 +81,7 @@ static __thread weft__runtime *rt_of_walk;
 static bool snapshot(weft_task *t, snap *out)
 {
     uint32_t s1 = atomic_load_explicit(&t->seq, memory_order_acquire);
-    if (s1 & 1)
+    if (s1 == 0 || (s1 & 1))  /* never used (or trimmed: registry.c), or changing */
         return false;
     int st = atomic_load_explicit(&t->state, memory_order_acquire);
     if (st == WEFT__TASK_FREE || st == WEFT_TASK_DONE)
@@ -135,7 +135,7 @@ static int walk(weft__runtime *rt, int (*visit)(snap *s, void *ctx), void *ctx)
     /* acquire: pairs with the release that publishes a slab (registry.c). */
     for (struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire);
          s; s = s->next) {
-        for (int i = 0; i < WEFT__SLAB_TASKS; i++) {
+        for (size_t i = 0; i < WEFT__SLAB_TASKS; i++) {
             snap sn;
             if (!snapshot(&s->t[i], &sn))
                 continue;

@@ -1,54 +1,239 @@
 /*
  * The task registry and task memory, one mechanism (as Go's allgs + gFree).
  *
- * Task structs live in slabs of WEFT__SLAB_TASKS slots, allocated as needed
- * and freed only when weft_run returns.  The registry is the set of slabs: a
- * slot whose state is not WEFT__TASK_FREE is a task.  So spawning and
- * freeing touch no shared list and no lock: a freed slot goes to its
- * worker's cache, and caches trade batches of WEFT__TASK_BATCH with the
- * runtime's pool (one spinlock per batch), which keeps a spawner on one
- * worker fed by slots freed on another.
+ * Task structs live in slabs of WEFT__SLAB_BYTES, aligned to their size and
+ * carved from extents of WEFT__SLAB_EXTENT slabs (one mmap each, no lock
+ * held): the first page of a slab is its header, the rest its slots.  The
+ * registry is the list of slabs: a slot that holds a task is one whose seq
+ * is non-zero and whose state is not WEFT__TASK_FREE.  Spawning and freeing
+ * touch no shared list and no lock: a freed slot goes to its worker's
+ * cache, and caches trade batches of WEFT__TASK_BATCH with the pool (one
+ * spinlock per batch), which keeps a spawner on one worker fed by slots
+ * freed on another.
  *
- * Readers of the registry (shutdown cancellation, the debug report) walk the
- * slabs without stopping anyone: a slot may be freed and reused under them;
- * they touch only its atomics, and a wake that lands on a reused slot is a
- * spurious wake-up, which every waiter tolerates.
+ * The pool sorts slabs by what they hold (a slab finds its header from a
+ * slot's address): partial (some slots free), empty (every slot free),
+ * trimmed (every slot free and its pages given back), or on no list (every
+ * slot taken, or being trimmed).  Slots are handed out from partial slabs
+ * first, so that the others empty out; a slab's never-used slots are handed
+ * out by a bump index, so a fresh or trimmed slab's pages are touched only
+ * as its slots are used.
+ *
+ * Trimming (trim.c decides how many): weft__slabs_trim takes the coldest
+ * empty slabs off the list and gives their slot pages back with
+ * MADV_DONTNEED, no lock held.  A given-back page reads as zeros, and a
+ * zero slot reads as free (seq 0: every slot that ever held a task has a
+ * non-zero seq), so the lock-free readers below (and weft_dump, the gdb
+ * helper) never see a task there.  A slot first used after a trim starts
+ * from its slab's seq_base, above every seq the slab's slots had before, so
+ * a reader that began before the trim sees seq move and skips the slot.
+ *
+ * Readers of the registry (shutdown cancellation, the task walk, the dump)
+ * walk the slabs without stopping anyone: a slot may be freed and reused
+ * under them; they touch only its atomics, and a wake that lands on a
+ * reused slot is a spurious wake-up, which every waiter tolerates.  The one
+ * reader that writes (reg_cancel_all wakes what it finds) holds trim_mu,
+ * so no slab is trimmed under its wake.
  *
  * Operations and the threads they run on:
  *   task_alloc        any thread (a worker's cache, else the pool)
  *   task_dealloc      any thread (the caller's cache when it is a worker)
  *   reg_cancel_all, reg_live   any thread, concurrently with the above
- *   reg_free_all      weft_run only, after the workers stopped
+ *   slabs_lowwater, slabs_trim sysmon, concurrently with the above
+ *   slabs_init, reg_free_all   weft_run only, before / after the workers
  */
+#define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "internal.h"
+#include "os.h"
 
 #define WEFT__TASK_BATCH 32
+#define WEFT__SLAB_EXTENT 32    /* slabs per mmap: 4 MiB */
 
-/* Under rt->task_lock. */
-static int new_slab(weft__runtime *rt)
+enum { SLAB_NONE, SLAB_PARTIAL, SLAB_EMPTY, SLAB_TRIMMED };
+
+struct slab_extent {
+    struct slab_extent *next;
+    char *map;          /* as mapped (unaligned) */
+    size_t len;
+    unsigned used;      /* slabs handed out of it */
+};
+
+/* Under task_lock, all of it. */
+struct weft__slab_pool {
+    struct weft__task_slab *partial;              /* doubly linked (pnext, pprev) */
+    struct weft__task_slab *empty, *empty_tail;   /* doubly linked; head: most recent */
+    size_t empty_n, empty_low;                    /* how many; fewest since lowwater() */
+    struct weft__task_slab *trimmed;              /* singly linked (pnext) */
+    struct slab_extent *extents;                  /* newest first */
+};
+
+static struct weft__task_slab *slab_of(const weft_task *t)
 {
-    struct weft__task_slab *s = aligned_alloc(64, sizeof *s);
-    if (!s)
-        return -1;
-    memset(s, 0, sizeof *s);
-    for (int i = 0; i < WEFT__SLAB_TASKS; i++) {
-        atomic_init(&s->t[i].state, WEFT__TASK_FREE);
-        s->t[i].next = rt->task_free;
-        rt->task_free = &s->t[i];
-        rt->task_free_n++;
-    }
-    s->next = atomic_load_explicit(&rt->slabs, memory_order_relaxed);
-    /* release: pairs with the acquire in the walkers. */
-    atomic_store_explicit(&rt->slabs, s, memory_order_release);
-    return 0;
+    return (struct weft__task_slab *)((uintptr_t)t & ~(uintptr_t)(WEFT__SLAB_BYTES - 1));
 }
 
-/* Any thread (w: the calling worker, or NULL).  A slot in state FREE, or
- * NULL when out of memory. */
+static unsigned avail(const struct weft__task_slab *s)
+{
+    return (unsigned)(WEFT__SLAB_TASKS - s->nbump) + s->nfree;
+}
+
+/* weft_run, before any task exists. */
+int weft__slabs_init(weft__runtime *rt)
+{
+    rt->slab_pool = calloc(1, sizeof *rt->slab_pool);
+    return rt->slab_pool ? 0 : -ENOMEM;
+}
+
+/* Under task_lock: the list manipulations. */
+static void list_del(struct weft__slab_pool *p, struct weft__task_slab *s)
+{
+    if (s->list == SLAB_PARTIAL || s->list == SLAB_EMPTY) {
+        struct weft__task_slab **head = s->list == SLAB_PARTIAL ? &p->partial : &p->empty;
+        if (s->pprev)
+            s->pprev->pnext = s->pnext;
+        else
+            *head = s->pnext;
+        if (s->pnext)
+            s->pnext->pprev = s->pprev;
+        else if (s->list == SLAB_EMPTY)
+            p->empty_tail = s->pprev;
+        if (s->list == SLAB_EMPTY && --p->empty_n < p->empty_low)
+            p->empty_low = p->empty_n;
+    } else if (s->list == SLAB_TRIMMED) {
+        WEFT__ASSERT(p->trimmed == s);  /* taken from the head only */
+        p->trimmed = s->pnext;
+    }
+    s->list = SLAB_NONE;
+    s->pnext = s->pprev = NULL;
+}
+
+static void list_add(struct weft__slab_pool *p, struct weft__task_slab *s, int list)
+{
+    WEFT__ASSERT(s->list == SLAB_NONE);
+    s->list = list;
+    s->pprev = NULL;
+    if (list == SLAB_TRIMMED) {
+        s->pnext = p->trimmed;
+        p->trimmed = s;
+        return;
+    }
+    struct weft__task_slab **head = list == SLAB_PARTIAL ? &p->partial : &p->empty;
+    s->pnext = *head;
+    if (*head)
+        (*head)->pprev = s;
+    else if (list == SLAB_EMPTY)
+        p->empty_tail = s;
+    *head = s;
+    if (list == SLAB_EMPTY)
+        p->empty_n++;
+}
+
+/* Under task_lock.  A slab with a slot to give, or NULL when a new extent
+ * must be mapped first. */
+static struct weft__task_slab *slab_with_room(weft__runtime *rt)
+{
+    struct weft__slab_pool *p = rt->slab_pool;
+    if (p->partial)
+        return p->partial;
+    if (p->empty)
+        return p->empty;
+    if (p->trimmed) {
+        struct weft__task_slab *s = p->trimmed;
+        list_del(p, s);
+        list_add(p, s, SLAB_PARTIAL);
+        return s;
+    }
+    for (struct slab_extent *e = p->extents; e; e = e->next) {
+        char *base = (char *)(((uintptr_t)e->map + WEFT__SLAB_BYTES - 1) &
+                              ~(uintptr_t)(WEFT__SLAB_BYTES - 1));
+        if (e->used == WEFT__SLAB_EXTENT)
+            continue;
+        struct weft__task_slab *s = (struct weft__task_slab *)(base + (size_t)e->used++ * WEFT__SLAB_BYTES);
+        /* Fresh zero pages: every slot reads as free (seq 0). */
+        s->list = SLAB_NONE;
+        list_add(p, s, SLAB_PARTIAL);
+        s->next = atomic_load_explicit(&rt->slabs, memory_order_relaxed);
+        /* release: pairs with the acquire in the walkers. */
+        atomic_store_explicit(&rt->slabs, s, memory_order_release);
+        return s;
+    }
+    return NULL;
+}
+
+/* Under task_lock.  One slot from s, which has room. */
+static weft_task *slab_take(struct weft__slab_pool *p, struct weft__task_slab *s)
+{
+    weft_task *t;
+    bool was_empty = s->list == SLAB_EMPTY;
+    if (s->free) {
+        t = s->free;
+        s->free = t->next;
+        s->nfree--;
+    } else {
+        t = &s->t[s->nbump++];
+        if (s->seq_base) {
+            /* First use since a trim: free, with a seq above every seq
+             * this slot had (release: a walker that reads seq_base reads
+             * FREE, not the zero page's state). */
+            atomic_store_explicit(&t->state, WEFT__TASK_FREE, memory_order_relaxed);
+            atomic_store_explicit(&t->seq, s->seq_base, memory_order_release);
+        }
+    }
+    if (was_empty || avail(s) == 0) {
+        list_del(p, s);
+        if (avail(s))
+            list_add(p, s, SLAB_PARTIAL);
+    }
+    return t;
+}
+
+/* Under task_lock.  Gives t back to its slab. */
+static void slab_put(struct weft__slab_pool *p, weft_task *t)
+{
+    struct weft__task_slab *s = slab_of(t);
+    t->next = s->free;
+    s->free = t;
+    s->nfree++;
+    if (avail(s) == WEFT__SLAB_TASKS) {
+        list_del(p, s);
+        list_add(p, s, SLAB_EMPTY);
+    } else if (s->list == SLAB_NONE) {
+        list_add(p, s, SLAB_PARTIAL);
+    }
+}
+
+/* Any thread, no lock held (may block the thread: mmap).  Adds an extent of
+ * slabs to the pool; false when the kernel refuses. */
+static bool grow(weft__runtime *rt)
+{
+    struct slab_extent *e = malloc(sizeof *e);
+    if (!e)
+        return false;
+    e->len = (size_t)(WEFT__SLAB_EXTENT + 1) * WEFT__SLAB_BYTES;  /* room to align */
+    e->map = mmap(NULL, e->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                  -1, 0);
+    if (e->map == MAP_FAILED) {
+        free(e);
+        return false;
+    }
+    e->used = 0;
+    weft__spin_lock(&rt->task_lock);
+    e->next = rt->slab_pool->extents;
+    rt->slab_pool->extents = e;
+    weft__spin_unlock(&rt->task_lock);
+    return true;
+}
+
+/* Any thread (w: the calling worker, or NULL).  A free slot, or NULL when
+ * out of memory. */
 weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
 {
     if (w && w->rt == rt) {
@@ -61,25 +246,27 @@ weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
     } else {
         w = NULL;
     }
-    weft__spin_lock(&rt->task_lock);
-    if (!rt->task_free && new_slab(rt) < 0) {
+    struct weft__slab_pool *p = rt->slab_pool;
+    for (;;) {
+        weft__spin_lock(&rt->task_lock);
+        struct weft__task_slab *s = slab_with_room(rt);
+        if (!s) {
+            weft__spin_unlock(&rt->task_lock);
+            if (!grow(rt))
+                return NULL;
+            continue;
+        }
+        weft_task *t = slab_take(p, s);
+        /* Refill the worker's cache with a batch. */
+        for (int i = 0; w && i < WEFT__TASK_BATCH && (s = slab_with_room(rt)); i++) {
+            weft_task *x = slab_take(p, s);
+            x->next = w->tasks.free;
+            w->tasks.free = x;
+            w->tasks.n++;
+        }
         weft__spin_unlock(&rt->task_lock);
-        return NULL;
+        return t;
     }
-    weft_task *t = rt->task_free;
-    rt->task_free = t->next;
-    rt->task_free_n--;
-    /* Refill the worker's cache with a batch. */
-    for (int i = 0; w && i < WEFT__TASK_BATCH && rt->task_free; i++) {
-        weft_task *x = rt->task_free;
-        rt->task_free = x->next;
-        rt->task_free_n--;
-        x->next = w->tasks.free;
-        w->tasks.free = x;
-        w->tasks.n++;
-    }
-    weft__spin_unlock(&rt->task_lock);
-    return t;
 }
 
 /* Any thread.  Returns a slot whose last reference was dropped. */
@@ -142,27 +329,24 @@ void weft__task_dealloc(weft_task *t)
         if (++w->tasks.n <= 2 * WEFT__TASK_BATCH)
             return;
         /* Give a batch back to the pool for other workers' spawns. */
-        weft_task *head = NULL, *tail = NULL;
-        for (int i = 0; i < WEFT__TASK_BATCH; i++) {
-            weft_task *x = w->tasks.free;
-            w->tasks.free = x->next;
-            w->tasks.n--;
-            x->next = head;
-            head = x;
-            if (!tail)
-                tail = x;
-        }
+        weft_task *give = w->tasks.free;
+        weft_task *last = give;
+        for (int i = 1; i < WEFT__TASK_BATCH; i++)
+            last = last->next;
+        w->tasks.free = last->next;
+        w->tasks.n -= WEFT__TASK_BATCH;
+        last->next = NULL;
         weft__spin_lock(&rt->task_lock);
-        tail->next = rt->task_free;
-        rt->task_free = head;
-        rt->task_free_n += WEFT__TASK_BATCH;
+        while (give) {
+            weft_task *nx = give->next;
+            slab_put(rt->slab_pool, give);
+            give = nx;
+        }
         weft__spin_unlock(&rt->task_lock);
         return;
     }
     weft__spin_lock(&rt->task_lock);
-    t->next = rt->task_free;
-    rt->task_free = t;
-    rt->task_free_n++;
+    slab_put(rt->slab_pool, t);
     weft__spin_unlock(&rt->task_lock);
 }
 
@@ -174,34 +358,40 @@ void weft__task_cache_flush(weft__worker *w)
     while (w->tasks.free) {
         weft_task *x = w->tasks.free;
         w->tasks.free = x->next;
-        x->next = rt->task_free;
-        rt->task_free = x;
-        rt->task_free_n++;
+        slab_put(rt->slab_pool, x);
     }
     w->tasks.n = 0;
     weft__spin_unlock(&rt->task_lock);
 }
 
-static bool unfinished(int st)
+/* Any thread.  Does slot t hold a task that has not finished?  (seq 0: a
+ * slot never used, or zeroed by a trim, whatever its state reads.) */
+static bool unfinished(weft_task *t)
 {
+    if (atomic_load_explicit(&t->seq, memory_order_acquire) == 0)
+        return false;
+    int st = atomic_load_explicit(&t->state, memory_order_acquire);
     return st != WEFT__TASK_FREE && st != WEFT_TASK_DONE;
 }
 
 /* Any thread (weft_run at shutdown): cancels and wakes every unfinished task
- * (blocking tasks still in line are dropped by weft__pool_drop_all). */
+ * (blocking tasks still in line are dropped by weft__pool_drop_all).  Holds
+ * trim_mu: a slot it saw as a task is not zeroed before its wake. */
 void weft__reg_cancel_all(weft__runtime *rt)
 {
+    pthread_mutex_lock(&rt->trim_mu);
     for (struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire); s;
          s = s->next) {
-        for (int i = 0; i < WEFT__SLAB_TASKS; i++) {
+        for (size_t i = 0; i < WEFT__SLAB_TASKS; i++) {
             weft_task *t = &s->t[i];
-            if (!unfinished(atomic_load_explicit(&t->state, memory_order_acquire)))
+            if (!unfinished(t))
                 continue;
             /* seq_cst: as in weft_cancel (pairs with park_commit). */
             atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
             weft__wake(t);
         }
     }
+    pthread_mutex_unlock(&rt->trim_mu);
 }
 
 /* Any thread.  Unfinished tasks right now (approximate while they change). */
@@ -210,20 +400,83 @@ size_t weft__reg_live(weft__runtime *rt)
     size_t n = 0;
     for (struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire); s;
          s = s->next)
-        for (int i = 0; i < WEFT__SLAB_TASKS; i++)
-            n += unfinished(atomic_load_explicit(&s->t[i].state, memory_order_acquire));
+        for (size_t i = 0; i < WEFT__SLAB_TASKS; i++)
+            n += unfinished(&s->t[i]);
     return n;
 }
 
+/* Any thread (sysmon). */
+void weft__slabs_lowwater(weft__runtime *rt, size_t *low, size_t *now)
+{
+    struct weft__slab_pool *p = rt->slab_pool;
+    weft__spin_lock(&rt->task_lock);
+    *low = p->empty_low;
+    *now = p->empty_n;
+    p->empty_low = p->empty_n;
+    weft__spin_unlock(&rt->task_lock);
+}
+
+/* Any thread (sysmon), with trim_mu held; may block the thread (madvise),
+ * with no spinlock held. */
+size_t weft__slabs_trim(weft__runtime *rt, size_t n)
+{
+    struct weft__slab_pool *p = rt->slab_pool;
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    /* Slots must start on a page for their pages to go alone. */
+    if (!n || offsetof(struct weft__task_slab, t) % ps != 0)
+        return 0;
+    struct weft__task_slab **v = malloc(sizeof *v * n);
+    struct iovec *iov = malloc(sizeof *iov * n);
+    if (!v || !iov) {
+        free(v);
+        free(iov);
+        return 0;
+    }
+    size_t k = 0;
+    weft__spin_lock(&rt->task_lock);
+    while (k < n && p->empty_tail) {
+        struct weft__task_slab *s = p->empty_tail;
+        list_del(p, s);  /* on no list: nobody hands its slots out */
+        v[k++] = s;
+    }
+    weft__spin_unlock(&rt->task_lock);
+    for (size_t i = 0; i < k; i++) {
+        struct weft__task_slab *s = v[i];
+        /* Every slot is free and on no list but the slab's own: nobody
+         * writes seq now.  The next seq_base is above all of them. */
+        uint32_t top = s->seq_base;
+        for (unsigned j = 0; j < s->nbump; j++) {
+            uint32_t q = atomic_load_explicit(&s->t[j].seq, memory_order_relaxed);
+            if (q > top)
+                top = q;
+        }
+        s->seq_base = (top + 2) & ~1u;
+        iov[i] = (struct iovec){s->t, WEFT__SLAB_BYTES - offsetof(struct weft__task_slab, t)};
+    }
+    (void)weft__os_madvise_ranges(iov, k, MADV_DONTNEED);
+    weft__spin_lock(&rt->task_lock);
+    for (size_t i = 0; i < k; i++) {
+        v[i]->free = NULL;
+        v[i]->nfree = 0;
+        v[i]->nbump = 0;
+        list_add(p, v[i], SLAB_TRIMMED);
+    }
+    weft__spin_unlock(&rt->task_lock);
+    free(v);
+    free(iov);
+    return k;
+}
+
 /* weft_run, after the workers stopped: reports (debug mode) the tasks whose
- * handles were never released, and frees every slab. */
+ * handles were never released, and unmaps every slab. */
 void weft__reg_free_all(weft__runtime *rt)
 {
-    struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire);
-    while (s) {
-        for (int i = 0; i < WEFT__SLAB_TASKS; i++) {
+    for (struct weft__task_slab *s = atomic_load_explicit(&rt->slabs, memory_order_acquire); s;
+         s = s->next) {
+        for (size_t i = 0; i < WEFT__SLAB_TASKS; i++) {
             weft_task *t = &s->t[i];
-            if (atomic_load_explicit(&t->state, memory_order_relaxed) == WEFT__TASK_FREE)
+            if (atomic_load_explicit(&t->seq, memory_order_relaxed) == 0 ||
+                atomic_load_explicit(&t->state, memory_order_relaxed) == WEFT__TASK_FREE)
                 continue;
             if (rt->cfg.debug && !t->is_main) {
                 unsigned long long id = atomic_load_explicit(&t->id, memory_order_relaxed);
@@ -235,11 +488,16 @@ void weft__reg_free_all(weft__runtime *rt)
             }
             free(t->locals);
         }
-        struct weft__task_slab *n = s->next;
-        free(s);
-        s = n;
     }
     atomic_store_explicit(&rt->slabs, NULL, memory_order_relaxed);
-    rt->task_free = NULL;
-    rt->task_free_n = 0;
+    struct weft__slab_pool *p = rt->slab_pool;
+    if (!p)
+        return;
+    for (struct slab_extent *e = p->extents, *n; e; e = n) {
+        n = e->next;
+        munmap(e->map, e->len);
+        free(e);
+    }
+    free(p);
+    rt->slab_pool = NULL;
 }

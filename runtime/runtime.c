@@ -138,6 +138,7 @@ static void runtime_free(weft__runtime *rt)
         for (unsigned i = 0; i < rt->nworkers; i++)
             worker_free(rt->workers[i]);
     free(rt->workers);
+    weft__trim_free(rt);
     weft__stacks_free(rt);
     weft__topo_free(rt);
     weft__netpoll_free(rt);
@@ -243,8 +244,13 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     }
     free(cpus);
     cpus = NULL;
-    if ((rc = weft__topo_victims(rt)) < 0 || (rc = weft__stacks_init(rt)) < 0)
+    if ((rc = weft__topo_victims(rt)) < 0 || (rc = weft__stacks_init(rt)) < 0 ||
+        (rc = weft__slabs_init(rt)) < 0)
         goto fail_early;
+    if (weft__trim_init(rt) < 0) {
+        rc = -ENOMEM;
+        goto fail_early;
+    }
     rt->pool = weft__pool_new(rt, set.blocking_threads, "blocking");
     rt->sys_pool = weft__pool_new(rt, 16, "system");
     if (!rt->pool || !rt->sys_pool) {

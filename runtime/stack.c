@@ -1,23 +1,49 @@
 /*
  * Coroutine stacks.
  *
- * Stacks are carved from chunks of WEFT__STACKS_PER_CHUNK, each one mmap of
- * MAP_NORESERVE memory: a stack costs address space at once and memory only
- * for the pages its coroutine touches.  Each stack has a guard page below it.
- * A task gets a stack when it first runs, from its worker's cache (no lock),
- * then from the runtime's shared pool (spinlock), then from a new chunk.
+ * Address space is reserved in extents: one mmap of MAP_NORESERVE memory
+ * for many stacks (64 at first, doubling to 8192 per extent), each stack
+ * with a guard page below it.  A stack costs address space at once and
+ * memory only for the pages its coroutine touches.  Extents are few (128
+ * for a million stacks of 128 KiB), so the process-wide mmap lock, which
+ * the other workers' page faults can wait on, is rarely taken.
+ *
+ * Where stacks come from, fastest first:
+ *   1. the worker's cache: LIFO, so the stack just freed, whose pages are
+ *      warm in cache and present in memory, is the next one used; no lock;
+ *   2. the pool (stack_lock), in batches of WEFT__CACHE_MAX/2: warm stacks
+ *      given back by caches, then clean ones (trimmed), then never-used
+ *      ones handed out in contiguous runs from the newest extent;
+ *   3. a new extent, mapped and guarded with no lock held.
+ * No system call runs under stack_lock.
  *
  * Guard pages and vm.max_map_count.  An mprotect'ed guard page splits its
  * mapping in two, so with the default vm.max_map_count (65530) a process
  * could hold only about 32,700 guarded stacks.  Where the kernel has
- * MADV_GUARD_INSTALL (Linux 6.13+), guards are installed in place and no
- * mapping is split: a million stacks need a few hundred mappings.  Where it
- * does not, guards fall back to mprotect for as long as the map count allows
- * (half of what vm.max_map_count leaves above a reserve of 8192 for the rest
- * of the process); stacks past that have no guard page, and weft prints one
- * line saying so, once.  WEFT_GUARD=mprotect forces the fallback (tests).
+ * MADV_GUARD_INSTALL (Linux 6.13+), guards are installed in place, no
+ * mapping is split, and an extent's guards go in a few system calls
+ * (weft__os_madvise_ranges).  Where it does not, guards fall back to
+ * mprotect for as long as the map count allows (half of what
+ * vm.max_map_count leaves above a reserve of 8192 for the rest of the
+ * process); stacks past that have no guard page, and weft prints one line
+ * saying so, once.  WEFT_GUARD=mprotect forces the fallback (tests).
  *
- * Memory is kept for reuse until weft_run returns, which unmaps every chunk.
+ * Trimming.  The pool keeps its warm stacks in a list, most recently given
+ * back first, and counts the fewest it held since sysmon last asked (its
+ * low-water mark).  The trimmer (trim.c) decides how many were not needed;
+ * weft__stacks_trim takes that many off the cold end, gives their pages
+ * back with MADV_DONTNEED outside the lock (adjacent stacks in one range:
+ * DONTNEED keeps guard pages of either kind), and returns them to the pool
+ * as clean.  A stack is trimmed only while it is in the pool, so no
+ * coroutine runs on it; weft_dump reads only the stacks of live tasks.
+ *
+ * Operations and the threads they run on:
+ *   stack_get, stack_put, stack_cache_flush    owner worker (its cache;
+ *                                              the pool under stack_lock)
+ *   stacks_lowwater, stacks_trim               sysmon, concurrently with
+ *                                              the above
+ *   stacks_init, stacks_free                   weft_run, workers stopped
+ * Address space is unmapped only by stacks_free.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,22 +51,37 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "os.h"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
 
-#define WEFT__STACKS_PER_CHUNK 32
 #define WEFT__CACHE_MAX 64
+#define EXTENT_FIRST 64u
+#define EXTENT_MAX 8192u
 
-struct weft__stack_chunk {
-    struct weft__stack_chunk *next;
+struct weft__stack_extent {
+    struct weft__stack_extent *next;
     char *base;
     size_t len;
-    weft__stack st[WEFT__STACKS_PER_CHUNK];
+    unsigned n;         /* stacks in it */
+    unsigned used;      /* st[0, used) have been handed out (under stack_lock) */
+    weft__stack st[];
+};
+
+/* Under stack_lock, all of it. */
+struct weft__stack_pool {
+    weft__stack *warm_head, *warm_tail;  /* given back; head: most recent */
+    size_t warm_n, warm_low;             /* how many; fewest since lowwater() */
+    weft__stack *clean;                  /* trimmed: no page present */
+    size_t clean_n;
+    struct weft__stack_extent *extents;  /* newest first */
+    unsigned next_n;                     /* stacks in the next extent */
 };
 
 static size_t page_size(void)
@@ -78,103 +119,203 @@ int weft__stacks_init(weft__runtime *rt)
     }
     long mmc = max_map_count();
     rt->guard_budget = mmc > 8192 ? (size_t)(mmc - 8192) / 2 : 0;
-    rt->stack_free = NULL;
-    rt->stack_free_n = 0;
-    rt->chunks = NULL;
+    rt->stack_pool = calloc(1, sizeof *rt->stack_pool);
+    if (!rt->stack_pool)
+        return -ENOMEM;
+    rt->stack_pool->next_n = EXTENT_FIRST;
     return 0;
 }
 
-/* weft_run, after the workers stopped. */
+/* weft_run, after the workers and sysmon stopped. */
 void weft__stacks_free(weft__runtime *rt)
 {
-    struct weft__stack_chunk *c = rt->chunks;
-    while (c) {
-        struct weft__stack_chunk *n = c->next;
-        for (int i = 0; i < WEFT__STACKS_PER_CHUNK; i++)
-            weft__valgrind_stack_deregister(c->st[i].valgrind_id);
-        munmap(c->base, c->len);
-        free(c);
-        c = n;
+    struct weft__stack_pool *p = rt->stack_pool;
+    if (!p)
+        return;
+    struct weft__stack_extent *e = p->extents;
+    while (e) {
+        struct weft__stack_extent *n = e->next;
+        for (unsigned i = 0; i < e->n; i++)
+            weft__valgrind_stack_deregister(e->st[i].valgrind_id);
+        munmap(e->base, e->len);
+        free(e);
+        e = n;
     }
-    rt->chunks = NULL;
-    rt->stack_free = NULL;
-    rt->stack_free_n = 0;
+    free(p);
+    rt->stack_pool = NULL;
 }
 
-/* Under rt->stack_lock.  Maps a new chunk; its stacks go to the pool. */
-static int new_chunk(weft__runtime *rt)
+/* Any thread, no lock held: guard pages for the n stacks of e; returns how
+ * many mprotect guards it used of the budget it was given. */
+static size_t install_guards(weft__runtime *rt, struct weft__stack_extent *e, size_t budget)
 {
     size_t ps = page_size();
-    size_t size = rt->cfg.stack_size;
-    size_t span = size + ps;
-    struct weft__stack_chunk *c = calloc(1, sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    c->len = span * WEFT__STACKS_PER_CHUNK;
-    c->base = mmap(NULL, c->len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (c->base == MAP_FAILED) {
-        free(c);
-        return -ENOMEM;
-    }
-    for (int i = 0; i < WEFT__STACKS_PER_CHUNK; i++) {
-        char *g = c->base + (size_t)i * span;
-        weft__stack *s = &c->st[i];
-        s->lo = g + ps;
-        s->size = size;
-        if (rt->madv_guard) {
-            s->guarded = madvise(g, ps, MADV_GUARD_INSTALL) == 0;
-        } else if (rt->guard_budget > 0) {
-            s->guarded = mprotect(g, ps, PROT_NONE) == 0;
-            if (s->guarded)
-                rt->guard_budget--;
+    size_t used = 0;
+    if (rt->madv_guard) {
+        struct iovec *iov = malloc(sizeof *iov * e->n);
+        int rc = -ENOMEM;
+        if (iov) {
+            for (unsigned i = 0; i < e->n; i++)
+                iov[i] = (struct iovec){e->st[i].lo - ps, ps};
+            rc = weft__os_madvise_ranges(iov, e->n, MADV_GUARD_INSTALL);
+            free(iov);
         }
-        if (!s->guarded && !rt->guard_warned) {
-            rt->guard_warned = true;
-            weft__log("weft: no guard pages for further coroutine stacks: this kernel lacks "
-                      "MADV_GUARD_INSTALL and vm.max_map_count (%ld) is used up by guarded stacks",
-                      max_map_count());
+        if (rc == 0) {
+            for (unsigned i = 0; i < e->n; i++)
+                e->st[i].guarded = true;
+            return 0;
         }
-        s->valgrind_id = weft__valgrind_stack_register(s->lo, s->lo + size);
-        s->next = rt->stack_free;
-        rt->stack_free = s;
-        rt->stack_free_n++;
+        /* One by one, so each stack knows whether it has its guard. */
+        for (unsigned i = 0; i < e->n; i++)
+            e->st[i].guarded = madvise(e->st[i].lo - ps, ps, MADV_GUARD_INSTALL) == 0;
+        return 0;
     }
-    c->next = rt->chunks;
-    rt->chunks = c;
-    return 0;
+    for (unsigned i = 0; i < e->n && used < budget; i++) {
+        e->st[i].guarded = mprotect(e->st[i].lo - ps, ps, PROT_NONE) == 0;
+        used += e->st[i].guarded;
+    }
+    return used;
 }
 
-/* Owner worker only.  A stack for a task about to run first; NULL when no
- * memory can be mapped. */
+/* Owner worker, no lock held (may block the thread: mmap, madvise).  Maps
+ * and guards an extent of up to want stacks, halving the request while the
+ * kernel refuses it; NULL when even one stack cannot be had. */
+static struct weft__stack_extent *map_extent(weft__runtime *rt, unsigned want, size_t budget,
+                                             size_t *budget_used)
+{
+    size_t ps = page_size();
+    size_t span = rt->cfg.stack_size + ps;
+    for (unsigned n = want; n >= 1; n /= 2) {
+        char *base = mmap(NULL, span * n, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (base == MAP_FAILED)
+            continue;
+        struct weft__stack_extent *e = calloc(1, sizeof *e + sizeof(weft__stack) * n);
+        if (!e) {
+            munmap(base, span * n);
+            return NULL;
+        }
+        e->base = base;
+        e->len = span * n;
+        e->n = n;
+        for (unsigned i = 0; i < n; i++) {
+            weft__stack *s = &e->st[i];
+            s->lo = base + (size_t)i * span + ps;
+            s->size = rt->cfg.stack_size;
+            s->valgrind_id = weft__valgrind_stack_register(s->lo, s->lo + s->size);
+        }
+        *budget_used = install_guards(rt, e, budget);
+        return e;
+    }
+    return NULL;
+}
+
+/* Under stack_lock.  Moves up to max stacks from the pool into w's cache:
+ * warm first, then clean, then never used from the extents. */
+static unsigned refill(struct weft__stack_pool *p, weft__worker *w, unsigned max)
+{
+    unsigned got = 0;
+    while (got < max && p->warm_head) {
+        weft__stack *s = p->warm_head;
+        p->warm_head = s->next;
+        if (p->warm_head)
+            p->warm_head->prev = NULL;
+        else
+            p->warm_tail = NULL;
+        p->warm_n--;
+        s->next = w->stacks.free;
+        w->stacks.free = s;
+        got++;
+    }
+    if (p->warm_n < p->warm_low)
+        p->warm_low = p->warm_n;
+    while (got < max && p->clean) {
+        weft__stack *s = p->clean;
+        p->clean = s->next;
+        p->clean_n--;
+        s->next = w->stacks.free;
+        w->stacks.free = s;
+        got++;
+    }
+    for (struct weft__stack_extent *e = p->extents; e && got < max; e = e->next) {
+        /* In reverse, so the cache hands the run out in address order. */
+        unsigned k = e->n - e->used < max - got ? e->n - e->used : max - got;
+        for (unsigned i = k; i-- > 0;) {
+            weft__stack *s = &e->st[e->used + i];
+            s->next = w->stacks.free;
+            w->stacks.free = s;
+        }
+        e->used += k;
+        got += k;
+    }
+    w->stacks.n += got;
+    return got;
+}
+
+/* Owner worker only (may block the thread: a new extent is mapped with no
+ * lock held).  A stack for a task about to run first; NULL when the
+ * kernel refuses the address space (the caller says so and retries later). */
 weft__stack *weft__stack_get(weft__worker *w)
 {
     weft__stack *s = w->stacks.free;
-    if (WEFT__LIKELY(s)) {
-        w->stacks.free = s->next;
-        w->stacks.n--;
-        return s;
-    }
-    weft__runtime *rt = w->rt;
-    weft__spin_lock(&rt->stack_lock);
-    if (!rt->stack_free && new_chunk(rt) < 0) {
+    if (WEFT__UNLIKELY(!s)) {
+        weft__runtime *rt = w->rt;
+        struct weft__stack_pool *p = rt->stack_pool;
+        weft__spin_lock(&rt->stack_lock);
+        unsigned got = refill(p, w, WEFT__CACHE_MAX / 2);
+        unsigned want = p->next_n;
+        size_t budget = 0;
+        if (!got) {
+            if (p->next_n < EXTENT_MAX)
+                p->next_n *= 2;
+            budget = rt->madv_guard ? 0 : (rt->guard_budget < want ? rt->guard_budget : want);
+            rt->guard_budget -= budget;
+        }
         weft__spin_unlock(&rt->stack_lock);
-        return NULL;
+        if (!got) {
+            size_t used = 0;
+            struct weft__stack_extent *e = map_extent(rt, want, budget, &used);
+            weft__spin_lock(&rt->stack_lock);
+            rt->guard_budget += budget - used;
+            bool warn = false;
+            if (e) {
+                e->next = p->extents;
+                p->extents = e;
+                refill(p, w, WEFT__CACHE_MAX / 2);
+                for (unsigned i = 0; i < e->n && !warn; i++)
+                    warn = !e->st[i].guarded && !rt->guard_warned;
+                rt->guard_warned |= warn;
+            } else {
+                /* Another worker may have given stacks back meanwhile. */
+                refill(p, w, WEFT__CACHE_MAX / 2);
+            }
+            weft__spin_unlock(&rt->stack_lock);
+            if (warn)
+                weft__log("weft: no guard pages for further coroutine stacks: this kernel lacks "
+                          "MADV_GUARD_INSTALL and vm.max_map_count (%ld) is used up by guarded "
+                          "stacks",
+                          max_map_count());
+        }
+        s = w->stacks.free;
+        if (!s)
+            return NULL;
     }
-    /* Take a batch into the cache. */
-    for (int i = 0; i < WEFT__CACHE_MAX / 2 && rt->stack_free; i++) {
-        weft__stack *x = rt->stack_free;
-        rt->stack_free = x->next;
-        rt->stack_free_n--;
-        x->next = w->stacks.free;
-        w->stacks.free = x;
-        w->stacks.n++;
-    }
-    weft__spin_unlock(&rt->stack_lock);
-    s = w->stacks.free;
     w->stacks.free = s->next;
     w->stacks.n--;
     return s;
+}
+
+/* Under stack_lock.  s becomes the most recent warm stack of the pool. */
+static void warm_push(struct weft__stack_pool *p, weft__stack *s)
+{
+    s->prev = NULL;
+    s->next = p->warm_head;
+    if (p->warm_head)
+        p->warm_head->prev = s;
+    else
+        p->warm_tail = s;
+    p->warm_head = s;
+    p->warm_n++;
 }
 
 /* Owner worker only.  Returns the stack of a finished task. */
@@ -182,16 +323,21 @@ void weft__stack_put(weft__worker *w, weft__stack *s)
 {
     s->next = w->stacks.free;
     w->stacks.free = s;
-    if (++w->stacks.n > WEFT__CACHE_MAX) {
+    if (WEFT__UNLIKELY(++w->stacks.n > WEFT__CACHE_MAX)) {
         weft__runtime *rt = w->rt;
+        /* The older half goes back: the most recent stay warm here.  Walk
+         * to it before taking the lock. */
+        weft__stack *keep = w->stacks.free;
+        for (unsigned i = 1; i < WEFT__CACHE_MAX / 2; i++)
+            keep = keep->next;
+        weft__stack *give = keep->next;
+        keep->next = NULL;
+        w->stacks.n = WEFT__CACHE_MAX / 2;
         weft__spin_lock(&rt->stack_lock);
-        while (w->stacks.n > WEFT__CACHE_MAX / 2) {
-            weft__stack *x = w->stacks.free;
-            w->stacks.free = x->next;
-            w->stacks.n--;
-            x->next = rt->stack_free;
-            rt->stack_free = x;
-            rt->stack_free_n++;
+        while (give) {
+            weft__stack *nx = give->next;
+            warm_push(rt->stack_pool, give);
+            give = nx;
         }
         weft__spin_unlock(&rt->stack_lock);
     }
@@ -205,12 +351,79 @@ void weft__stack_cache_flush(weft__worker *w)
     while (w->stacks.free) {
         weft__stack *x = w->stacks.free;
         w->stacks.free = x->next;
-        x->next = rt->stack_free;
-        rt->stack_free = x;
-        rt->stack_free_n++;
+        warm_push(rt->stack_pool, x);
     }
     w->stacks.n = 0;
     weft__spin_unlock(&rt->stack_lock);
+}
+
+/* Any thread (sysmon). */
+void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now)
+{
+    struct weft__stack_pool *p = rt->stack_pool;
+    weft__spin_lock(&rt->stack_lock);
+    *low = p->warm_low;
+    *now = p->warm_n;
+    p->warm_low = p->warm_n;
+    weft__spin_unlock(&rt->stack_lock);
+}
+
+static int by_address(const void *a, const void *b)
+{
+    const weft__stack *x = *(weft__stack *const *)a, *y = *(weft__stack *const *)b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Any thread (sysmon); may block the thread (madvise), with no lock held. */
+size_t weft__stacks_trim(weft__runtime *rt, size_t n)
+{
+    struct weft__stack_pool *p = rt->stack_pool;
+    if (!n)
+        return 0;
+    weft__stack **v = malloc(sizeof *v * n);
+    struct iovec *iov = malloc(sizeof *iov * n);
+    if (!v || !iov) {
+        free(v);
+        free(iov);
+        return 0;
+    }
+    size_t k = 0;
+    weft__spin_lock(&rt->stack_lock);
+    while (k < n && p->warm_tail) {
+        weft__stack *s = p->warm_tail;
+        p->warm_tail = s->prev;
+        if (p->warm_tail)
+            p->warm_tail->next = NULL;
+        else
+            p->warm_head = NULL;
+        p->warm_n--;
+        v[k++] = s;
+    }
+    if (p->warm_n < p->warm_low)
+        p->warm_low = p->warm_n;
+    weft__spin_unlock(&rt->stack_lock);
+    /* Off every list now: nobody else can hand these out. */
+    qsort(v, k, sizeof *v, by_address);
+    size_t ps = page_size(), r = 0;
+    for (size_t i = 0; i < k; i++) {
+        char *lo = v[i]->lo, *hi = v[i]->lo + v[i]->size;
+        if (r && (char *)iov[r - 1].iov_base + iov[r - 1].iov_len + ps == lo)
+            iov[r - 1].iov_len = (size_t)(hi - (char *)iov[r - 1].iov_base);
+        else
+            iov[r++] = (struct iovec){lo, v[i]->size};
+    }
+    /* A failure leaves pages present: the stacks are reused all the same. */
+    (void)weft__os_madvise_ranges(iov, r, MADV_DONTNEED);
+    weft__spin_lock(&rt->stack_lock);
+    for (size_t i = 0; i < k; i++) {
+        v[i]->next = p->clean;
+        p->clean = v[i];
+        p->clean_n++;
+    }
+    weft__spin_unlock(&rt->stack_lock);
+    free(v);
+    free(iov);
+    return k;
 }
 
 /* Any context, async-signal-safe: does addr fall in s's guard page? */

@@ -124,6 +124,7 @@ static void *sysmon_main(void *arg)
         atomic_store_explicit(&rt->any_blocked, any_blocked, memory_order_relaxed);
         if (want_help)
             weft__notify(rt);
+        weft__trim_tick(rt, now);
         nap = any_running ? WEFT_MS : 5 * WEFT_MS;
         pthread_mutex_lock(&rt->sysmon_mu);
     }

@@ -19,6 +19,7 @@
 #   g_rt (runtime/runtime.c)   the running runtime, NULL when none
 #   g_rt->slabs                the task registry: slabs of WEFT__SLAB_TASKS
 #                              task slots, linked by ->next
+#   slot.seq                   0: never used, or zeroed by the trimmer (free)
 #   slot.state                 -1 free, 0 ready, 1 running, 2 waiting,
 #                              3 blocking, 4 done
 #   slot.sp, slot.stack        a switched-out coroutine's saved stack pointer
@@ -107,6 +108,9 @@ def _tasks(rt):
         lo, hi = slots.type.range()
         for i in range(lo, hi + 1):
             t = slots[i]
+            # seq 0: never used, or zeroed by the trimmer (registry.c)
+            if int(t["seq"]) == 0:
+                continue
             st = int(t["state"])
             if st in (STATE_FREE, STATE_DONE):
                 continue

@@ -29,6 +29,14 @@ int weft__os_socket(int domain, int type);
  * birth.  Any thread. */
 int weft__os_accept(int fd);
 
+/* os.c.  madvise(2) over n ranges, in as few system calls as the kernel
+ * allows (process_madvise on our own pidfd, 1024 ranges a call, where the
+ * kernel takes the advice there: Linux 6.15+ for any advice; else one
+ * madvise per range).  0, or -errno of the first range that failed.  Any
+ * thread; holds no lock. */
+struct iovec;
+int weft__os_madvise_ranges(const struct iovec *iov, size_t n, int advice);
+
 /* Flags for send / sendto: a closed peer is EPIPE, not SIGPIPE.  (BSDs
  * have no such flag; their os.h sets SO_NOSIGPIPE on each socket.) */
 #define WEFT__OS_MSG_NOSIGNAL MSG_NOSIGNAL

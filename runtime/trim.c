@@ -1,0 +1,116 @@
+/*
+ * The memory trimmer: gives back what the stack pool and the task slabs did
+ * not need over the last window (WEFT_TRIM_MS, default 1000 ms; 0: never).
+ *
+ * The anchors are jemalloc's decay and Go's scavenger: memory a burst took
+ * is kept while it may be needed again, and given back once it has not
+ * been needed for a while.  Here "needed" is measured, not guessed: each
+ * pool counts the fewest items it held since the trimmer last asked (its
+ * low-water mark: stack.c warm stacks, registry.c empty slabs).  sysmon
+ * asks every quarter window and keeps the last four answers; what the pool
+ * held at every moment of the window, less a floor, was not needed, and is
+ * trimmed:
+ *
+ *     release = min(low-water marks of the last 4 quarters) - floor
+ *
+ * So a server whose bursts come closer together than the window keeps their
+ * memory (the low-water mark of a window with a burst in it is near zero),
+ * and a pause longer than the window gives it back within a quarter window
+ * of its end.  The floors (WEFT__TRIM_KEEP_*) are small: each worker's own
+ * caches (64 stacks, 64 task slots) are never trimmed either.
+ *
+ * Giving back is MADV_DONTNEED, not MADV_FREE: MADV_FREE leaves the pages
+ * counted in the resident set until the kernel is short of memory, which
+ * is what operators watch (Go went back to DONTNEED for that reason).  The
+ * system calls run in sysmon with no spinlock held (stack.c, registry.c).
+ *
+ * Executed by sysmon only; the state below is sysmon's.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define QUARTERS 4
+#define WEFT__TRIM_KEEP_STACKS 64  /* in the pool, beyond the workers' caches */
+#define WEFT__TRIM_KEEP_SLABS 1
+
+struct weft__trim {
+    int64_t next_at;               /* end of the current quarter */
+    unsigned filled;               /* quarters recorded, up to QUARTERS */
+    unsigned at;                   /* next entry of the rings */
+    size_t stacks[QUARTERS], slabs[QUARTERS];  /* low-water marks */
+};
+
+/* weft_run, before sysmon starts. */
+int weft__trim_init(weft__runtime *rt)
+{
+    pthread_mutex_init(&rt->trim_mu, NULL);
+    rt->trim = calloc(1, sizeof *rt->trim);
+    return rt->trim ? 0 : -1;
+}
+
+/* weft_run, after sysmon stopped. */
+void weft__trim_free(weft__runtime *rt)
+{
+    if (!rt->trim)
+        return;
+    free(rt->trim);
+    rt->trim = NULL;
+    pthread_mutex_destroy(&rt->trim_mu);
+}
+
+static size_t ring_min(const size_t *r)
+{
+    size_t m = r[0];
+    for (unsigned i = 1; i < QUARTERS; i++)
+        if (r[i] < m)
+            m = r[i];
+    return m;
+}
+
+/* After release items left the pool, no quarter held more than it has. */
+static void ring_sub(size_t *r, size_t released)
+{
+    for (unsigned i = 0; i < QUARTERS; i++)
+        r[i] = r[i] > released ? r[i] - released : 0;
+}
+
+/* sysmon only (may block the thread: madvise). */
+void weft__trim_tick(weft__runtime *rt, int64_t now)
+{
+    struct weft__trim *tr = rt->trim;
+    int64_t quarter = rt->cfg.trim_ns / QUARTERS;
+    if (!tr || quarter <= 0 || now < tr->next_at)
+        return;
+    tr->next_at = now + quarter;
+    size_t low, cur;
+    weft__stacks_lowwater(rt, &low, &cur);
+    tr->stacks[tr->at] = low;
+    weft__slabs_lowwater(rt, &low, &cur);
+    tr->slabs[tr->at] = low;
+    tr->at = (tr->at + 1) % QUARTERS;
+    if (tr->filled < QUARTERS) {
+        tr->filled++;
+        return;
+    }
+    size_t idle = ring_min(tr->stacks);
+    if (idle > WEFT__TRIM_KEEP_STACKS) {
+        size_t k = weft__stacks_trim(rt, idle - WEFT__TRIM_KEEP_STACKS);
+        ring_sub(tr->stacks, k);
+        /* relaxed: a statistic (tests, docs). */
+        atomic_fetch_add_explicit(&rt->trimmed_stacks, k, memory_order_relaxed);
+    }
+    idle = ring_min(tr->slabs);
+    if (idle > WEFT__TRIM_KEEP_SLABS) {
+        pthread_mutex_lock(&rt->trim_mu);
+        /* At shutdown the registry is walked and woken (reg_cancel_all):
+         * nothing is trimmed from then on. */
+        size_t k = atomic_load_explicit(&rt->shutdown, memory_order_acquire)
+                       ? 0
+                       : weft__slabs_trim(rt, idle - WEFT__TRIM_KEEP_SLABS);
+        pthread_mutex_unlock(&rt->trim_mu);
+        ring_sub(tr->slabs, k);
+        atomic_fetch_add_explicit(&rt->trimmed_slabs, k, memory_order_relaxed);
+    }
+}
