@@ -24,13 +24,18 @@
  *    a plain thread's burst).  No allocation ever.
  *  - pop takes whole descriptors from the front while they fit its share
  *    (inject_len / nworkers + 1, capped at max; at most WEFT__INJECT_TAKE
- *    of them, copied to the popper's stack).  When the next one does not fit, it
- *    takes that one whole too, unlocks, walks it keeping what its share
- *    still allows, and puts the rest back as a descriptor at the FRONT
- *    (push_back_front), so order stays FIFO but for what other workers
- *    took meanwhile.  If the ring of descriptors filled up in between, the
- *    rest is prepended to the first descriptor: the rest's tail is written
- *    under the lock (rare: 64 pushes during one walk of at most 128 tasks).
+ *    of them, copied to the popper's stack).  When the next one does not
+ *    fit, it takes that one whole too, unlocks, walks it keeping what its
+ *    share still allows, and puts the rest back as a descriptor at the
+ *    FRONT (push_back_front), so order stays FIFO but for what other
+ *    workers took meanwhile.  If the ring of descriptors filled up in
+ *    between, the rest is prepended to the first descriptor: the rest's
+ *    tail is written under the lock (rare: 64 pushes during one walk of at
+ *    most 128 tasks).
+ *  The walk still loads each taken task's link, a cache miss per task
+ *  (perf: nearly all of inject_pop_slow's samples, before and after); it
+ *  brings in the line the task's switch-in needs anyway, and it is no
+ *  longer done while every other pusher and popper waits.
  *
  * inject_len and the wake-up protocol (essay 4c).  inject_len counts the
  * tasks owed to the queue: those in its descriptors and the rest of a split
