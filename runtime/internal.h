@@ -483,15 +483,37 @@ typedef struct weft__settings {
     const char *trace_path;     /* WEFT_TRACE, NULL for none */
 } weft__settings;
 
+/* A segment of the injection queue (inject.c): n >= 1 tasks linked
+ * head..tail through next, tail->next NULL.  The queue is a ring of
+ * WEFT__INJECT_SEGS of these inside the runtime (a power of two). */
+typedef struct weft__inject_seg {
+    weft_task *head, *tail;
+    size_t n;
+} weft__inject_seg;
+#ifndef WEFT__INJECT_SEGS
+#define WEFT__INJECT_SEGS 64u
+#endif
+_Static_assert((WEFT__INJECT_SEGS & (WEFT__INJECT_SEGS - 1)) == 0 && WEFT__INJECT_SEGS >= 2,
+               "WEFT__INJECT_SEGS: a power of two, 2 or more");
+/* Descriptors one pop takes at most, copied to the popper's stack (8 x 24
+ * bytes: the periodic look may run on a coroutine's stack).  Only a queue
+ * of many small segments (plain-thread spawns, one push each) is handed
+ * out in pieces smaller than the fair share because of it. */
+#define WEFT__INJECT_TAKE 8
+
 struct weft__runtime {
     weft__settings cfg;
     unsigned nworkers;
     weft__worker **workers;
 
-    /* Global injection queue: plain-thread spawns and run-queue overflow. */
+    /* Global injection queue (inject.c): plain-thread spawns and run-queue
+     * overflow, as segments in a ring of descriptors.  inject_first and
+     * inject_nseg are under inject_lock; inject_len is written under it and
+     * read by anyone (inject.c says with which orders). */
     weft__spin inject_lock WEFT__ALIGNED;
-    weft_task *inject_head, *inject_tail;
+    uint32_t inject_first, inject_nseg;
     _Atomic size_t inject_len;
+    weft__inject_seg inject_seg[WEFT__INJECT_SEGS];
 
     /* Idle workers and searchers (idle.c). */
     weft__spin idle_lock WEFT__ALIGNED;
@@ -640,7 +662,8 @@ static inline void weft__drop_searching(weft__worker *w, bool found)
 
 /* Owner worker only.  A fair share of the injection queue: one task to run
  * now, the rest (at most max-1) into w's ring; NULL when it is empty
- * (relaxed: a hint; the slow path reads it again under the lock). */
+ * (relaxed: a hint; the slow path reads it again under the lock) or all
+ * of it is another worker's split in flight (inject.c). */
 static inline weft_task *weft__inject_pop(weft__worker *w, unsigned max)
 {
     if (atomic_load_explicit(&w->rt->inject_len, memory_order_relaxed) == 0)

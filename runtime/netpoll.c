@@ -73,18 +73,21 @@ weft__fdstate *weft__fd_state(weft__runtime *rt, int fd, bool create)
     if (!ft) {
         if (!create)
             return NULL;
-        weft__spin_lock(&rt->inject_lock);  /* rare: once per runtime */
-        ft = rt->fds;
-        if (!ft) {
-            ft = calloc(1, sizeof *ft);
-            if (ft)
-                weft__spin_init(&ft->lock, WEFT__RANK_LEAF);
-            atomic_store_explicit((struct weft__fdtable *_Atomic *)&rt->fds, ft,
-                                  memory_order_release);
-        }
-        weft__spin_unlock(&rt->inject_lock);
-        if (!ft)
+        /* The runtime's first descriptor: made here and published by CAS;
+         * a loser of the race frees its copy.  (It used to borrow
+         * inject_lock, holding the injection queue across a calloc.) */
+        struct weft__fdtable *mine = calloc(1, sizeof *mine);
+        if (!mine)
             return NULL;
+        weft__spin_init(&mine->lock, WEFT__RANK_LEAF);
+        /* acq_rel: the release publishes mine's initialisation (pairs with
+         * the acquire load above); acquire on failure: the winner's. */
+        if (atomic_compare_exchange_strong_explicit((struct weft__fdtable *_Atomic *)&rt->fds,
+                                                    &ft, mine, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            ft = mine;
+        else
+            free(mine);
     }
     /* acquire: pairs with the release when a chunk is published. */
     weft__fdstate *c = atomic_load_explicit(&ft->chunks[fd / CHUNK], memory_order_acquire);

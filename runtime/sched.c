@@ -33,10 +33,12 @@
  *  WEFT__LIFO_MAX (16) runnext runs in a row; then runnext goes to the ring's
  *  tail so two tasks ping-ponging cannot starve the ring.  (Tokio uses 3;
  *  why 16: docs/scheduler.md, section 13.)  A full ring moves half
- *  of itself to the global injection queue (a spinlocked list), which also
- *  takes spawns from plain threads.  Every WEFT__INJECT_EVERY schedules a
- *  worker looks at the injection queue before its own ring, so injected
- *  tasks are never starved by a busy ring.
+ *  of itself to the global injection queue, which also takes spawns from
+ *  plain threads: a spinlocked FIFO of segments (one per push, inject.c),
+ *  so that its lock holder moves batches and never walks a task.  Every
+ *  WEFT__INJECT_EVERY schedules a worker looks at the injection queue
+ *  before its own ring, so injected tasks are never starved by a busy
+ *  ring.
  *
  * 3. Stealing and searching
  *
@@ -71,6 +73,8 @@
  *      (seq_cst): in the single order of seq_cst operations one of the two
  *      comes first, so either the producer sees n_idle > 0 or the parker
  *      sees the work.  (No bare fence: ThreadSanitizer cannot follow one.)
+ *      inject_len never drops below the tasks owed to the queue, even
+ *      while a popper splits a segment outside the lock (inject.c).
  *      A push to a worker's own ring pays no seq_cst operation: that worker
  *      is awake and will run what it pushed; sysmon covers it if it blocks.
  *   d. It then waits until its earliest timer, in the shared poller or on

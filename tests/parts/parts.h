@@ -9,8 +9,8 @@
  *    runtime.c ranks them, no poller.  n_idle is 0, so
  *    weft__notify (called by weft__inject_push and weft__ready_on) returns
  *    at once: no worker to wake, hence no poller or eventfd needed.  The
- *    injection queue (inject_lock, inject_head/tail, inject_len) starts
- *    empty as in a fresh runtime.
+ *    injection queue (inject_lock, its descriptors, inject_len) starts
+ *    empty as in a fresh runtime; p_inject_tasks lists it.
  *  - workers: zeroed, rt and wake_rt set, id.  The ring (q) starts at
  *    head == tail == 0, runnext NULL; polling false.  A thread that acts
  *    as a worker's owner makes it its current worker first
@@ -127,6 +127,42 @@ static inline size_t p_idx(const p_world *pw, const weft_task *t)
     assert_non_null(t);
     assert_true(t >= pw->tasks && t < pw->tasks + pw->ntasks);
     return (size_t)(t - pw->tasks);
+}
+
+/* Single-threaded only.  The tasks of the injection queue, front first,
+ * into out[0..cap-1] (cap at least what it holds); returns how many.
+ * Checks the descriptors (runtime/inject.c): each run of n tasks ends at
+ * its tail, whose next is NULL; no descriptor is empty; inject_len is
+ * their sum. */
+static inline size_t p_inject_tasks(p_world *pw, weft_task **out, size_t cap)
+{
+    weft__runtime *rt = pw->rt;
+    size_t k = 0;
+    assert_true(rt->inject_nseg <= WEFT__INJECT_SEGS);
+    for (uint32_t i = 0; i < rt->inject_nseg; i++) {
+        const weft__inject_seg *s = &rt->inject_seg[(rt->inject_first + i) % WEFT__INJECT_SEGS];
+        assert_true(s->n >= 1);
+        weft_task *t = s->head;
+        for (size_t j = 0; j < s->n; j++) {
+            assert_non_null(t);
+            assert_true(k < cap);
+            out[k++] = t;
+            if (j + 1 == s->n)
+                assert_ptr_equal(t, s->tail);
+            t = t->next;
+        }
+        assert_null(t);
+    }
+    assert_int_equal(atomic_load(&rt->inject_len), k);
+    return k;
+}
+
+/* Single-threaded only.  Empties the injection queue without taking its
+ * tasks (they are the test's to reuse). */
+static inline void p_inject_clear(p_world *pw)
+{
+    pw->rt->inject_first = pw->rt->inject_nseg = 0;
+    atomic_store(&pw->rt->inject_len, 0);
 }
 
 /* xorshift64* (stress/rng.h): deterministic per seed, so a failure can be

@@ -66,26 +66,20 @@ static void assert_ring(p_world *pw, weft__worker *w, weft_task *const *want, ui
     assert_int_equal(weft__runq_empty(w), n + rn == 0);
 }
 
-/* Asserts that the injection queue holds exactly want[0..n-1] in order,
- * that inject_len and inject_tail agree, then empties it (the tasks are
- * the test's to reuse). */
+/* Asserts that the injection queue holds exactly want[0..n-1] in order
+ * (and that its descriptors and inject_len agree: p_inject_tasks), then
+ * empties it (the tasks are the test's to reuse). */
 static void take_inject(p_world *pw, weft_task *const *want, size_t n)
 {
-    weft__runtime *rt = pw->rt;
-    assert_int_equal(atomic_load(&rt->inject_len), n);
-    weft_task *t = rt->inject_head, *last = NULL;
-    for (size_t i = 0; i < n; i++) {
-        assert_non_null(t);
-        if (t != want[i])
-            fail_msg("injection queue, position %zu: task %zu, expected %zu", i, p_idx(pw, t),
-                     p_idx(pw, want[i]));
-        last = t;
-        t = t->next;
-    }
-    assert_null(t);
-    assert_ptr_equal(rt->inject_tail, last);
-    rt->inject_head = rt->inject_tail = NULL;
-    atomic_store(&rt->inject_len, 0);
+    weft_task **got = calloc(n + 1, sizeof *got);
+    assert_non_null(got);
+    assert_int_equal(p_inject_tasks(pw, got, n + 1), n);
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want[i])
+            fail_msg("injection queue, position %zu: task %zu, expected %zu", i,
+                     p_idx(pw, got[i]), p_idx(pw, want[i]));
+    free(got);
+    p_inject_clear(pw);
 }
 
 /* The owner's calls run with their worker as the calling thread's current
@@ -279,7 +273,14 @@ static void test_overflow_many(void **state)
             overflows++;
             assert_int_equal(weft__runq_len(w), S / 2);
             assert_int_equal(atomic_load(&rt->inject_len), inj_before + S / 2 + 1);
-            assert_ptr_equal(rt->inject_tail, &pw->tasks[i]);
+            /* One descriptor per overflow, ending at task i; once they
+             * are all in use, onto the last one (inject.c). */
+            weft__inject_seg *last =
+                &rt->inject_seg[(rt->inject_first + rt->inject_nseg - 1) % WEFT__INJECT_SEGS];
+            size_t segs = overflows < WEFT__INJECT_SEGS ? overflows : WEFT__INJECT_SEGS;
+            assert_int_equal(rt->inject_nseg, segs);
+            assert_int_equal(last->n, (overflows - segs + 1) * (S / 2 + 1));
+            assert_ptr_equal(last->tail, &pw->tasks[i]);
         }
         assert_int_equal(weft__runq_len(w) + atomic_load(&rt->inject_len), i + 1);
     }
@@ -289,18 +290,19 @@ static void test_overflow_many(void **state)
     /* The injection queue, batch by batch: an overflow at put i moved the
      * ring's S/2 oldest (in FIFO order) and then task i. */
     size_t inj_n = atomic_load(&rt->inject_len);
-    weft_task *t = rt->inject_head;
+    weft_task **inj = calloc(inj_n, sizeof *inj);
+    assert_non_null(inj);
+    assert_int_equal(p_inject_tasks(pw, inj, inj_n), inj_n);
     size_t prev = 0;  /* a batch: consecutive tasks, then its (newer) put */
     for (size_t i = 0; i < inj_n; i++) {
-        size_t k = p_idx(pw, t), pos = i % (S / 2 + 1);
+        size_t k = p_idx(pw, inj[i]), pos = i % (S / 2 + 1);
         if (pos > 0 && pos < S / 2)
             assert_int_equal(k, prev + 1);
         else if (pos == S / 2)
             assert_true(k > prev);
         prev = k;
-        t = t->next;
     }
-    assert_null(t);
+    free(inj);
 
     /* Take it all back: the ring first (so that inject_pop's puts never
      * overflow again), then the queue's fair share, as a worker does. */
@@ -331,8 +333,7 @@ static void test_overflow_many(void **state)
     }
     assert_int_equal(taken, N);
     assert_int_equal(from_inject, inj_n);
-    assert_null(rt->inject_head);
-    assert_null(rt->inject_tail);
+    assert_int_equal(rt->inject_nseg, 0);
 #if WEFT_OBSERVE
     assert_int_equal(atomic_load(&w->c.injected), inj_n);
 #endif
@@ -623,7 +624,7 @@ static size_t c_round(p_world *pw, uint64_t seed)
         assert_int_equal(ring_tail(pw->w[i]), ring_head(pw->w[i]));
     }
     assert_int_equal(atomic_load(&pw->rt->inject_len), 0);
-    assert_null(pw->rt->inject_head);
+    assert_int_equal(pw->rt->inject_nseg, 0);
     free(c.seen);
     return atomic_load(&c.stolen);
 }

@@ -330,13 +330,12 @@ static void test_fire_wakes(void **state)
     assert_int_equal(park_of(&t[1]), WEFT__PARK_WOKEN);    /* it resumes itself */
     assert_int_equal(park_of(&t[2]), WEFT__PARK_RUNNING);  /* left alone */
     assert_int_equal(park_of(&t[4]), WEFT__PARK_WOKEN);
-    assert_int_equal(atomic_load(&rt->inject_len), 2);
-    assert_ptr_equal(rt->inject_head, &t[3]);              /* due at 30 ... */
-    assert_ptr_equal(rt->inject_head->next, &t[0]);        /* ... before 60 */
-    assert_ptr_equal(rt->inject_tail, &t[0]);
+    weft_task *inj[3];
+    assert_int_equal(p_inject_tasks(pw, inj, 3), 2);
+    assert_ptr_equal(inj[0], &t[3]);                       /* due at 30 ... */
+    assert_ptr_equal(inj[1], &t[0]);                       /* ... before 60 */
     assert_true(weft__runq_empty(w));
-    rt->inject_head = rt->inject_tail = NULL;
-    atomic_store(&rt->inject_len, 0);
+    p_inject_clear(pw);
     for (int i = 0; i < 5; i++)
         weft__timer_del(&t[i].timer);
 
