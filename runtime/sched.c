@@ -336,7 +336,7 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     /* Go's "double wait": a task parks only from running, with no timer of
      * an earlier wait left queued. */
     WEFT__ASSERT(t && atomic_load_explicit(&t->park, memory_order_relaxed) == WEFT__PARK_RUNNING);
-    WEFT__ASSERT(!t->timer.heap);
+    WEFT__ASSERT(!t->timer.wheel);
     t->after = WEFT__AFTER_PARK;
     t->park_commit = commit;
     t->park_arg = arg;
@@ -346,7 +346,7 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     t->park_deadline = deadline;
     t->park_cancellable = cancellable;
     leave(w, t, WEFT__AFTER_PARK);
-    if (t->timer.heap)
+    if (t->timer.wheel)
         weft__timer_del(&t->timer);
     /* Read and clear fired first, so it never leaks into the next wait. */
     bool fired = atomic_load_explicit(&t->timer.fired, memory_order_relaxed);
@@ -371,7 +371,7 @@ static bool park_commit(weft__worker *w, weft_task *t)
     bool sleep = true;
     if (t->park_deadline != WEFT_FOREVER) {
         if (weft__timer_add(w, &t->timer, t->park_deadline) < 0) {
-            t->timer.heap = NULL;
+            t->timer.wheel = NULL;
             /* no memory for the timer: time out now */
             atomic_store_explicit(&t->timer.fired, true, memory_order_relaxed);
             sleep = false;
