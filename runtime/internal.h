@@ -181,6 +181,8 @@ typedef struct weft__timers {
     int n;                   /* queued timers (observe.c reads it locked) */
     uint64_t elapsed;        /* the wheel's tick: all timers due at an
                                 earlier tick have fired */
+    unsigned cascading;      /* 1 + the level whose slot at elapsed is being
+                                cascaded (over several lock holds), or 0 */
     uint64_t occ[WEFT__WHEEL_LEVELS];
     weft__timer *slots[WEFT__WHEEL_LEVELS][WEFT__WHEEL_SLOTS];
     _Atomic int64_t next;    /* lower bound of the earliest time anything in

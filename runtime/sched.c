@@ -11,7 +11,7 @@
  *           reaches a suspension point: yield, park (waiting for something)
  *           or exit.  A spawned task holds no stack until it first runs.
  *  worker   One OS thread per CPU (WEFT_WORKERS), optionally pinned.  Each is
- *           an event loop: a run queue, a timer heap and a wake-up channel
+ *           an event loop: a run queue, a timer wheel and a wake-up channel
  *           of its own to sleep on; one parked worker at a time waits in the
  *           runtime's shared poller instead (section 9).
  *           A task that switches out goes straight to the worker's next
@@ -107,9 +107,13 @@
  *
  * 7. Timers
  *
- *  Per-worker min-heaps (timer.c).  The owner fires due timers at every
- *  schedule while its heap is non-empty, and parks (section 9) until the
- *  earliest one.  A task's wait removes its timer as soon as it resumes.
+ *  Per-worker hierarchical timing wheels (timer.c: 6 levels x 64 slots,
+ *  tick 2^16 ns; docs/scheduler.md, section 7).  Deadlines round up to a
+ *  tick: never early, at most a tick late.  The owner fires due timers at
+ *  every schedule where the wheel's published next (a lower bound) has
+ *  passed, and parks (section 9) until it.  Due timers are unlinked under
+ *  the wheel's lock and woken after it; a task's wait removes its timer as
+ *  soon as it resumes, waiting out a firer that has taken it (timer.c).
  *
  * 8. Rejected alternatives
  *

@@ -6,9 +6,9 @@
  * UP to a tick: a timer whose `when` lies in tick p's interval ((p-1)*2^16,
  * p*2^16] is due at p*2^16, so it never fires before `when` (weft_now() >=
  * when at firing) and fires at most one tick (65.536 us) after it when the
- * wheel is run at that moment.  A tick shorter than the futex and epoll
- * wake-up latency (tens of us) would only add wake-ups; a longer one would
- * show in short sleeps.
+ * wheel is run at that moment.  The tick is of the order of a parked
+ * worker's wake-up latency (tens of us): a finer one would buy little
+ * precision for more cascades, a coarser one would show in short sleeps.
  *
  * Six levels of 64 slots: a slot of level k spans 64^k ticks, so level 0
  * covers 4.2 ms, level 5 about 52 days.  Each slot is a doubly linked list
@@ -26,12 +26,13 @@
  * slot is cascaded: its timers are placed again relative to the new E, at
  * lower levels.  A level-0 slot fires once its tick has passed.
  *
- * Deadlines more than 2^36 - 1 ticks (52 days) after E are clamped to that
- * distance: they land in level 5, whose slots wrap (a slot at or before E's
- * holds the next rotation; Tokio does the same).  Each cascade places a
- * timer from its real deadline again, clamped anew from the new E, which
- * always lands in level 5 again: a clamped timer comes down the levels only
- * once its deadline is within reach, and never fires early.
+ * Level 5's slots wrap: a slot before E's holds the next rotation (Tokio
+ * does the same).  Deadlines past the end of the slot before E's own in
+ * that next rotation (51 to 52 days ahead) are clamped there, so E's own
+ * level-5 slot stays empty; each cascade places a timer from its real
+ * deadline again, clamped anew from the new E, which lands in level 5
+ * again: a clamped timer comes down the levels only once its deadline is
+ * within reach, and never fires early.
  *
  * next is a lower bound of the earliest moment the wheel needs a run: the
  * exact due time of the earliest level-0 slot, or the start of the earliest
@@ -43,7 +44,9 @@
  * resumed anywhere deletes its timer from whichever wheel holds it.
  *
  * Timers fire outside the lock: under it, a run unlinks up to BATCH due
- * timers and marks them FIRING; after it, it wakes each task and then sets
+ * timers (and moves at most BUDGET timers in all, so a cascade of a crowded
+ * slot spans several holds) and marks them FIRING; after it, it wakes each
+ * task and then sets
  * its fired flag (release).  A task resumed meanwhile (by another waker)
  * that deletes its timer finds it FIRING and waits, briefly, for fired: the
  * task must not finish, and be freed or reused, while a firer may still
@@ -60,15 +63,17 @@
 #define TICK_SHIFT 16
 #define LEVEL_BITS 6
 #define SLOT_MASK ((uint64_t)WEFT__WHEEL_SLOTS - 1)
-/* The farthest a deadline may be placed after elapsed, in ticks. */
-#define MAX_AHEAD (((uint64_t)1 << (LEVEL_BITS * WEFT__WHEEL_LEVELS)) - 1)
-/* Timers fired per lock hold: bounds the hold (and the batch on the
- * scheduler stack, 512 bytes). */
+/* Ticks the six levels span (one rotation of level 5) and one level-5 slot. */
+#define RANGE ((uint64_t)1 << (LEVEL_BITS * WEFT__WHEEL_LEVELS))
+#define TOP_SLOT ((uint64_t)1 << (LEVEL_BITS * (WEFT__WHEEL_LEVELS - 1)))
+/* Timers fired per lock hold (the batch is on the scheduler stack, 512
+ * bytes), and timers moved (fired or cascaded) per hold: bound the hold. */
 #define BATCH 64
+#define BUDGET (4 * BATCH)
 
 _Static_assert(WEFT__WHEEL_SLOTS == 1 << LEVEL_BITS, "a level's mask is one uint64_t");
 
-/* Any thread.  The tick at which a deadline is due: rounded up. */
+/* Any thread (pure).  The tick at which a deadline is due: rounded up. */
 static inline uint64_t due_tick(int64_t when)
 {
     if (when <= 0)
@@ -76,6 +81,7 @@ static inline uint64_t due_tick(int64_t when)
     return ((uint64_t)when + ((1u << TICK_SHIFT) - 1)) >> TICK_SHIFT;
 }
 
+/* Any thread (pure).  m rotated right by n bits. */
 static inline uint64_t rotr(uint64_t m, unsigned n)
 {
     n &= 63;
@@ -96,6 +102,7 @@ int weft__timers_init(weft__timers *ts)
 {
     weft__spin_init(&ts->lock, WEFT__RANK_TIMERS);
     ts->n = 0;
+    ts->cascading = 0;
     /* Start at the clock, so that the first timers need no cascade to
      * catch up with it (the parts tests reset it to 0). */
     ts->elapsed = due_tick(weft_now());
@@ -115,8 +122,8 @@ void weft__timers_free(weft__timers *ts)
     ts->n = 0;
 }
 
-/* Under the wheel lock.  Queues tm at tick p (elapsed <= p <= elapsed +
- * MAX_AHEAD). */
+/* Under the wheel lock.  Queues tm at tick p (elapsed <= p <= the clamp
+ * bound of place). */
 static void wheel_link(weft__timers *ts, weft__timer *tm, uint64_t p)
 {
     unsigned k = level_for(ts->elapsed, p);
@@ -148,10 +155,13 @@ static void wheel_unlink(weft__timers *ts, weft__timer *tm)
 static void place(weft__timers *ts, weft__timer *tm)
 {
     uint64_t p = due_tick(tm->when);
+    /* The last tick of the slot before elapsed's own in level 5's next
+     * rotation. */
+    uint64_t far = (ts->elapsed & ~(TOP_SLOT - 1)) + RANGE - 1;
     if (p < ts->elapsed)
         p = ts->elapsed;  /* already due: fires at the next run */
-    else if (p - ts->elapsed > MAX_AHEAD)
-        p = ts->elapsed + MAX_AHEAD;
+    else if (p > far)
+        p = far;
     wheel_link(ts, tm, p);
 }
 
@@ -167,8 +177,9 @@ static bool earliest(const weft__timers *ts, unsigned *level, unsigned *slot, ui
         unsigned shift = LEVEL_BITS * k;
         unsigned cur = (unsigned)(e >> shift) & SLOT_MASK;
         /* Level 0 may hold E's own slot (timers due at E); above, E's slot
-         * has been cascaded, and at level 5 it holds the next rotation:
-         * the search starts after it. */
+         * has been cascaded (or is being: collect sees to it), and level
+         * 5's never holds the next rotation (place): the search starts
+         * after it, and at level 5 wraps to the next rotation. */
         unsigned first = k ? cur + 1 : cur;
         unsigned j = (unsigned)__builtin_ctzll(rotr(m, first));
         *level = k;
@@ -187,7 +198,9 @@ static void publish_next(weft__timers *ts)
     unsigned k, s;
     uint64_t start;
     int64_t next = INT64_MAX;
-    if (earliest(ts, &k, &s, &start))
+    if (ts->cascading)
+        next = (int64_t)(ts->elapsed << TICK_SHIFT);  /* a run is under way */
+    else if (earliest(ts, &k, &s, &start))
         next = start >= ((uint64_t)INT64_MAX >> TICK_SHIFT) ? INT64_MAX - 1
                                                             : (int64_t)(start << TICK_SHIFT);
     atomic_store_explicit(&ts->next, next, memory_order_relaxed);
@@ -246,32 +259,47 @@ void weft__timer_del(weft__timer *tm)
     tm->wheel = NULL;
 }
 
-/* Under the wheel lock.  Advances the wheel to tick t, cascading on the way,
- * and moves up to BATCH timers due by t into batch (state FIRING).  Returns
- * how many. */
-static unsigned collect(weft__timers *ts, uint64_t t, weft__timer **batch)
+/* Under the wheel lock.  Advances the wheel towards tick t, cascading on
+ * the way, and moves up to BATCH timers due by t into batch (state FIRING),
+ * *nb of them; BUDGET timers moved in all.  True when it stopped on either
+ * bound with work left. */
+static bool collect(weft__timers *ts, uint64_t t, weft__timer **batch, unsigned *nb)
 {
-    unsigned nb = 0;
-    unsigned k, s;
-    uint64_t start;
-    while (earliest(ts, &k, &s, &start) && start <= t) {
+    unsigned work = 0;
+    *nb = 0;
+    for (;;) {
+        if (ts->cascading) {
+            /* Elapsed's own slot at that level: its timers are placed
+             * again, lower (nothing is placed into it meanwhile: a timer
+             * in elapsed's slot of a level belongs below it, and place
+             * keeps level 5's empty). */
+            unsigned k = ts->cascading - 1;
+            unsigned s = (unsigned)(ts->elapsed >> (LEVEL_BITS * k)) & SLOT_MASK;
+            weft__timer *tm;
+            while ((tm = ts->slots[k][s])) {
+                if (work == BUDGET)
+                    return true;
+                wheel_unlink(ts, tm);
+                place(ts, tm);
+                work++;
+            }
+            ts->cascading = 0;
+        }
+        unsigned k, s;
+        uint64_t start;
+        if (!earliest(ts, &k, &s, &start) || start > t)
+            break;
         /* start >= elapsed, and no occupied slot begins before it, so the
          * wheel may stand there. */
         ts->elapsed = start;
-        weft__timer *tm = ts->slots[k][s];
         if (k > 0) {
-            /* Cascade: the whole slot, placed again below. */
-            ts->slots[k][s] = NULL;
-            ts->occ[k] &= ~((uint64_t)1 << s);
-            while (tm) {
-                weft__timer *nx = tm->next;
-                place(ts, tm);
-                tm = nx;
-            }
+            ts->cascading = k + 1;
             continue;
         }
-        while (tm && nb < BATCH) {
-            weft__timer *nx = tm->next;
+        weft__timer *tm;
+        while ((tm = ts->slots[0][s])) {
+            if (*nb == BATCH || work == BUDGET)
+                return true;
             /* Never early: a level-0 slot holds its own tick's timers
              * (and late-added ones at elapsed); a clamped deadline is
              * re-clamped at every cascade, so it stays at level 5 until
@@ -280,16 +308,14 @@ static unsigned collect(weft__timers *ts, uint64_t t, weft__timer **batch)
             wheel_unlink(ts, tm);
             tm->state = WEFT__TIMER_FIRING;
             ts->n--;
-            batch[nb++] = tm;
-            tm = nx;
+            batch[(*nb)++] = tm;
+            work++;
         }
-        if (nb == BATCH)
-            return nb;
     }
     /* Nothing occupied starts by t: the wheel may stand at t. */
     if (t > ts->elapsed)
         ts->elapsed = t;
-    return nb;
+    return false;
 }
 
 /* Scheduler stack of worker w.  Fires owner's timers due at now, waking their
@@ -304,8 +330,9 @@ unsigned weft__timers_run(weft__worker *w, weft__worker *owner, int64_t now)
     unsigned fired = 0;
     for (;;) {
         weft__timer *batch[BATCH];
+        unsigned nb;
         weft__spin_lock(&ts->lock);
-        unsigned nb = collect(ts, t, batch);
+        bool more = collect(ts, t, batch, &nb);
         publish_next(ts);
         weft__spin_unlock(&ts->lock);
         for (unsigned i = 0; i < nb; i++) {
@@ -316,7 +343,7 @@ unsigned weft__timers_run(weft__worker *w, weft__worker *owner, int64_t now)
             atomic_store_explicit(&tm->fired, true, memory_order_release);
         }
         fired += nb;
-        if (nb < BATCH)
+        if (!more)
             return fired;
     }
 }
