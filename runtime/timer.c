@@ -88,7 +88,7 @@ static inline uint64_t rotr(uint64_t m, unsigned n)
     return n ? (m >> n) | (m << (64 - n)) : m;
 }
 
-/* Under the wheel lock.  The level for a timer due at tick p >= elapsed. */
+/* Any thread (pure).  The level for a timer due at tick p >= elapsed. */
 static inline unsigned level_for(uint64_t elapsed, uint64_t p)
 {
     uint64_t x = (elapsed ^ p) | SLOT_MASK;
@@ -105,7 +105,7 @@ int weft__timers_init(weft__timers *ts)
     ts->cascading = 0;
     /* Start at the clock, so that the first timers need no cascade to
      * catch up with it (the parts tests reset it to 0). */
-    ts->elapsed = due_tick(weft_now());
+    ts->elapsed = (uint64_t)weft_now() >> TICK_SHIFT;  /* the tick now is in */
     for (int k = 0; k < WEFT__WHEEL_LEVELS; k++) {
         ts->occ[k] = 0;
         for (int s = 0; s < WEFT__WHEEL_SLOTS; s++)
