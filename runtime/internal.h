@@ -80,7 +80,8 @@ void weft__assert_fail(const char *what, const char *file, int line, const char 
  *           waitgroup, queue): grants wake waiters under it.
  *   POOL    a blocking pool's lock (blocking.c).
  *   FD      a descriptor's state (netpoll.c): readiness wakes under it.
- *   TIMERS  a worker's timer heap (timer.c): due timers wake under it.
+ *   TIMERS  a worker's timer wheel (timer.c): nothing is taken under it
+ *           (due timers are woken after it is dropped).
  *   INJECT  the injection queue (inject.c): a wake-up under any lock above
  *           may overflow a ring into it.
  *   IDLE    the idle list (idle.c): notify, after any of the above.
@@ -159,21 +160,38 @@ static inline void weft__spin_unlock(weft__spin *l)
 /* ------------------------------------------------------------------ */
 /* Timers (runtime/timer.c)                                            */
 /* ------------------------------------------------------------------ */
+enum { WEFT__TIMER_IDLE, WEFT__TIMER_QUEUED, WEFT__TIMER_FIRING };
+
+#define WEFT__WHEEL_LEVELS 6
+#define WEFT__WHEEL_SLOTS 64
+
 typedef struct weft__timer {
+    struct weft__timer *next, *prev;  /* its slot's list (under the wheel lock) */
     int64_t when;            /* deadline, weft_now() clock */
-    int idx;                 /* position in its heap, -1 when not queued */
-    _Atomic bool fired;      /* set under the heap lock once the firer is done
-                                with the task (release; timer_del acquires) */
-    weft__worker *heap;      /* whose heap holds it (valid while idx >= 0) */
+    weft__worker *wheel;     /* whose wheel took it; NULL once deleted */
+    uint8_t state;           /* WEFT__TIMER_*, under the wheel lock */
+    uint8_t level, slot;     /* where it is queued (state QUEUED) */
+    _Atomic bool fired;      /* set once the firer is done with the task
+                                (release, outside the lock; timer_del
+                                acquires) */
 } weft__timer;
 
+/* A hierarchical timing wheel (timer.c): level k's slots are 64^k ticks of
+ * 2^16 ns; occ[k] has bit s set when slot s of level k is non-empty. */
 typedef struct weft__timers {
     weft__spin lock;
-    weft__timer **heap;      /* min-heap on when */
-    int n, cap;
-    _Atomic int64_t next;    /* earliest when, INT64_MAX when empty; relaxed
-                                peek for the owner, thieves and sysmon; exact
-                                value is re-read under the lock */
+    int n;                   /* queued timers (observe.c reads it locked) */
+    uint64_t elapsed;        /* the wheel's tick: all timers due at an
+                                earlier tick have fired */
+    unsigned cascading;      /* 1 + the level whose slot at elapsed is being
+                                cascaded (over several lock holds), or 0 */
+    uint64_t occ[WEFT__WHEEL_LEVELS];
+    weft__timer *slots[WEFT__WHEEL_LEVELS][WEFT__WHEEL_SLOTS];
+    _Atomic int64_t next;    /* lower bound of the earliest time anything in
+                                the wheel needs action, INT64_MAX when
+                                empty; relaxed peek for the owner, thieves
+                                and sysmon; the wheel is re-read under the
+                                lock */
 } weft__timers;
 
 /* ------------------------------------------------------------------ */

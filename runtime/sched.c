@@ -11,7 +11,7 @@
  *           reaches a suspension point: yield, park (waiting for something)
  *           or exit.  A spawned task holds no stack until it first runs.
  *  worker   One OS thread per CPU (WEFT_WORKERS), optionally pinned.  Each is
- *           an event loop: a run queue, a timer heap and a wake-up channel
+ *           an event loop: a run queue, a timer wheel and a wake-up channel
  *           of its own to sleep on; one parked worker at a time waits in the
  *           runtime's shared poller instead (section 9).
  *           A task that switches out goes straight to the worker's next
@@ -111,9 +111,13 @@
  *
  * 7. Timers
  *
- *  Per-worker min-heaps (timer.c).  The owner fires due timers at every
- *  schedule while its heap is non-empty, and parks (section 9) until the
- *  earliest one.  A task's wait removes its timer as soon as it resumes.
+ *  Per-worker hierarchical timing wheels (timer.c: 6 levels x 64 slots,
+ *  tick 2^16 ns; docs/scheduler.md, section 7).  Deadlines round up to a
+ *  tick: never early, at most a tick late.  The owner fires due timers at
+ *  every schedule where the wheel's published next (a lower bound) has
+ *  passed, and parks (section 9) until it.  Due timers are unlinked under
+ *  the wheel's lock and woken after it; a task's wait removes its timer as
+ *  soon as it resumes, waiting out a firer that has taken it (timer.c).
  *
  * 8. Rejected alternatives
  *
@@ -340,7 +344,7 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     /* Go's "double wait": a task parks only from running, with no timer of
      * an earlier wait left queued. */
     WEFT__ASSERT(t && atomic_load_explicit(&t->park, memory_order_relaxed) == WEFT__PARK_RUNNING);
-    WEFT__ASSERT(!t->timer.heap);
+    WEFT__ASSERT(!t->timer.wheel);
     t->after = WEFT__AFTER_PARK;
     t->park_commit = commit;
     t->park_arg = arg;
@@ -350,7 +354,7 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     t->park_deadline = deadline;
     t->park_cancellable = cancellable;
     leave(w, t, WEFT__AFTER_PARK);
-    if (t->timer.heap)
+    if (t->timer.wheel)
         weft__timer_del(&t->timer);
     /* Read and clear fired first, so it never leaks into the next wait. */
     bool fired = atomic_load_explicit(&t->timer.fired, memory_order_relaxed);
@@ -375,7 +379,7 @@ static bool park_commit(weft__worker *w, weft_task *t)
     bool sleep = true;
     if (t->park_deadline != WEFT_FOREVER) {
         if (weft__timer_add(w, &t->timer, t->park_deadline) < 0) {
-            t->timer.heap = NULL;
+            t->timer.wheel = NULL;
             /* no memory for the timer: time out now */
             atomic_store_explicit(&t->timer.fired, true, memory_order_relaxed);
             sleep = false;

@@ -70,8 +70,9 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     t->park_cancellable = false;
     t->rt = rt;
     t->timer.when = 0;
-    t->timer.idx = -1;
-    t->timer.heap = NULL;
+    t->timer.next = t->timer.prev = NULL;
+    t->timer.state = WEFT__TIMER_IDLE;
+    t->timer.wheel = NULL;
     atomic_store_explicit(&t->timer.fired, false, memory_order_relaxed);
     t->locals = NULL;
     t->nlocals = t->caplocals = 0;

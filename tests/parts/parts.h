@@ -2,7 +2,7 @@
  * Scaffolding of the tests of the runtime's parts alone (tests/parts): a
  * runtime, workers and tasks made by hand, with no threads, stacks, poller
  * or sysmon behind them, so that a test drives one structure (the run queue,
- * the timer heap) directly and sees every field it touches.
+ * the timer wheel) directly and sees every field it touches.
  *
  * What the fakes satisfy, and why that is enough:
  *  - runtime: zeroed, nworkers and workers[] set, locks ranked as
@@ -18,7 +18,7 @@
  *    assert it.
  *  - tasks: zeroed (park == WEFT__PARK_RUNNING), rt set.  The run queue only
  *    stores their pointers and links them through next when it spills; the
- *    timer heap only uses the embedded timer and, when firing, the wake
+ *    timer wheel only uses the embedded timer and, when firing, the wake
  *    token (park) and rt.
  * Everything is allocated with 64-byte alignment (the structures carry
  * WEFT__ALIGNED members) and freed by parts_free_all(), so that
@@ -93,7 +93,7 @@ static inline p_world *p_world_new(unsigned nworkers, size_t ntasks)
     pw->rt->workers = pw->w;
     /* Ranked as runtime.c does, so that a checked build (WEFT_CHECKS: the
      * sanitizer builds) checks the lock order of what the tests drive:
-     * a timer firing under its heap lock into the injection queue. */
+     * a timer firing (after its wheel lock) into the injection queue. */
     weft__spin_init(&pw->rt->inject_lock, WEFT__RANK_INJECT);
     weft__spin_init(&pw->rt->idle_lock, WEFT__RANK_IDLE);
     weft__spin_init(&pw->rt->task_lock, WEFT__RANK_LEAF);
@@ -103,7 +103,7 @@ static inline p_world *p_world_new(unsigned nworkers, size_t ntasks)
         pw->tasks = p_zalloc(ntasks * sizeof *pw->tasks);
         for (size_t i = 0; i < ntasks; i++) {
             pw->tasks[i].rt = pw->rt;
-            pw->tasks[i].timer.idx = -1;
+            pw->tasks[i].timer.state = WEFT__TIMER_IDLE;
             atomic_store_explicit(&pw->tasks[i].last_worker, -1, memory_order_relaxed);
         }
     }
