@@ -154,14 +154,9 @@ static void timer_world_free(p_world *pw)
 /* Takes the injection queue's tasks off (as a worker would), in order. */
 static size_t take_injected(weft__runtime *rt, weft_task **out, size_t max)
 {
-    size_t n = 0;
-    for (weft_task *t = rt->inject_head; t; t = t->next) {
-        assert_true(n < max);
-        out[n++] = t;
-    }
-    assert_int_equal(atomic_load(&rt->inject_len), n);
-    rt->inject_head = rt->inject_tail = NULL;
-    atomic_store(&rt->inject_len, 0);
+    p_world view = {.rt = rt};
+    size_t n = p_inject_tasks(&view, out, max);
+    p_inject_clear(&view);
     return n;
 }
 
