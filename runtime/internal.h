@@ -717,6 +717,8 @@ bool weft__stack_guard_hit(const void *addr, const weft__stack *s);
 /* Warm pooled stacks: the fewest since the last call (then restarted), and
  * now.  Any thread (sysmon). */
 void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now);
+/* Any thread: the stack figures of weft_memory_stats (observe.c). */
+void weft__stacks_stats(weft__runtime *rt, weft_memory_stats *out);
 /* Releases the memory of up to n of the coldest warm pooled stacks; returns
  * how many.  Any thread (sysmon); makes system calls, holds no lock across them. */
 size_t weft__stacks_trim(weft__runtime *rt, size_t n);
@@ -727,6 +729,8 @@ void weft__task_dealloc(weft_task *t);
 void weft__task_cache_flush(weft__worker *w);
 /* Slabs with every slot free and resident: as weft__stacks_lowwater. */
 void weft__slabs_lowwater(weft__runtime *rt, size_t *low, size_t *now);
+/* Any thread: the slab figures of weft_memory_stats (observe.c). */
+void weft__slabs_stats(weft__runtime *rt, weft_memory_stats *out);
 /* Releases the slot pages of up to n of the coldest free slabs; returns how
  * many.  Any thread (sysmon), as weft__stacks_trim. */
 size_t weft__slabs_trim(weft__runtime *rt, size_t n);

@@ -7,9 +7,11 @@
  * while the slot is filled or freed; a slot whose sequence moved during the
  * read is skipped, so no entry is ever torn.  Names are stored in the slot,
  * never freed under a reader.  This is the RCU reader's discipline without
- * liburcu: slabs are never freed while the runtime runs, so there is no
+ * liburcu: slabs are never unmapped while the runtime runs, so there is no
  * grace period to wait for (and TSan sees every access, which liburcu's
- * inline-assembly atomics would hide).
+ * inline-assembly atomics would hide).  The trimmer may give a free slab's
+ * pages back; they then read as zeros, and a slot whose seq is 0 is free
+ * (registry.c).
  *
  * The dump is async-signal-safe: no lock, no allocation, output assembled
  * in a stack buffer and written with write(2); symbols by
@@ -424,6 +426,22 @@ int weft_stats_get(weft_stats *outp)
         outp->blocking_queued = weft__pool_queued(rt->pool);
     }
     walk(rt, count_alive, &outp->tasks_alive);
+    if (!cw)
+        weft__rt_put();
+    return 0;
+}
+
+int weft_memory_stats_get(weft_memory_stats *out)
+{
+    if (!out)
+        return -EINVAL;
+    weft__worker *cw = weft__cur_worker();
+    weft__runtime *rt = cw ? cw->rt : weft__rt_get();
+    if (!rt)
+        return -EPERM;
+    memset(out, 0, sizeof *out);
+    weft__stacks_stats(rt, out);
+    weft__slabs_stats(rt, out);
     if (!cw)
         weft__rt_put();
     return 0;

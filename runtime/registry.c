@@ -416,6 +416,24 @@ void weft__slabs_lowwater(weft__runtime *rt, size_t *low, size_t *now)
     weft__spin_unlock(&rt->task_lock);
 }
 
+/* Any thread. */
+void weft__slabs_stats(weft__runtime *rt, weft_memory_stats *out)
+{
+    struct weft__slab_pool *p = rt->slab_pool;
+    out->task_slot_size = sizeof(weft_task);
+    weft__spin_lock(&rt->task_lock);
+    out->slabs = 0;
+    for (struct slab_extent *e = p->extents; e; e = e->next)
+        out->slabs += e->used;
+    out->slabs_idle = p->empty_n;
+    out->slabs_clean = 0;
+    for (struct weft__task_slab *s = p->trimmed; s; s = s->pnext)
+        out->slabs_clean++;
+    weft__spin_unlock(&rt->task_lock);
+    /* relaxed: a statistic. */
+    out->slabs_trimmed = atomic_load_explicit(&rt->trimmed_slabs, memory_order_relaxed);
+}
+
 /* Any thread (sysmon), with trim_mu held; may block the thread (madvise),
  * with no spinlock held. */
 size_t weft__slabs_trim(weft__runtime *rt, size_t n)

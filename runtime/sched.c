@@ -554,14 +554,7 @@ static inline __attribute__((always_inline)) bool prepare_as(weft__worker *w, we
     if (WEFT__UNLIKELY(!t->stack)) {
         weft__stack *s = weft__stack_get(w);
         if (!s) {
-            static _Atomic int64_t last_log;
-            int64_t now = weft_now();
-            /* relaxed: a rate limit for a log line, nothing more. */
-            if (now - atomic_load_explicit(&last_log, memory_order_relaxed) > WEFT_SEC) {
-                atomic_store_explicit(&last_log, now, memory_order_relaxed);
-                weft__log("weft: cannot map a coroutine stack (%s); the task waits for memory",
-                          strerror(ENOMEM));
-            }
+            /* stack.c said why; t runs when a stack is freed or can be mapped. */
             weft__inject_push(w->rt, t, t, 1);
             return false;
         }

@@ -82,6 +82,7 @@ struct weft__stack_pool {
     size_t clean_n;
     struct weft__stack_extent *extents;  /* newest first */
     unsigned next_n;                     /* stacks in the next extent */
+    int64_t refused_at;                  /* when the kernel last refused one */
 };
 
 static size_t page_size(void)
@@ -210,8 +211,26 @@ static struct weft__stack_extent *map_extent(weft__runtime *rt, unsigned want, s
     return NULL;
 }
 
+/* Owner worker, no lock held: says, at most once a second, that the kernel
+ * refused the address space of even one stack. */
+static void refused(weft__runtime *rt, unsigned want)
+{
+    static _Atomic int64_t last_log;
+    int64_t now = weft_now();
+    /* relaxed: a rate limit for a log line, nothing more. */
+    if (now - atomic_load_explicit(&last_log, memory_order_relaxed) < WEFT_SEC)
+        return;
+    atomic_store_explicit(&last_log, now, memory_order_relaxed);
+    size_t kib = (rt->cfg.stack_size + page_size()) / 1024;
+    weft__log("weft: the kernel refused address space for coroutine stacks (%u tried, then "
+              "fewer, down to one of %zu KiB: %s); vm.overcommit_memory=2 or a ulimit -v is the "
+              "usual cause; tasks wait to start until a stack is freed",
+              want, kib, strerror(ENOMEM));
+}
+
 /* Under stack_lock.  Moves up to max stacks from the pool into w's cache:
- * warm first, then clean, then never used from the extents. */
+ * warm first, then clean, then never used from the extents; returns how
+ * many. */
 static unsigned refill(struct weft__stack_pool *p, weft__worker *w, unsigned max)
 {
     unsigned got = 0;
@@ -265,6 +284,12 @@ weft__stack *weft__stack_get(weft__worker *w)
         unsigned got = refill(p, w, WEFT__CACHE_MAX / 2);
         unsigned want = p->next_n;
         size_t budget = 0;
+        /* After a refusal, wait 10 ms before asking the kernel again: the
+         * task goes back in line and runs once a stack is freed. */
+        if (!got && p->refused_at && weft_now() - p->refused_at < 10 * WEFT_MS) {
+            weft__spin_unlock(&rt->stack_lock);
+            return NULL;
+        }
         if (!got) {
             if (p->next_n < EXTENT_MAX)
                 p->next_n *= 2;
@@ -286,10 +311,13 @@ weft__stack *weft__stack_get(weft__worker *w)
                     warn = !e->st[i].guarded && !rt->guard_warned;
                 rt->guard_warned |= warn;
             } else {
+                p->refused_at = weft_now();
                 /* Another worker may have given stacks back meanwhile. */
                 refill(p, w, WEFT__CACHE_MAX / 2);
             }
             weft__spin_unlock(&rt->stack_lock);
+            if (!e)
+                refused(rt, want);
             if (warn)
                 weft__log("weft: no guard pages for further coroutine stacks: this kernel lacks "
                           "MADV_GUARD_INSTALL and vm.max_map_count (%ld) is used up by guarded "
@@ -366,6 +394,22 @@ void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now)
     *now = p->warm_n;
     p->warm_low = p->warm_n;
     weft__spin_unlock(&rt->stack_lock);
+}
+
+/* Any thread. */
+void weft__stacks_stats(weft__runtime *rt, weft_memory_stats *out)
+{
+    struct weft__stack_pool *p = rt->stack_pool;
+    out->stack_size = rt->cfg.stack_size;
+    weft__spin_lock(&rt->stack_lock);
+    out->stacks_reserved = 0;
+    for (struct weft__stack_extent *e = p->extents; e; e = e->next)
+        out->stacks_reserved += e->n;
+    out->stacks_idle_warm = p->warm_n;
+    out->stacks_idle_clean = p->clean_n;
+    weft__spin_unlock(&rt->stack_lock);
+    /* relaxed: a statistic. */
+    out->stacks_trimmed = atomic_load_explicit(&rt->trimmed_stacks, memory_order_relaxed);
 }
 
 static int by_address(const void *a, const void *b)

@@ -52,7 +52,7 @@ typedef struct weft_worker_stats {
     uint64_t polls;           /* polls of descriptors (parking or not) */
     uint64_t injected;        /* tasks it took from the injection queue */
     uint64_t queue_depth;     /* tasks in its run queue now */
-    uint64_t timers;          /* timers pending in its heap now */
+    uint64_t timers;          /* timers pending in its timer wheel now */
     uint64_t busy_ns;         /* time not parked since the runtime started */
 } weft_worker_stats;
 
@@ -76,5 +76,28 @@ typedef struct weft_stats {
  * -DWEFT_OBSERVE=OFF (a configuration for measuring what the counters cost;
  * docs/debugging.md). */
 WEFT_API int weft_stats_get(weft_stats *out);
+
+/* Memory the runtime holds for coroutines (docs/scheduler.md, section 8):
+ * stacks and task slots, what is in use, what is kept idle for reuse, and
+ * what the trimmer gave back.  A stack costs its pages only once touched;
+ * "idle" stacks are those kept in the shared pool (each worker also keeps up
+ * to 64 of its own, not counted there). */
+typedef struct weft_memory_stats {
+    uint64_t stack_size;          /* usable bytes of each stack (plus a guard page) */
+    uint64_t stacks_reserved;     /* stacks with address space reserved */
+    uint64_t stacks_idle_warm;    /* in the pool, pages possibly present */
+    uint64_t stacks_idle_clean;   /* in the pool, pages given back */
+    uint64_t stacks_trimmed;      /* stacks whose pages the trimmer gave back, in all */
+    uint64_t slabs;               /* task slabs (128 KiB of address space each) */
+    uint64_t slabs_idle;          /* slabs with every slot free, pages present */
+    uint64_t slabs_clean;         /* slabs with every slot free, pages given back */
+    uint64_t slabs_trimmed;       /* slabs whose pages the trimmer gave back, in all */
+    uint64_t task_slot_size;      /* bytes per task slot */
+} weft_memory_stats;
+
+/* Any thread while a runtime runs: a snapshot of the above (each pool's
+ * figures consistent with themselves).  0, -EINVAL for NULL, -EPERM when no
+ * runtime runs. */
+WEFT_API int weft_memory_stats_get(weft_memory_stats *out);
 
 #endif

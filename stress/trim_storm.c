@@ -1,0 +1,213 @@
+/*
+ * stress_trim_storm: the memory trimmer (runtime/trim.c) giving stacks and
+ * task slabs back while tasks are spawned, stolen and finished, and while
+ * other threads walk the registry, dump every task and read the memory
+ * figures.
+ *
+ * The trimmer's window is 8 ms here (WEFT_TRIM_MS, unless set), so it runs
+ * between most rounds.  Each round, on 2 workers:
+ *  - main spawns a burst of B tasks (in two halves, from main and from a
+ *    helper coroutine, so the second worker steals); each task fills 6 KiB
+ *    of its own stack with a pattern made from its number, yields or sleeps
+ *    0-2 ms (when the trimmer may run, and when it may move), then checks
+ *    the pattern and counts its run;
+ *  - main joins them all, then pauses 0-30 ms (a pause longer than the
+ *    window lets the trimmer give back what the burst took);
+ *  - two plain threads and a coroutine loop over weft_tasks_foreach,
+ *    weft_dump (to /dev/null) and weft_memory_stats_get.
+ * Invariants:
+ *  - every task ran exactly once, and found its stack pattern intact (a
+ *    stack trimmed or handed out while in use would read zeros or another
+ *    task's pattern);
+ *  - every entry a walk visits has a nonzero id, a state READY, RUNNING,
+ *    WAITING or BLOCKING and a worker -1, 0 or 1 (a trimmed slot must read
+ *    as free, never as a task); every call returns 0;
+ *  - the memory figures hold together (idle stacks never more than the
+ *    reserved ones, idle and clean slabs never more than the slabs);
+ *  - by the end the trimmer gave back stacks and slabs (else this program
+ *    tested nothing), and the stacks were reused after being trimmed.
+ *
+ * Default 4 s; WEFT_STRESS_SECONDS for longer.
+ */
+#include "stress.h"
+
+#include <fcntl.h>
+
+#define BURST STRESS_SCALE(4000, 300)
+#define PATTERN_WORDS (6 * 1024 / 8)
+#define NWALKERS 2
+
+static _Atomic uint32_t *ran;     /* per task of the current round */
+static _Atomic uint64_t round_no, tasks_done, walks, entries, dumps, bad_pattern;
+static _Atomic int stop;
+static int devnull = -1;
+
+static void dump(void)
+{
+    fprintf(stderr, "  round %" PRIu64 ", tasks %" PRIu64 ", walks %" PRIu64 "\n",
+            atomic_load(&round_no), atomic_load(&tasks_done), atomic_load(&walks));
+}
+
+static inline uint64_t mix(uint64_t x)
+{
+    x ^= x >> 31;
+    x *= 0x9E3779B97F4A7C15ULL;
+    x ^= x >> 29;
+    return x;
+}
+
+static void *task_fn(void *arg)
+{
+    uintptr_t i = (uintptr_t)arg;
+    uint64_t seed = mix(i ^ (atomic_load(&round_no) << 32)) | 1;
+    volatile uint64_t buf[PATTERN_WORDS];
+    for (size_t k = 0; k < PATTERN_WORDS; k++)
+        buf[k] = seed + k;
+    switch (seed % 4) {
+    case 0: weft_yield(); break;
+    case 1: weft_sleep((int64_t)(seed % 2000) * WEFT_US); break;
+    case 2: weft_sleep(0); break;
+    default: break;
+    }
+    for (size_t k = 0; k < PATTERN_WORDS; k++)
+        if (buf[k] != seed + k) {
+            atomic_fetch_add(&bad_pattern, 1);
+            break;
+        }
+    atomic_fetch_add(&ran[i], 1);
+    atomic_fetch_add(&tasks_done, 1);
+    stress_progress();
+    return NULL;
+}
+
+typedef struct {
+    uintptr_t lo, hi;
+    weft_task **t;
+} half_t;
+
+static void *spawn_half(void *arg)
+{
+    half_t *h = arg;
+    for (uintptr_t i = h->lo; i < h->hi; i++) {
+        h->t[i] = weft_spawn(task_fn, (void *)i);
+        CHECK(h->t[i] != NULL, "spawn failed: %s", strerror(errno));
+    }
+    return NULL;
+}
+
+static int visit(const weft_task_info *info, void *ctx)
+{
+    (void)ctx;
+    atomic_fetch_add_explicit(&entries, 1, memory_order_relaxed);
+    CHECK(info->id != 0, "a walk visited a task with id 0 (a trimmed slot read as a task?)");
+    CHECK(info->state >= WEFT_TASK_READY && info->state <= WEFT_TASK_BLOCKING,
+          "a walk visited task %" PRIu64 " in state %d", info->id, info->state);
+    CHECK(info->worker >= -1 && info->worker <= 1, "task %" PRIu64 " on worker %d", info->id,
+          info->worker);
+    return 0;
+}
+
+static void walk_once(void)
+{
+    CHECK(weft_tasks_foreach(visit, NULL) == 0, "weft_tasks_foreach failed");
+    weft_memory_stats m;
+    CHECK(weft_memory_stats_get(&m) == 0, "weft_memory_stats_get failed");
+    CHECK(m.stacks_idle_warm + m.stacks_idle_clean <= m.stacks_reserved,
+          "idle stacks %" PRIu64 " + %" PRIu64 " > reserved %" PRIu64, m.stacks_idle_warm,
+          m.stacks_idle_clean, m.stacks_reserved);
+    CHECK(m.slabs_idle + m.slabs_clean <= m.slabs, "idle slabs %" PRIu64 " + %" PRIu64
+          " > slabs %" PRIu64, m.slabs_idle, m.slabs_clean, m.slabs);
+    if (atomic_fetch_add(&walks, 1) % 8 == 0) {
+        CHECK(weft_dump(devnull) == 0, "weft_dump failed");
+        atomic_fetch_add(&dumps, 1);
+    }
+}
+
+static void *walker_thread(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        walk_once();
+        stress_os_sleep_ns(200 * WEFT_US);
+    }
+    return NULL;
+}
+
+static void *walker_co(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        walk_once();
+        weft_sleep(300 * WEFT_US);
+    }
+    return NULL;
+}
+
+static void *main_task(void *arg)
+{
+    (void)arg;
+    pthread_t th[NWALKERS];
+    for (int i = 0; i < NWALKERS; i++)
+        if (pthread_create(&th[i], NULL, walker_thread, NULL) != 0)
+            abort();
+    weft_task *wc = weft_spawn(walker_co, NULL);
+    weft_task **t = calloc(BURST, sizeof *t);
+    ran = calloc(BURST, sizeof *ran);
+    uint64_t rng = rng_seed();
+    bool reused_after_trim = false;
+    while (!stress_time_up() && !stress_failed()) {
+        weft_memory_stats before;
+        weft_memory_stats_get(&before);
+        for (size_t i = 0; i < BURST; i++)
+            atomic_store(&ran[i], 0);
+        half_t h1 = {0, BURST / 2, t}, h2 = {BURST / 2, BURST, t};
+        weft_task *helper = weft_spawn(spawn_half, &h2);
+        spawn_half(&h1);
+        CHECK(weft_join(helper, NULL) == 0, "helper join failed");
+        for (size_t i = 0; i < BURST; i++)
+            if (t[i])
+                CHECK(weft_join(t[i], NULL) == 0, "join failed");
+        for (size_t i = 0; i < BURST; i++)
+            CHECK(atomic_load(&ran[i]) == 1, "round %" PRIu64 ": task %zu ran %u times",
+                  atomic_load(&round_no), i, atomic_load(&ran[i]));
+        weft_memory_stats after;
+        weft_memory_stats_get(&after);
+        /* Trimmed (clean) stacks before the burst and fewer after it, with
+         * no new reservation: the burst ran on stacks the trimmer gave back. */
+        if (before.stacks_idle_clean > after.stacks_idle_clean &&
+            after.stacks_reserved == before.stacks_reserved)
+            reused_after_trim = true;
+        atomic_fetch_add(&round_no, 1);
+        uint64_t pause = rng_below(&rng, 31);
+        weft_sleep((int64_t)pause * WEFT_MS);
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < NWALKERS; i++)
+        pthread_join(th[i], NULL);
+    CHECK(weft_join(wc, NULL) == 0, "walker join failed");
+    weft_memory_stats m;
+    CHECK(weft_memory_stats_get(&m) == 0, "weft_memory_stats_get failed");
+    CHECK(atomic_load(&bad_pattern) == 0, "%" PRIu64 " tasks found their stack pattern changed",
+          atomic_load(&bad_pattern));
+    CHECK(m.stacks_trimmed > 0, "the trimmer gave back no stack");
+    CHECK(m.slabs_trimmed > 0, "the trimmer gave back no slab");
+    CHECK(reused_after_trim, "no burst ran on stacks given back by the trimmer");
+    fprintf(stderr, "stress_trim_storm: %" PRIu64 " stacks and %" PRIu64 " slabs trimmed\n",
+            m.stacks_trimmed, m.slabs_trimmed);
+    free(t);
+    free(ran);
+    return NULL;
+}
+
+int main(void)
+{
+    setenv("WEFT_TRIM_MS", "8", 0);
+    devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    stress_init("stress_trim_storm", 4.0, dump);
+    stress_run(2, main_task, NULL);
+    close(devnull);
+    return stress_finish("%" PRIu64 " rounds, %" PRIu64 " tasks, %" PRIu64 " walks (%" PRIu64
+                         " entries), %" PRIu64 " dumps",
+                         atomic_load(&round_no), atomic_load(&tasks_done), atomic_load(&walks),
+                         atomic_load(&entries), atomic_load(&dumps));
+}

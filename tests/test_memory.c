@@ -1,0 +1,339 @@
+/*
+ * test_memory: coroutine memory and its trimming (runtime/stack.c,
+ * runtime/registry.c, runtime/trim.c; docs/scheduler.md, section 8).
+ *  - weft_memory_stats_get: arguments, and figures that follow a burst;
+ *  - after a burst and a pause longer than WEFT_TRIM_MS, the stacks and
+ *    slabs the burst took are given back (counted; and, outside sanitizers,
+ *    the resident set falls), and a new burst reuses them;
+ *  - bursts that come closer together than the window are not trimmed,
+ *    however many; the same process trims once they stop;
+ *  - WEFT_TRIM_MS=0 never trims; a bad WEFT_TRIM_MS is refused;
+ *  - the guard fallback (WEFT_GUARD=mprotect) trims alike;
+ *  - address space refused (RLIMIT_AS, as vm.overcommit_memory=2 would):
+ *    one clear line, tasks wait for a stack and all finish (forked child).
+ * Each test ends with the leak check (descriptors, mappings).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "leak.h"
+#include "testutil.h"
+
+/* Stack bytes each burst task touches: enough that the pages show. */
+#define TOUCH (32 * 1024)
+#define BURST (T_SANITIZED ? 300 : 3000)
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+typedef struct {
+    weft_event go;
+    _Atomic int ready;
+} burst_ctx;
+
+static void *toucher(void *arg)
+{
+    burst_ctx *b = arg;
+    volatile char buf[TOUCH];
+    for (size_t i = 0; i < sizeof buf; i += 512)
+        buf[i] = (char)i;
+    atomic_fetch_add(&b->ready, 1);
+    T_CHECK(weft_event_wait(&b->go, WEFT_FOREVER) == 0);
+    T_CHECK(buf[512] == (char)512);
+    return NULL;
+}
+
+/* From a coroutine: n tasks alive at once, each touching TOUCH bytes of
+ * its stack, then all finished. */
+static void burst(int n)
+{
+    burst_ctx b;
+    weft_event_init(&b.go);
+    atomic_init(&b.ready, 0);
+    weft_task **t = calloc((size_t)n, sizeof *t);
+    T_CHECK(t != NULL);
+    for (int i = 0; i < n; i++)
+        T_CHECK((t[i] = weft_spawn(toucher, &b)) != NULL);
+    /* Let them all run to their wait. */
+    while (atomic_load(&b.ready) < n)
+        weft_sleep(WEFT_MS);
+    weft_event_set(&b.go);
+    for (int i = 0; i < n; i++)
+        T_CHECK(weft_join(t[i], NULL) == 0);
+    free(t);
+    weft_event_destroy(&b.go);
+}
+
+static weft_memory_stats mem(void)
+{
+    weft_memory_stats m;
+    T_CHECK(weft_memory_stats_get(&m) == 0);
+    return m;
+}
+
+static void run_main(weft_fn fn)
+{
+    weft_config cfg = WEFT_CONFIG_DEFAULT;
+    cfg.workers = 2;
+    assert_int_equal(t_run_config(&cfg, fn, NULL, NULL), 0);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void *stats_main(void *arg)
+{
+    (void)arg;
+    T_CHECK(weft_memory_stats_get(NULL) == -EINVAL);
+    weft_memory_stats a = mem();
+    T_CHECK(a.stack_size == WEFT_DEFAULT_STACK_SIZE);
+    T_CHECK(a.task_slot_size >= 64 && a.task_slot_size <= 1024);
+    T_CHECK(a.stacks_reserved >= 1);   /* main's */
+    T_CHECK(a.slabs >= 1);
+    burst(BURST);
+    weft_memory_stats b = mem();
+    T_CHECK(b.stacks_reserved >= (uint64_t)BURST);
+    T_CHECK(b.slabs * 300 >= (uint64_t)BURST);
+    /* Every stack the burst used is idle again: in the pool or a cache. */
+    T_CHECK(b.stacks_idle_warm + 2 * 64 + 1 >= (uint64_t)BURST);
+    T_CHECK(b.stacks_idle_warm + b.stacks_idle_clean <= b.stacks_reserved);
+    return NULL;
+}
+
+static void test_stats(void **state)
+{
+    (void)state;
+    weft_memory_stats m;
+    assert_int_equal(weft_memory_stats_get(&m), -EPERM);  /* no runtime */
+    run_main(stats_main);
+}
+
+/* A burst, a pause longer than the window (200 ms), given back; again. */
+static void *idle_main(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 2; round++) {
+        weft_memory_stats m0 = mem();
+        long rss0 = rss_kib();
+        burst(BURST);
+        long rss1 = rss_kib();
+        weft_memory_stats m1 = mem();
+        /* 200 ms window: trimmed within a quarter window after it. */
+        int64_t deadline = weft_now() + 3 * WEFT_SEC * T_SLACK;
+        weft_memory_stats m2 = m1;
+        while (weft_now() < deadline &&
+               (m2 = mem()).stacks_trimmed < m1.stacks_trimmed + (uint64_t)BURST / 2)
+            weft_sleep(20 * WEFT_MS);
+        T_CHECK(m2.stacks_trimmed >= m1.stacks_trimmed + (uint64_t)BURST / 2);
+        T_CHECK(m2.stacks_idle_clean >= (uint64_t)BURST / 2);
+        T_CHECK(m2.stacks_idle_warm <= 64);          /* the floor */
+        T_CHECK(m2.slabs_trimmed > m1.slabs_trimmed);
+        T_CHECK(m2.slabs_idle <= 1);
+        /* The second round reuses what the first gave back: no new stacks. */
+        if (round == 1)
+            T_CHECK_EQ(m1.stacks_reserved, m0.stacks_reserved);
+        if (!T_SANITIZED) {
+            /* The sanitizers keep shadow memory for what they saw. */
+            long rss2 = rss_kib();
+            T_CHECK(rss1 - rss0 > (long)BURST * TOUCH / 1024 / 2);
+            T_CHECK(rss1 - rss2 > (long)BURST * TOUCH / 1024 / 2);
+        }
+    }
+    return NULL;
+}
+
+static void test_trim_after_idle(void **state)
+{
+    (void)state;
+    setenv("WEFT_TRIM_MS", "200", 1);
+    run_main(idle_main);
+}
+
+static void test_trim_after_idle_mprotect(void **state)
+{
+    (void)state;
+    setenv("WEFT_TRIM_MS", "200", 1);
+    setenv("WEFT_GUARD", "mprotect", 1);
+    run_main(idle_main);
+}
+
+/* Bursts every 50 ms with a 400 ms window: none is trimmed away. */
+static void *regular_main(void *arg)
+{
+    (void)arg;
+    weft_memory_stats m0 = mem();
+    int64_t end = weft_now() + 1500 * WEFT_MS;
+    int rounds = 0;
+    while (weft_now() < end) {
+        burst(BURST / 3);
+        weft_sleep(50 * WEFT_MS);
+        rounds++;
+    }
+    weft_memory_stats m1 = mem();
+    T_CHECK(rounds >= 3);
+    T_CHECK_EQ(m1.stacks_trimmed, m0.stacks_trimmed);
+    /* Once they stop, the same process trims (the check above can fail). */
+    int64_t deadline = weft_now() + 4 * WEFT_SEC * T_SLACK;
+    while (weft_now() < deadline && mem().stacks_trimmed == m1.stacks_trimmed)
+        weft_sleep(20 * WEFT_MS);
+    T_CHECK(mem().stacks_trimmed > m1.stacks_trimmed);
+    return NULL;
+}
+
+static void test_regular_bursts_kept(void **state)
+{
+    (void)state;
+    setenv("WEFT_TRIM_MS", "400", 1);
+    run_main(regular_main);
+}
+
+static void *off_main(void *arg)
+{
+    (void)arg;
+    burst(BURST);
+    weft_sleep(300 * WEFT_MS);
+    weft_memory_stats m = mem();
+    T_CHECK_EQ(m.stacks_trimmed, 0);
+    T_CHECK_EQ(m.slabs_trimmed, 0);
+    T_CHECK_EQ(m.stacks_idle_clean, 0);
+    return NULL;
+}
+
+static void test_trim_off(void **state)
+{
+    (void)state;
+    setenv("WEFT_TRIM_MS", "0", 1);
+    run_main(off_main);
+}
+
+static void *nothing(void *arg) { return arg; }
+
+static void test_trim_env_bad(void **state)
+{
+    (void)state;
+    const char *bad[] = {"-1", "abc", "3600001", "1.5", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("WEFT_TRIM_MS", bad[i], 1);
+        t_capture c;
+        t_capture_begin(&c);
+        int rc = weft_run(nothing, NULL, NULL);
+        char *err = t_capture_end(&c);
+        assert_int_equal(rc, -EINVAL);
+        assert_int_equal(t_lines_with(err, "WEFT_TRIM_MS", NULL), 1);
+        free(err);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Address space refused                                               */
+/* ------------------------------------------------------------------ */
+
+static void *touch_and_go(void *arg)
+{
+    volatile char buf[TOUCH];
+    for (size_t i = 0; i < sizeof buf; i += 512)
+        buf[i] = (char)i;
+    return arg;
+}
+
+/* More tasks than stacks fit in what the limit leaves: they start one by
+ * one as stacks are freed, and all finish. */
+static void *refused_main(void *arg)
+{
+    (void)arg;
+    weft_task *t[8];
+    for (int i = 0; i < 8; i++)
+        T_CHECK((t[i] = weft_spawn(touch_and_go, (void *)(intptr_t)i)) != NULL);
+    for (int i = 0; i < 8; i++) {
+        void *r = NULL;
+        T_CHECK(weft_join(t[i], &r) == 0);
+        T_CHECK(r == (void *)(intptr_t)i);
+    }
+    return NULL;
+}
+
+static int refused_child(void)
+{
+    /* 1 GiB stacks: the first extent (64 GiB) is refused, then halved
+     * down to what fits in the limit: about two stacks. */
+    setenv("WEFT_STACK_SIZE", "1G", 1);
+    struct rlimit rl;
+    long vm = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%ld", &vm) != 1)
+        return 10;
+    fclose(f);
+    rlim_t cur = (rlim_t)vm * (rlim_t)sysconf(_SC_PAGESIZE);
+    rl.rlim_cur = rl.rlim_max = cur + ((rlim_t)2560 << 20);  /* + 2.5 GiB */
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+        return 11;
+    weft_config cfg = WEFT_CONFIG_DEFAULT;
+    cfg.workers = 1;
+    int rc = weft_run_config(&cfg, refused_main, NULL, NULL);
+    return rc == 0 ? (atomic_load(&t_failures) ? 12 : 0) : 13;
+}
+
+static void test_reservation_refused(void **state)
+{
+    (void)state;
+    if (T_SANITIZED)
+        skip();  /* the sanitizers reserve terabytes of shadow: RLIMIT_AS cannot apply */
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        alarm(60);  /* a hang is a failure, not a stuck test */
+        _exit(refused_child());
+    }
+    close(p[1]);
+    char buf[8192];
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(p[0], buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)r;
+    buf[len] = 0;
+    close(p[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    fprintf(stderr, "[child stderr]\n%s[end]\n", buf);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(t_lines_with(buf, "refused address space for coroutine stacks",
+                             "vm.overcommit_memory") >= 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T_TEST(test_stats),
+        T_TEST(test_trim_after_idle),
+        T_TEST(test_trim_after_idle_mprotect),
+        T_TEST(test_regular_bursts_kept),
+        T_TEST(test_trim_off),
+        T_TEST(test_trim_env_bad),
+        T_TEST(test_reservation_refused),
+    };
+    t_warm_up();
+    return cmocka_run_group_tests_name("memory", tests, NULL, NULL);
+}
