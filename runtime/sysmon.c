@@ -15,7 +15,8 @@
  *     (SIGURG).
  * When every worker is parked, sysmon backs off to 5 ms naps.  Each round
  * it also refreshes rt->clock, the timestamp of observability fields (since)
- * so that no hot path reads the clock.
+ * so that no hot path reads the clock, and runs the memory trimmer
+ * (trim.c), which gives back what the stack and slot pools did not need.
  */
 #define _GNU_SOURCE
 #include <errno.h>
