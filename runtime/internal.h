@@ -714,6 +714,24 @@ weft__stack *weft__stack_get(weft__worker *w);
 void weft__stack_put(weft__worker *w, weft__stack *s);
 void weft__stack_cache_flush(weft__worker *w);
 bool weft__stack_guard_hit(const void *addr, const weft__stack *s);
+/* A pool's count of idle items and the fewest it held since the trimmer
+ * last took the mark (trim.c).  Under the pool's lock. */
+typedef struct weft__lowwater {
+    size_t n, low;
+} weft__lowwater;
+static inline void weft__lw_sub(weft__lowwater *l, size_t k)
+{
+    l->n -= k;
+    if (l->n < l->low)
+        l->low = l->n;
+}
+static inline void weft__lw_take(weft__lowwater *l, size_t *low, size_t *now)
+{
+    *low = l->low;
+    *now = l->n;
+    l->low = l->n;
+}
+
 /* Warm pooled stacks: the fewest since the last call (then restarted), and
  * now.  Any thread (sysmon). */
 void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now);

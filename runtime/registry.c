@@ -70,7 +70,7 @@ struct slab_extent {
 struct weft__slab_pool {
     struct weft__task_slab *partial;              /* doubly linked (pnext, pprev) */
     struct weft__task_slab *empty, *empty_tail;   /* doubly linked; head: most recent */
-    size_t empty_n, empty_low;                    /* how many; fewest since lowwater() */
+    weft__lowwater nempty;                        /* how many; fewest since lowwater() */
     struct weft__task_slab *trimmed;              /* singly linked (pnext) */
     struct slab_extent *extents;                  /* newest first */
 };
@@ -105,8 +105,8 @@ static void list_del(struct weft__slab_pool *p, struct weft__task_slab *s)
             s->pnext->pprev = s->pprev;
         else if (s->list == SLAB_EMPTY)
             p->empty_tail = s->pprev;
-        if (s->list == SLAB_EMPTY && --p->empty_n < p->empty_low)
-            p->empty_low = p->empty_n;
+        if (s->list == SLAB_EMPTY)
+            weft__lw_sub(&p->nempty, 1);
     } else if (s->list == SLAB_TRIMMED) {
         WEFT__ASSERT(p->trimmed == s);  /* taken from the head only */
         p->trimmed = s->pnext;
@@ -133,7 +133,7 @@ static void list_add(struct weft__slab_pool *p, struct weft__task_slab *s, int l
         p->empty_tail = s;
     *head = s;
     if (list == SLAB_EMPTY)
-        p->empty_n++;
+        p->nempty.n++;
 }
 
 /* Under task_lock.  A slab with a slot to give, or NULL when a new extent
@@ -410,9 +410,7 @@ void weft__slabs_lowwater(weft__runtime *rt, size_t *low, size_t *now)
 {
     struct weft__slab_pool *p = rt->slab_pool;
     weft__spin_lock(&rt->task_lock);
-    *low = p->empty_low;
-    *now = p->empty_n;
-    p->empty_low = p->empty_n;
+    weft__lw_take(&p->nempty, low, now);
     weft__spin_unlock(&rt->task_lock);
 }
 
@@ -425,7 +423,7 @@ void weft__slabs_stats(weft__runtime *rt, weft_memory_stats *out)
     out->slabs = 0;
     for (struct slab_extent *e = p->extents; e; e = e->next)
         out->slabs += e->used;
-    out->slabs_idle = p->empty_n;
+    out->slabs_idle = p->nempty.n;
     out->slabs_clean = 0;
     for (struct weft__task_slab *s = p->trimmed; s; s = s->pnext)
         out->slabs_clean++;

@@ -77,7 +77,7 @@ struct weft__stack_extent {
 /* Under stack_lock, all of it. */
 struct weft__stack_pool {
     weft__stack *warm_head, *warm_tail;  /* given back; head: most recent */
-    size_t warm_n, warm_low;             /* how many; fewest since lowwater() */
+    weft__lowwater warm;                 /* how many; fewest since lowwater() */
     weft__stack *clean;                  /* trimmed: no page present */
     size_t clean_n;
     struct weft__stack_extent *extents;  /* newest first */
@@ -241,13 +241,11 @@ static unsigned refill(struct weft__stack_pool *p, weft__worker *w, unsigned max
             p->warm_head->prev = NULL;
         else
             p->warm_tail = NULL;
-        p->warm_n--;
+        weft__lw_sub(&p->warm, 1);
         s->next = w->stacks.free;
         w->stacks.free = s;
         got++;
     }
-    if (p->warm_n < p->warm_low)
-        p->warm_low = p->warm_n;
     while (got < max && p->clean) {
         weft__stack *s = p->clean;
         p->clean = s->next;
@@ -343,7 +341,7 @@ static void warm_push(struct weft__stack_pool *p, weft__stack *s)
     else
         p->warm_tail = s;
     p->warm_head = s;
-    p->warm_n++;
+    p->warm.n++;
 }
 
 /* Owner worker only.  Returns the stack of a finished task. */
@@ -390,9 +388,7 @@ void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now)
 {
     struct weft__stack_pool *p = rt->stack_pool;
     weft__spin_lock(&rt->stack_lock);
-    *low = p->warm_low;
-    *now = p->warm_n;
-    p->warm_low = p->warm_n;
+    weft__lw_take(&p->warm, low, now);
     weft__spin_unlock(&rt->stack_lock);
 }
 
@@ -405,7 +401,7 @@ void weft__stacks_stats(weft__runtime *rt, weft_memory_stats *out)
     out->stacks_reserved = 0;
     for (struct weft__stack_extent *e = p->extents; e; e = e->next)
         out->stacks_reserved += e->n;
-    out->stacks_idle_warm = p->warm_n;
+    out->stacks_idle_warm = p->warm.n;
     out->stacks_idle_clean = p->clean_n;
     weft__spin_unlock(&rt->stack_lock);
     /* relaxed: a statistic. */
@@ -440,11 +436,9 @@ size_t weft__stacks_trim(weft__runtime *rt, size_t n)
             p->warm_tail->next = NULL;
         else
             p->warm_head = NULL;
-        p->warm_n--;
+        weft__lw_sub(&p->warm, 1);
         v[k++] = s;
     }
-    if (p->warm_n < p->warm_low)
-        p->warm_low = p->warm_n;
     weft__spin_unlock(&rt->stack_lock);
     /* Off every list now: nobody else can hand these out. */
     qsort(v, k, sizeof *v, by_address);
