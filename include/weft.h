@@ -93,8 +93,15 @@ typedef struct weft_config {
     unsigned blocking_threads; /* 0: WEFT_BLOCKING_THREADS, else the default */
     int      pin;              /* -1: WEFT_PIN, else default on; 0 off; 1 on */
     int      debug;            /* -1: WEFT_DEBUG, else off; 0 off; 1 on */
+    int      clock;            /* WEFT_CLOCK_ENV (0): WEFT_CLOCK, else real; or one below */
 } weft_config;
-#define WEFT_CONFIG_DEFAULT ((weft_config){0, 0, 0, -1, -1})
+#define WEFT_CONFIG_DEFAULT ((weft_config){0, 0, 0, -1, -1, 0})
+/* weft_config.clock.  The virtual clock (testing; docs/testing.md) starts at
+ * a fixed instant and moves only when every task of the runtime is blocked:
+ * then it jumps to the earliest deadline.  With it, weft_run returns
+ * -EDEADLK (after a report of every blocked task on stderr) when every task
+ * is blocked and nothing can ever wake one. */
+enum { WEFT_CLOCK_ENV = 0, WEFT_CLOCK_REAL = 1, WEFT_CLOCK_VIRTUAL = 2 };
 
 /* Default coroutine stack: 128 KiB of address space (plus a guard page);
  * only the pages a coroutine touches use memory. */
@@ -110,7 +117,7 @@ typedef struct weft_config {
 WEFT_API int      weft_run_config(const weft_config *cfg, weft_fn main, void *arg, void **result);
 WEFT_API unsigned weft_workers(void);   /* worker threads of the running runtime; 0 outside */
 WEFT_API int      weft_worker_id(void); /* 0..workers-1 on a worker thread; -1 elsewhere */
-WEFT_API int64_t  weft_now(void);       /* monotonic clock, ns */
+WEFT_API int64_t  weft_now(void);       /* monotonic clock, ns (the virtual one under WEFT_CLOCK=virtual) */
 
 /* ------------------------------------------------------------------ */
 /* Tasks                                                               */

@@ -201,6 +201,7 @@ static void *pool_main(void *arg)
         }
         if (atomic_load_explicit(&t->cancelled, memory_order_seq_cst)) {
             drop(t);  /* cancelled while in line: its fn never starts */
+            weft__vclock_release(p->rt);
             t = NULL;
             continue;
         }
@@ -210,6 +211,8 @@ static void *pool_main(void *arg)
         if (WEFT__UNLIKELY(p->rt->pool_trace))
             weft__trace_blocking(p->rt, t, start);
         weft__task_done(t);
+        /* After the task's joiner is queued (vclock.c, point 1). */
+        weft__vclock_release(p->rt);
         t = NULL;
     }
 }
@@ -237,6 +240,10 @@ int weft__pool_submit(weft__pool *p, weft_task *t)
     /* t->blocking and t->pool are set by the caller before t is visible. */
     if (WEFT__UNLIKELY(atomic_load_explicit(&p->dead, memory_order_relaxed)))
         reap_dead(p);
+    /* The job holds the virtual clock until its task is queued again
+     * (vclock.c); a replayable run delivers it where its seed says. */
+    weft__vclock_hold(p->rt);
+    weft__seed_submitted(p->rt);
     weft__spin_lock(&p->lock);
     pool_thread *th = p->idle;
     if (th) {
@@ -312,6 +319,7 @@ int weft__pool_submit(weft__pool *p, weft_task *t)
     weft__spin_unlock(&p->lock);
     if (alone) {
         weft__log("weft: cannot start a blocking-pool thread: %s", strerror(e));
+        weft__vclock_release(p->rt);
         return -EAGAIN;  /* the caller drops t */
     }
     return 0;
@@ -329,8 +337,10 @@ bool weft__pool_cancel(weft_task *t)
     if (found)
         unlink_queued(p, t);
     weft__spin_unlock(&p->lock);
-    if (found)
+    if (found) {
         drop(t);
+        weft__vclock_release(p->rt);
+    }
     return found;
 }
 
@@ -350,6 +360,7 @@ void weft__pool_drop_all(weft__pool *p)
         weft_task *n = t->next;
         t->next = NULL;
         drop(t);
+        weft__vclock_release(p->rt);
         t = n;
     }
 }

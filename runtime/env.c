@@ -86,6 +86,56 @@ static size_t round_page(size_t n)
     return (n + ps - 1) & ~(ps - 1);
 }
 
+/* The deterministic-testing settings (docs/testing.md): WEFT_CLOCK,
+ * WEFT_SEED, WEFT_CHAOS, WEFT_FAULTS (the last is checked by faults.c). */
+static int resolve_testing(const weft_config *c, weft__settings *out)
+{
+    if (c->clock < WEFT_CLOCK_ENV || c->clock > WEFT_CLOCK_VIRTUAL) {
+        weft__log("weft: weft_config.clock=%d is invalid: expected 0 (WEFT_CLOCK), "
+                  "WEFT_CLOCK_REAL or WEFT_CLOCK_VIRTUAL", c->clock);
+        return -EINVAL;
+    }
+    out->vclock = c->clock == WEFT_CLOCK_VIRTUAL;
+    if (c->clock == WEFT_CLOCK_ENV) {
+        const char *v = getenv("WEFT_CLOCK");
+        if (v && *v) {
+            if (strcmp(v, "virtual") == 0)
+                out->vclock = true;
+            else if (strcmp(v, "real") != 0)
+                return bad("WEFT_CLOCK", v, "real or virtual");
+        }
+    }
+
+    bool set;
+    int rc;
+    unsigned chaos = 0;
+    if ((rc = env_uint("WEFT_CHAOS", 0, 3, &chaos, &set)) < 0)
+        return rc;
+    out->chaos = chaos;
+
+    const char *sd = getenv("WEFT_SEED");
+    if (sd && *sd) {
+        unsigned long long x;
+        if (strcmp(sd, "random") == 0) {
+            out->seed = weft__seed_random();
+            weft__log("weft: WEFT_SEED=%llu (chosen at random)", (unsigned long long)out->seed);
+        } else if (parse_u64(sd, false, &x) == 0) {
+            out->seed = x;
+        } else {
+            return bad("WEFT_SEED", sd, "an unsigned 64-bit decimal integer or random");
+        }
+        out->seeded = true;
+    } else if (out->chaos) {
+        out->seed = weft__seed_random();
+        out->seeded = true;
+        weft__log("weft: WEFT_SEED=%llu (chosen at random for WEFT_CHAOS)",
+                  (unsigned long long)out->seed);
+    }
+    const char *f = getenv("WEFT_FAULTS");
+    out->faults = f && *f ? f : NULL;
+    return 0;
+}
+
 /* weft_run: resolves cfg and the environment into out. */
 int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
 {
@@ -199,6 +249,9 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
         else if (strcmp(u, "auto") != 0)
             return bad("WEFT_IO_URING", u, "auto, async or off");
     }
+
+    if ((rc = resolve_testing(&c, out)) < 0)
+        return rc;
 
     const char *g = getenv("WEFT_GUARD");
     if (g && strcmp(g, "mprotect") != 0 && strcmp(g, "auto") != 0)

@@ -77,7 +77,7 @@ void weft__spread_check(weft__worker *w)
         w->spread_due = 0;  /* all taken in time, by w or by thieves */
         return;
     }
-    if (weft_now() < w->spread_due)
+    if (weft__real_now() < w->spread_due)
         return;
     w->spread_due = 0;
     weft__notify(w->rt);

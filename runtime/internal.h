@@ -23,6 +23,7 @@
 
 #include "weft.h"
 #include "os.h"
+#include "rng.h"
 
 #define WEFT__CACHELINE 64
 #define WEFT__ALIGNED __attribute__((aligned(WEFT__CACHELINE)))
@@ -476,6 +477,9 @@ struct weft__worker {
     struct weft__trace *trace;            /* WEFT_TRACE: owner-only ring, or NULL */
     int64_t trace_start;                  /* when the current run began */
     uint64_t trace_flows;                 /* flow ids handed out */
+    bool seeded;                          /* WEFT_SEED: the choices below are drawn */
+    bool det;                             /* seeded, virtual clock, one worker: replayable */
+    weft__rng rng;                        /* owner only: the seeded choices (seed.c) */
 
     /* Debug mode: what runs now, for sysmon's slow-coroutine warning. */
     weft__spin dbg_lock;
@@ -499,6 +503,11 @@ typedef struct weft__settings {
     int aio;                    /* WEFT_IO_URING: WEFT__AIO_* (runtime/aio.h) */
     int dump_signal;            /* WEFT_DUMP_SIGNAL, 0 for none */
     const char *trace_path;     /* WEFT_TRACE, NULL for none */
+    bool vclock;                /* WEFT_CLOCK=virtual (vclock.c) */
+    bool seeded;                /* WEFT_SEED set (seed.c) */
+    uint64_t seed;              /* WEFT_SEED's value, or the one chosen for "random" */
+    unsigned chaos;             /* WEFT_CHAOS: 0..3, injected yields (seed.c) */
+    const char *faults;         /* WEFT_FAULTS, NULL for none (faults.c) */
 } weft__settings;
 
 /* A segment of the injection queue (inject.c): n >= 1 tasks linked
@@ -589,6 +598,15 @@ struct weft__runtime {
     struct weft__poller *poller;          /* the backend's (runtime/poller.h) */
     _Atomic(weft__worker *) driver WEFT__ALIGNED; /* holds the poller, or NULL */
     _Atomic unsigned nfds;                /* descriptors in the shared poller */
+
+    /* The virtual clock (vclock.c; WEFT_CLOCK=virtual). */
+    pthread_mutex_t vclock_mu;            /* one advance at a time */
+    _Atomic long vholds;                  /* pool jobs in flight: they hold the clock */
+    _Atomic long det_pending;             /* pool jobs whose completion is not yet delivered
+                                             (seed.c, replayable runs) */
+    _Atomic bool deadlocked;              /* reported; weft_run returns -EDEADLK */
+    weft__spin seed_lock;                 /* seed_rng, for threads that are no worker */
+    weft__rng seed_rng;
 };
 
 /* ------------------------------------------------------------------ */
@@ -702,6 +720,8 @@ void weft__timers_free(weft__timers *ts);
 int  weft__timer_add(weft__worker *w, weft__timer *tm, int64_t when);
 void weft__timer_del(weft__timer *tm);
 unsigned weft__timers_run(weft__worker *w, weft__worker *owner, int64_t now);
+unsigned weft__timers_run_exact(weft__worker *w, weft__worker *owner, int64_t now);
+int64_t weft__timers_min_when(weft__timers *ts);
 static inline int64_t weft__timers_next(weft__timers *ts)
 {
     return atomic_load_explicit(&ts->next, memory_order_relaxed);
@@ -843,5 +863,49 @@ static inline int64_t weft__rt_clock(weft__runtime *rt)
 }
 
 void weft__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ------------------------------------------------------------------ */
+/* Virtual clock (vclock.c) and seeded runs (seed.c)                   */
+/* ------------------------------------------------------------------ */
+
+/* The virtual clock's reading while a runtime runs on it, 0 otherwise
+ * (weft_now() reads it first).  Written only under rt->vclock_mu. */
+extern _Atomic int64_t weft__vnow;
+/* CLOCK_MONOTONIC in ns, whatever the runtime's clock: what sysmon, the
+ * trimmer, parking budgets and busy-time counters measure. */
+int64_t weft__real_now(void);
+int  weft__vclock_start(weft__runtime *rt);
+void weft__vclock_stop(weft__runtime *rt);
+bool weft__vclock_idle(weft__worker *w);
+bool weft__poll_ready(weft__worker *w);
+void weft__vclock_hold(weft__runtime *rt);
+void weft__vclock_release(weft__runtime *rt);
+/* Any thread.  Whether the caller's runtime runs on the virtual clock. */
+static inline bool weft__vclock_on(void)
+{
+    return atomic_load_explicit(&weft__vnow, memory_order_relaxed) != 0;
+}
+
+/* WEFT_CHAOS's level while a seeded runtime runs, else 0: one load and one
+ * branch at each chaos point when off. */
+extern _Atomic int weft__chaos_level;
+int  weft__seed_start(weft__runtime *rt);
+void weft__seed_stop(weft__runtime *rt);
+void weft__seed_report(weft__runtime *rt);
+void weft__seed_worker(weft__worker *w);
+uint64_t weft__seed_draw(weft__runtime *rt);
+uint64_t weft__seed_random(void);
+weft_task *weft__seed_next(weft__worker *w);
+void weft__seed_shuffle(weft__worker *w, void **v, unsigned n);
+void weft__seed_submitted(weft__runtime *rt);
+void weft__chaos_point_slow(void);
+/* May suspend the coroutine.  A suspension point of the API: under
+ * WEFT_CHAOS, sometimes a yield here. */
+static inline void weft__chaos_point(void)
+{
+    /* relaxed: set before the workers start (seed.c) */
+    if (__builtin_expect(atomic_load_explicit(&weft__chaos_level, memory_order_relaxed) != 0, 0))
+        weft__chaos_point_slow();
+}
 
 #endif

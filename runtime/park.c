@@ -30,7 +30,7 @@ static void drive(weft__worker *w, const struct timespec *tsp)
     if (n && !w->spread_due && !weft__runq_empty(w)) {
         /* relaxed: tail is written by w only. */
         w->spread_mark = atomic_load_explicit(&w->q.tail, memory_order_relaxed);
-        w->spread_due = weft_now() + w->rt->cfg.spread_ns;
+        w->spread_due = weft__real_now() + w->rt->cfg.spread_ns;
     }
 }
 
@@ -57,6 +57,18 @@ void weft__poll_now(weft__worker *w)
     static const struct timespec zero = {0, 0};
     drive(w, &zero);
     WEFT__COUNT(w, polls, 1);
+}
+
+/* Owner worker only, idle, under the virtual clock's lock (vclock.c): a
+ * zero-timeout poll; true when it made something ready.  False as well when
+ * another worker holds the driver token. */
+bool weft__poll_ready(weft__worker *w)
+{
+    if (!take_driver(w))
+        return false;
+    static const struct timespec zero = {0, 0};
+    drive(w, &zero);
+    return !weft__runq_empty(w);
 }
 
 /* Owner worker only.  w's wait when it parks: it drives the shared poller
@@ -91,10 +103,15 @@ void weft__park_worker(weft__worker *w)
     weft__spin_unlock(&rt->idle_lock);
 
     bool recheck = weft__work_anywhere(w) || atomic_load_explicit(&rt->stop, memory_order_seq_cst);
+    /* Virtual clock: the last worker to idle moves the clock (vclock.c);
+     * nobody sleeps on a deadline, which is not in real time. */
+    bool virtual = rt->cfg.vclock;
+    if (!recheck && virtual)
+        recheck = weft__vclock_idle(w);
     if (!recheck) {
         int64_t next = weft__timers_next(&w->timers);
         struct timespec ts, *tsp = NULL;
-        if (next != INT64_MAX) {
+        if (next != INT64_MAX && !virtual) {
             int64_t d = next - weft_now();
             if (d < 0) d = 0;
             ts.tv_sec = d / WEFT_SEC;
@@ -102,13 +119,15 @@ void weft__park_worker(weft__worker *w)
             tsp = &ts;
         }
         atomic_store_explicit(&w->running, 0, memory_order_relaxed);
-        int64_t t0 = weft_now();
+        int64_t t0 = weft_now(), r0 = weft__real_now();
         atomic_store_explicit(&w->park_since, t0, memory_order_relaxed);
         park_wait(w, tsp);
         int64_t t1 = weft_now();
-        WEFT__COUNT(w, parked_ns, (uint64_t)(t1 - t0));
+        WEFT__COUNT(w, parked_ns, (uint64_t)(weft__real_now() - r0));
         atomic_store_explicit(&w->park_since, 0, memory_order_relaxed);
-        if (WEFT__TRACING(w))
+        /* Under the virtual clock a park waits for the outside world (a
+         * pool job, a descriptor), which a replayed trace cannot repeat. */
+        if (WEFT__TRACING(w) && !virtual)
             weft__trace_event(w, WEFT__TEV_PARK, t0, t1 - t0, 0, 0);
         WEFT__COUNT(w, parks, 1);
         WEFT__COUNT(w, polls, 1);

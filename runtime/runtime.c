@@ -57,8 +57,19 @@ static void withdraw(weft__runtime *rt)
     pthread_rwlock_unlock(&g_rt_lock);
 }
 
+int64_t weft__real_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
+}
+
 int64_t weft_now(void)
 {
+    /* relaxed: vclock.c says why. */
+    int64_t v = atomic_load_explicit(&weft__vnow, memory_order_relaxed);
+    if (v)
+        return v;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
@@ -119,6 +130,7 @@ static weft__worker *worker_new(weft__runtime *rt, int id, int cpu)
     w->rt = rt;
     w->wake_rt = rt;
     w->id = id;
+    weft__seed_worker(w);
     w->hooks = rt->cfg.debug ? WEFT__HOOK_DEBUG : 0;
     w->cpu = cpu;
     weft__spin_init(&w->dbg_lock, WEFT__RANK_LEAF);
@@ -170,7 +182,7 @@ static void wait_none_live(weft__runtime *rt)
         weft__reg_cancel_all(rt);
         weft__pool_drop_all(rt->pool);
         weft__pool_drop_all(rt->sys_pool);
-        if (weft__reg_live(rt) == 0)
+        if (weft__reg_live(rt) == 0 || atomic_load_explicit(&rt->deadlocked, memory_order_seq_cst))
             return;
         pthread_mutex_lock(&rt->done_mu);
         struct timespec ts;
@@ -219,6 +231,8 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
         runtime_free(rt);
         return -EBUSY;
     }
+    /* The clock first: the wheels start at its reading (timer.c). */
+    weft__vclock_start(rt);
     /* Not visible to spawners until fully set up: publish NULL-safe fields
      * first (weft_spawn from a plain thread meanwhile finds no workers yet,
      * which is fine: the injection queue exists). */
@@ -271,9 +285,12 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
 
     if ((rc = weft__trace_init(rt)) < 0)
         goto fail_early;
+    /* Before signal_install: its fault handler forwards to seed.c's. */
+    weft__seed_start(rt);
     weft__signal_install();
     if ((rc = weft__observe_start(rt)) < 0) {
         weft__signal_uninstall();
+        weft__seed_stop(rt);
         goto fail_early;
     }
     unsigned started = 0;
@@ -296,7 +313,10 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
      * longer spawn (EPERM); coroutines still can, cancelled at birth. */
     withdraw(rt);
     atomic_store_explicit(&rt->shutdown, true, memory_order_seq_cst);
-    if (started == rt->nworkers)
+    /* A deadlock (vclock.c) leaves its blocked tasks where they are: they
+     * would never finish.  They are freed with the rest (step 6). */
+    bool deadlocked = atomic_load_explicit(&rt->deadlocked, memory_order_seq_cst);
+    if (started == rt->nworkers && !deadlocked)
         wait_none_live(rt);
     /* Every task finished, so the pools are idle: join their threads. */
     weft__pool_free(rt->pool);
@@ -311,9 +331,15 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     weft__sysmon_stop(rt);
     weft__observe_stop(rt);
     weft__signal_uninstall();
+    weft__seed_stop(rt);
+    weft__vclock_stop(rt);
 
     weft__trace_finish(rt);
     bool ok = started == rt->nworkers && rc == 0;
+    if (ok && deadlocked) {
+        ok = false;
+        rc = -EDEADLK;
+    }
     if (ok && result)
         *result = m->result;
     /* 6. Free what was never released. */
@@ -324,6 +350,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
 
 fail_early:
     free(cpus);
+    weft__vclock_stop(rt);
     weft__trace_finish(rt);
     withdraw(rt);
     weft__reg_free_all(rt);

@@ -606,7 +606,9 @@ static weft_task *local_next(weft__worker *w)
     weft_task *t;
     if (WEFT__UNLIKELY(w->spread_due))
         weft__spread_check(w);
-    if (w->ticks % WEFT__INJECT_EVERY == 0) {
+    /* A replayable run (seed.c) delivers what other threads queue where
+     * its seed says, never on this cadence. */
+    if (w->ticks % WEFT__INJECT_EVERY == 0 && !w->det) {
         /* Descriptors ready while this worker was busy: their coroutines
          * join the queues below (the worker sees its poller only when it
          * parks otherwise). */
@@ -616,6 +618,8 @@ static weft_task *local_next(weft__worker *w)
         if ((t = help_blocked(w)))
             return t;
     }
+    if (WEFT__UNLIKELY(w->seeded))
+        return weft__seed_next(w);  /* any ready task may run next */
     t = atomic_load_explicit(&w->q.runnext, memory_order_relaxed);
     if (t) {
         t = atomic_exchange_explicit(&w->q.runnext, NULL, memory_order_acq_rel);
@@ -719,10 +723,14 @@ static weft_task *steal_work(weft__worker *w)
      * an echo server's epoll calls (docs/scheduler.md, section 13).
      * Busy workers poll every WEFT__INJECT_EVERY schedules when nobody
      * drives. */
+    /* Seeded runs visit the victims from a drawn one on (seed.c, 3). */
+    unsigned nv = rt->nworkers - 1;
+    unsigned off = WEFT__UNLIKELY(w->seeded) ? weft__rng_below(&w->rng, nv) : 0;
     for (int round = 0; round < WEFT__STEAL_ROUNDS; round++) {
         bool last = round == WEFT__STEAL_ROUNDS - 1;
-        for (unsigned k = 0; k + 1 < rt->nworkers; k++) {
-            weft__worker *v = rt->workers[w->victims[k]];
+        for (unsigned k = 0; k < nv; k++) {
+            unsigned kk = k + off < nv ? k + off : k + off - nv;
+            weft__worker *v = rt->workers[w->victims[kk]];
             weft_task *t = NULL;
             bool runnext = last || atomic_load_explicit(&v->blocked, memory_order_relaxed);
             if (runnext && !atomic_load_explicit(&v->blocked, memory_order_relaxed) &&
@@ -764,7 +772,7 @@ static weft_task *find_runnable(weft__worker *w)
         weft_task *t;
         if ((t = local_next(w)))
             goto found;
-        if ((t = weft__inject_pop(w, WEFT__RUNQ_SIZE / 2)))
+        if (!w->det && (t = weft__inject_pop(w, WEFT__RUNQ_SIZE / 2)))
             goto found;
         if ((t = steal_work(w)))
             goto found;

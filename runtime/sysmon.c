@@ -90,9 +90,12 @@ static void *sysmon_main(void *arg)
             break;
         pthread_mutex_unlock(&rt->sysmon_mu);
 
-        int64_t now = weft_now();
+        /* Real time: a worker stuck in one coroutine is stuck whatever the
+         * clock of the tasks (vclock.c). */
+        int64_t now = weft__real_now();
         /* relaxed: the clock of observability timestamps (weft__rt_clock). */
-        atomic_store_explicit(&rt->clock, now, memory_order_relaxed);
+        int64_t vnow = weft_now();
+        atomic_store_explicit(&rt->clock, vnow, memory_order_relaxed);
         bool any_running = false, any_blocked = false, want_help = false;
         for (unsigned i = 0; i < rt->nworkers; i++) {
             weft__worker *w = rt->workers[i];
@@ -102,7 +105,7 @@ static void *sysmon_main(void *arg)
                 s[i].tick = tick;
                 s[i].since = now;
                 /* relaxed: observability (the since of a running task). */
-                atomic_store_explicit(&w->run_since, now, memory_order_relaxed);
+                atomic_store_explicit(&w->run_since, vnow, memory_order_relaxed);
                 if (atomic_load_explicit(&w->blocked, memory_order_relaxed))
                     atomic_store_explicit(&w->blocked, false, memory_order_release);
                 any_running |= running;
@@ -115,7 +118,7 @@ static void *sysmon_main(void *arg)
             any_blocked = true;
             /* release: pairs with the acquire in help_blocked. */
             atomic_store_explicit(&w->blocked, true, memory_order_release);
-            if (!weft__runq_empty(w) || weft__timers_next(&w->timers) <= now ||
+            if (!weft__runq_empty(w) || weft__timers_next(&w->timers) <= vnow ||
                 (atomic_load_explicit(&rt->nfds, memory_order_relaxed) &&
                  !atomic_load_explicit(&rt->driver, memory_order_relaxed)))
                 want_help = true;  /* ready tasks, due timers, or nobody polls */

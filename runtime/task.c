@@ -381,6 +381,7 @@ int weft__join_wait_code(weft_task *t, int64_t deadline, void **result, const ch
 
 int weft_join(weft_task *t, void **result)
 {
+    weft__chaos_point();  /* WEFT_CHAOS (seed.c) */
     return weft__join_wait_code(t, WEFT_FOREVER, result, "join");
 }
 

@@ -323,7 +323,6 @@ static bool collect(weft__timers *ts, uint64_t t, weft__timer **batch, unsigned 
  * fired by another worker).  Returns how many fired. */
 unsigned weft__timers_run(weft__worker *w, weft__worker *owner, int64_t now)
 {
-    (void)w;
     weft__timers *ts = &owner->timers;
     /* Due at tick p means due at p << TICK_SHIFT <= now. */
     uint64_t t = now <= 0 ? 0 : (uint64_t)now >> TICK_SHIFT;
@@ -335,6 +334,8 @@ unsigned weft__timers_run(weft__worker *w, weft__worker *owner, int64_t now)
         bool more = collect(ts, t, batch, &nb);
         publish_next(ts);
         weft__spin_unlock(&ts->lock);
+        if (WEFT__UNLIKELY(w->seeded))
+            weft__seed_shuffle(w, (void **)batch, nb);  /* seed.c, choice 2 */
         for (unsigned i = 0; i < nb; i++) {
             weft__timer *tm = batch[i];
             weft__wake(TASK_OF(tm));
@@ -346,4 +347,85 @@ unsigned weft__timers_run(weft__worker *w, weft__worker *owner, int64_t now)
         if (!more)
             return fired;
     }
+}
+
+/* Under the virtual clock's quiescence (vclock.c, every worker idle): the
+ * exact earliest deadline in the wheel, INT64_MAX when it is empty.  The
+ * earliest occupied slot holds the earliest timer (the top of the file),
+ * so one slot's list is walked. */
+int64_t weft__timers_min_when(weft__timers *ts)
+{
+    int64_t best = INT64_MAX;
+    weft__spin_lock(&ts->lock);
+    unsigned k, s;
+    uint64_t start;
+    if (ts->cascading) {
+        /* A cascade was left midway: its slot is the earliest. */
+        k = ts->cascading - 1;
+        s = (unsigned)(ts->elapsed >> (LEVEL_BITS * k)) & SLOT_MASK;
+        for (weft__timer *tm = ts->slots[k][s]; tm; tm = tm->next)
+            if (tm->when < best)
+                best = tm->when;
+    }
+    if (earliest(ts, &k, &s, &start))
+        for (weft__timer *tm = ts->slots[k][s]; tm; tm = tm->next)
+            if (tm->when < best)
+                best = tm->when;
+    weft__spin_unlock(&ts->lock);
+    return best;
+}
+
+/* Scheduler stack of worker w, under the virtual clock's quiescence
+ * (vclock.c).  As weft__timers_run, but exact: fires the timers whose
+ * deadline is at or before now, though now lies inside their tick; the
+ * rest of that tick's timers go back on the wheel.  Seeded runs wake each
+ * batch in a drawn order (seed.c, choice 2). */
+unsigned weft__timers_run_exact(weft__worker *w, weft__worker *owner, int64_t now)
+{
+    weft__timers *ts = &owner->timers;
+    uint64_t t = due_tick(now);
+    unsigned fired = 0;
+    weft__timer *back = NULL;  /* taken but not due yet: placed again below */
+    for (;;) {
+        weft__timer *batch[BATCH];
+        unsigned nb, keep = 0;
+        weft__spin_lock(&ts->lock);
+        bool more = collect(ts, t, batch, &nb);
+        publish_next(ts);
+        weft__spin_unlock(&ts->lock);
+        for (unsigned i = 0; i < nb; i++) {
+            weft__timer *tm = batch[i];
+            if (tm->when > now) {
+                tm->next = back;
+                back = tm;
+            } else {
+                batch[keep++] = tm;
+            }
+        }
+        if (w->seeded)
+            weft__seed_shuffle(w, (void **)batch, keep);
+        for (unsigned i = 0; i < keep; i++) {
+            weft__timer *tm = batch[i];
+            weft__wake(TASK_OF(tm));
+            /* release: as in weft__timers_run. */
+            atomic_store_explicit(&tm->fired, true, memory_order_release);
+        }
+        fired += keep;
+        if (!more)
+            break;
+    }
+    if (back) {
+        /* Nobody else touches them: the runtime is quiescent. */
+        weft__spin_lock(&ts->lock);
+        while (back) {
+            weft__timer *tm = back;
+            back = tm->next;
+            place(ts, tm);  /* its tick is elapsed's: level 0 */
+            tm->state = WEFT__TIMER_QUEUED;
+            ts->n++;
+        }
+        publish_next(ts);
+        weft__spin_unlock(&ts->lock);
+    }
+    return fired;
 }

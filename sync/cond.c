@@ -46,6 +46,7 @@ void weft_cond_destroy(weft_cond *c)
 
 int weft_cond_wait(weft_cond *c, weft_mutex *m, int64_t deadline)
 {
+    weft__chaos_point();  /* WEFT_CHAOS (runtime/seed.c) */
     weft_task *self;
     int rc = weft__sync_enter(&self, live(c) && weft__mutex_live(m), true);
     if (rc)

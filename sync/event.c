@@ -76,6 +76,7 @@ bool weft_event_is_set(weft_event *e)
 /* May suspend. */
 int weft_event_wait(weft_event *e, int64_t deadline)
 {
+    weft__chaos_point();  /* WEFT_CHAOS (runtime/seed.c) */
     weft_task *self;
     int rc = weft__sync_enter(&self, live(e), true);
     if (rc < 0)

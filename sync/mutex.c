@@ -100,6 +100,7 @@ static void release(mutex_impl *x)
 
 int weft__mutex_lock(weft_mutex *m, int64_t deadline, bool cancellable)
 {
+    weft__chaos_point();  /* WEFT_CHAOS (runtime/seed.c) */
     weft_task *self;
     int rc = weft__sync_enter(&self, weft__mutex_live(m), cancellable);
     if (rc)

@@ -270,6 +270,7 @@ static inline __attribute__((always_inline)) int put_now(weft_queue *q, void *it
 
 int weft_queue_put_prio(weft_queue *q, void *item, int64_t prio, int64_t deadline)
 {
+    weft__chaos_point();  /* WEFT_CHAOS (runtime/seed.c) */
     weft_task *self;
     int rc = weft__sync_enter(&self, live(q), true);
     if (rc)
@@ -335,6 +336,7 @@ static inline __attribute__((always_inline)) int get_now(weft_queue *q, void **i
 
 int weft_queue_get(weft_queue *q, void **item, int64_t deadline)
 {
+    weft__chaos_point();  /* WEFT_CHAOS (runtime/seed.c) */
     weft_task *self;
     int rc = weft__sync_enter(&self, live(q), true);
     if (rc)
@@ -448,6 +450,7 @@ void weft_queue_task_done(weft_queue *q)
 
 int weft_queue_join_until(weft_queue *q, int64_t deadline)
 {
+    weft__chaos_point();  /* WEFT_CHAOS (runtime/seed.c) */
     weft_task *self;
     int rc = weft__sync_enter(&self, live(q), true);
     if (rc)

@@ -89,6 +89,7 @@ static void enter(rwlock_impl *x, int kind)
 
 static int lock_until(weft_rwlock *rw, int kind, int64_t deadline)
 {
+    weft__chaos_point();  /* WEFT_CHAOS (runtime/seed.c) */
     weft_task *self;
     int rc = weft__sync_enter(&self, live(rw), true);
     if (rc)

@@ -45,6 +45,7 @@ void weft_sem_destroy(weft_sem *s)
 
 int weft_sem_acquire_until(weft_sem *s, int64_t deadline)
 {
+    weft__chaos_point();  /* WEFT_CHAOS (runtime/seed.c) */
     weft_task *self;
     int rc = weft__sync_enter(&self, live(s), true);
     if (rc)

@@ -85,6 +85,7 @@ int64_t weft_waitgroup_count(weft_waitgroup *g)
 
 int weft_waitgroup_wait(weft_waitgroup *g, int64_t deadline)
 {
+    weft__chaos_point();  /* WEFT_CHAOS (runtime/seed.c) */
     weft_task *self;
     int rc = weft__sync_enter(&self, live(g), true);
     if (rc)

@@ -1,0 +1,184 @@
+/*
+ * The virtual clock (WEFT_CLOCK=virtual, weft_config.clock; docs/testing.md).
+ *
+ * weft_now() reads weft__vnow, which starts at WEFT__VCLOCK_START and moves
+ * only when the runtime is quiescent: every worker is parked, no task is
+ * queued anywhere, nothing holds the clock, and the poller has nothing to
+ * deliver.  Then the clock jumps to the earliest deadline of all the
+ * wheels, exactly (not to a wheel tick), and the timers due at that instant
+ * fire.  A task that runs sees time stand still: a computation, however
+ * long, takes no virtual time.
+ *
+ *  1. Who advances.  A worker about to park (park.c) that finds no work
+ *     calls weft__vclock_idle after it has joined the idle list.  Under
+ *     vclock_mu it checks, in this order: every worker is idle (n_idle ==
+ *     nworkers: the others are parked or about to be, and the last of them
+ *     to arrive makes this check again); no pool job holds the clock
+ *     (vholds == 0); no task is queued (weft__work_anywhere); the poller has
+ *     no event ready (a zero-timeout poll; if another worker holds the
+ *     driver token, it is woken to come back and check for itself).  Then
+ *     it moves the clock and fires every wheel's due timers onto its own
+ *     queue, and does not sleep.  All seq_cst: a pool thread's completion
+ *     queues its task (inject_len, seq_cst) before it drops its hold
+ *     (seq_cst), so a checker that sees no hold sees the task.
+ *  2. What holds the clock.  A job on the blocking pools, from submission
+ *     until its task has been queued again (Tokio's rule for spawn_blocking,
+ *     after tokio#4614: a blocking call takes real time that the clock must
+ *     not skip).  A descriptor with an event to deliver (the zero-timeout
+ *     poll above).  A task that waits on a descriptor with nothing ready
+ *     does not: timers may fire first.  Plain threads do not: whatever they
+ *     do to the runtime (spawn, set an event) lands whenever it lands.
+ *  3. The last hold dropped wakes one idle worker, which checks again.
+ *  4. Deadlock.  Quiescent with no timer armed anywhere, no hold, no
+ *     descriptor watched, and main not returned (after it returns, the
+ *     shutdown's cancellations are on their way): nothing can ever wake a
+ *     task again (a plain
+ *     thread could, and is not waited for: point 2).  The checker writes
+ *     the report (weft_dump's form) to stderr, marks the runtime deadlocked
+ *     and wakes the thread in weft_run, which stops the workers without
+ *     waiting for the blocked tasks and returns -EDEADLK.  With descriptors
+ *     watched it waits for them in real time instead (a peer outside the
+ *     process may still write).
+ * Rejected: a clock per worker (tasks migrate, and a woken task would see
+ * time go backwards); advancing as soon as one worker idles (Tokio's
+ * auto-advance is for its current-thread runtime only, and on several
+ * workers it would skip time that a busy worker's tasks are still using).
+ */
+#define _GNU_SOURCE
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "poller.h"
+
+/* The virtual clock's first reading: one hour, a round figure that no
+ * real monotonic clock of a just-booted test machine is mistaken for. */
+#define WEFT__VCLOCK_START ((int64_t)3600 * WEFT_SEC)
+
+/* relaxed loads in weft_now(): a task that was woken by an advance reached
+ * its worker through the run queues (release / acquire), which orders the
+ * store before it. */
+_Atomic int64_t weft__vnow;
+
+/* The thread in weft_run, before the workers start. */
+int weft__vclock_start(weft__runtime *rt)
+{
+    pthread_mutex_init(&rt->vclock_mu, NULL);
+    if (rt->cfg.vclock)
+        atomic_store_explicit(&weft__vnow, WEFT__VCLOCK_START, memory_order_relaxed);
+    return 0;
+}
+
+/* The thread in weft_run, after the workers stopped. */
+void weft__vclock_stop(weft__runtime *rt)
+{
+    atomic_store_explicit(&weft__vnow, 0, memory_order_relaxed);
+    pthread_mutex_destroy(&rt->vclock_mu);
+}
+
+/* Any thread.  A pool job was submitted: the clock waits for it. */
+void weft__vclock_hold(weft__runtime *rt)
+{
+    if (rt->cfg.vclock)
+        atomic_fetch_add_explicit(&rt->vholds, 1, memory_order_seq_cst);
+}
+
+/* Any thread.  A pool job's task is queued again (or the job dropped).
+ * seq_cst: after the queueing (point 1). */
+void weft__vclock_release(weft__runtime *rt)
+{
+    if (!rt->cfg.vclock)
+        return;
+    if (atomic_fetch_sub_explicit(&rt->vholds, 1, memory_order_seq_cst) != 1)
+        return;
+    /* Point 3: the last hold; whoever is idle checks again. */
+    weft__spin_lock(&rt->idle_lock);
+    weft__worker *w = rt->idle;
+    weft__spin_unlock(&rt->idle_lock);
+    if (w)
+        weft__wake_worker(w);
+}
+
+/* Under vclock_mu, the runtime quiescent.  The earliest deadline of any
+ * wheel, INT64_MAX when none is armed. */
+static int64_t earliest_deadline(weft__runtime *rt)
+{
+    int64_t best = INT64_MAX;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        int64_t d = weft__timers_min_when(&rt->workers[i]->timers);
+        if (d < best)
+            best = d;
+    }
+    return best;
+}
+
+/* Point 4: the report, then the thread in weft_run is told. */
+static void deadlock(weft__runtime *rt)
+{
+    static const char hdr[] =
+        "weft: deadlock: every task is blocked, no timer is armed and nothing holds the "
+        "virtual clock; the blocked tasks:\n";
+    ssize_t r = write(2, hdr, sizeof hdr - 1);
+    (void)r;
+    weft_dump(2);
+    weft__seed_report(rt);
+    atomic_store_explicit(&rt->deadlocked, true, memory_order_seq_cst);
+    pthread_mutex_lock(&rt->done_mu);
+    rt->main_done = true;
+    pthread_cond_broadcast(&rt->done_cv);
+    pthread_mutex_unlock(&rt->done_mu);
+}
+
+/* Owner worker only, w on the idle list with no work found (park.c).  The
+ * checks of point 1.  True when w must not sleep (it queued tasks, or work
+ * appeared); false to sleep without a deadline (another worker or a hold
+ * will wake it). */
+bool weft__vclock_idle(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    if (atomic_load_explicit(&rt->deadlocked, memory_order_relaxed))
+        return false;
+    pthread_mutex_lock(&rt->vclock_mu);
+    bool again = false;
+    /* seq_cst loads: the other halves are in park.c (n_idle), inject.c
+     * (inject_len) and weft__vclock_release (vholds). */
+    if (atomic_load_explicit(&rt->n_idle, memory_order_seq_cst) != rt->nworkers ||
+        atomic_load_explicit(&rt->vholds, memory_order_seq_cst) > 0)
+        goto out;
+    if (weft__work_anywhere(w) || atomic_load_explicit(&rt->stop, memory_order_seq_cst)) {
+        again = true;
+        goto out;
+    }
+    if (atomic_load_explicit(&rt->nfds, memory_order_seq_cst)) {
+        weft__worker *d = atomic_load_explicit(&rt->driver, memory_order_seq_cst);
+        if (d) {
+            weft__wake_worker(d);  /* it returns, parks, and checks itself */
+            goto out;
+        }
+        if (weft__poll_ready(w)) {
+            again = true;
+            goto out;
+        }
+    }
+    int64_t next = earliest_deadline(rt);
+    if (next == INT64_MAX) {
+        /* After main returned, weft_run's thread cancels what is left: a
+         * thread outside the workers that will wake them (point 2). */
+        if (!atomic_load_explicit(&rt->nfds, memory_order_seq_cst) &&
+            atomic_load_explicit(&rt->main->state, memory_order_acquire) != WEFT_TASK_DONE &&
+            !atomic_load_explicit(&rt->shutdown, memory_order_seq_cst))
+            deadlock(rt);
+        goto out;
+    }
+    int64_t now = atomic_load_explicit(&weft__vnow, memory_order_relaxed);
+    if (next > now)
+        atomic_store_explicit(&weft__vnow, next, memory_order_relaxed);
+    else
+        next = now;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        weft__timers_run_exact(w, rt->workers[i], next);
+    again = true;
+out:
+    pthread_mutex_unlock(&rt->vclock_mu);
+    return again;
+}
