@@ -605,6 +605,8 @@ struct weft__runtime {
     _Atomic long det_pending;             /* pool jobs whose completion is not yet delivered
                                              (seed.c, replayable runs) */
     _Atomic bool deadlocked;              /* reported; weft_run returns -EDEADLK */
+    int64_t dl_since;                     /* under vclock_mu: dead-looking since (real) */
+    uint64_t dl_runs;                     /* under vclock_mu: task runs then */
     weft__spin seed_lock;                 /* seed_rng, for threads that are no worker */
     weft__rng seed_rng;
 };
@@ -876,7 +878,7 @@ extern _Atomic int64_t weft__vnow;
 int64_t weft__real_now(void);
 int  weft__vclock_start(weft__runtime *rt);
 void weft__vclock_stop(weft__runtime *rt);
-bool weft__vclock_idle(weft__worker *w);
+bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns);
 bool weft__poll_ready(weft__worker *w);
 void weft__vclock_hold(weft__runtime *rt);
 void weft__vclock_release(weft__runtime *rt);

@@ -106,12 +106,17 @@ void weft__park_worker(weft__worker *w)
     /* Virtual clock: the last worker to idle moves the clock (vclock.c);
      * nobody sleeps on a deadline, which is not in real time. */
     bool virtual = rt->cfg.vclock;
+    int64_t grace = 0;
     if (!recheck && virtual)
-        recheck = weft__vclock_idle(w);
+        recheck = weft__vclock_idle(w, &grace);
     if (!recheck) {
         int64_t next = weft__timers_next(&w->timers);
         struct timespec ts, *tsp = NULL;
-        if (next != INT64_MAX && !virtual) {
+        if (grace) {
+            ts.tv_sec = grace / WEFT_SEC;
+            ts.tv_nsec = grace % WEFT_SEC;
+            tsp = &ts;
+        } else if (next != INT64_MAX && !virtual) {
             int64_t d = next - weft_now();
             if (d < 0) d = 0;
             ts.tv_sec = d / WEFT_SEC;

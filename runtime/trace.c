@@ -149,6 +149,14 @@ static void write_ring(FILE *f, struct weft__trace *tr, int tid, int64_t t0, boo
     }
 }
 
+static int by_start(const void *a, const void *b)
+{
+    const weft__tev *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
 /* weft_run, after the workers stopped: writes the file and frees the rings. */
 void weft__trace_finish(weft__runtime *rt)
 {
@@ -170,6 +178,10 @@ void weft__trace_finish(weft__runtime *rt)
     }
     fprintf(f, ",\n{\"ph\":\"M\",\"pid\":1,\"tid\":%u,\"name\":\"thread_name\","
                "\"args\":{\"name\":\"blocking pool\"}}", 1000u);
+    /* The pool's threads finish in any order: sorted by start and task,
+     * a replayed run (docs/testing.md) writes the same file. */
+    if (rt->pool_trace->n <= rt->pool_trace->cap)
+        qsort(rt->pool_trace->ev, rt->pool_trace->n, sizeof(weft__tev), by_start);
     write_ring(f, rt->pool_trace, 1000, t0, &first);
     fputs(",\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"weft\"}}\n]}\n", f);
     if (fclose(f) != 0)

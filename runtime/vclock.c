@@ -31,9 +31,11 @@
  *  3. The last hold dropped wakes one idle worker, which checks again.
  *  4. Deadlock.  Quiescent with no timer armed anywhere, no hold, no
  *     descriptor watched, and main not returned (after it returns, the
- *     shutdown's cancellations are on their way): nothing can ever wake a
- *     task again (a plain
- *     thread could, and is not waited for: point 2).  The checker writes
+ *     shutdown's cancellations are on their way): only a plain thread can
+ *     still wake a task.  The checker gives them a grace of 100 ms of real
+ *     time in which no task runs (a plain thread holding a mutex for a
+ *     moment, a test's helper thread setting an event); then nothing will
+ *     ever wake a task again.  The checker writes
  *     the report (weft_dump's form) to stderr, marks the runtime deadlocked
  *     and wakes the thread in weft_run, which stops the workers without
  *     waiting for the blocked tasks and returns -EDEADLK.  With descriptors
@@ -54,6 +56,8 @@
 /* The virtual clock's first reading: one hour, a round figure that no
  * real monotonic clock of a just-booted test machine is mistaken for. */
 #define WEFT__VCLOCK_START ((int64_t)3600 * WEFT_SEC)
+/* Point 4's grace, real time. */
+#define WEFT__DEADLOCK_GRACE_NS (100 * WEFT_MS)
 
 /* relaxed loads in weft_now(): a task that was woken by an advance reached
  * its worker through the run queues (release / acquire), which orders the
@@ -129,12 +133,42 @@ static void deadlock(weft__runtime *rt)
     pthread_mutex_unlock(&rt->done_mu);
 }
 
+/* Tasks run so far, all workers: the runs count of each tick (sched.c). */
+static uint64_t runs(weft__runtime *rt)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        n += atomic_load_explicit(&rt->workers[i]->tick, memory_order_relaxed) >> 16;
+    return n;
+}
+
+/* Under vclock_mu, quiescent with nothing armed (point 4).  The grace: no
+ * task has run for WEFT__DEADLOCK_GRACE_NS of real time while the runtime
+ * looked dead (a plain thread that was about to wake a task has had its
+ * chance), or the report.  The real time left to sleep, 0 once reported. */
+static int64_t deadlock_grace(weft__runtime *rt)
+{
+    int64_t now = weft__real_now();
+    uint64_t n = runs(rt);
+    if (!rt->dl_since || rt->dl_runs != n) {
+        rt->dl_since = now;
+        rt->dl_runs = n;
+        return WEFT__DEADLOCK_GRACE_NS;
+    }
+    if (now - rt->dl_since < WEFT__DEADLOCK_GRACE_NS)
+        return WEFT__DEADLOCK_GRACE_NS - (now - rt->dl_since);
+    deadlock(rt);
+    return 0;
+}
+
 /* Owner worker only, w on the idle list with no work found (park.c).  The
  * checks of point 1.  True when w must not sleep (it queued tasks, or work
- * appeared); false to sleep without a deadline (another worker or a hold
- * will wake it). */
-bool weft__vclock_idle(weft__worker *w)
+ * appeared); false to sleep: without a deadline (another worker or a hold
+ * will wake it), or for *sleep_ns of real time when it is nonzero (the
+ * deadlock grace). */
+bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns)
 {
+    *sleep_ns = 0;
     weft__runtime *rt = w->rt;
     if (atomic_load_explicit(&rt->deadlocked, memory_order_relaxed))
         return false;
@@ -167,9 +201,10 @@ bool weft__vclock_idle(weft__worker *w)
         if (!atomic_load_explicit(&rt->nfds, memory_order_seq_cst) &&
             atomic_load_explicit(&rt->main->state, memory_order_acquire) != WEFT_TASK_DONE &&
             !atomic_load_explicit(&rt->shutdown, memory_order_seq_cst))
-            deadlock(rt);
+            *sleep_ns = deadlock_grace(rt);
         goto out;
     }
+    rt->dl_since = 0;
     int64_t now = atomic_load_explicit(&weft__vnow, memory_order_relaxed);
     if (next > now)
         atomic_store_explicit(&weft__vnow, next, memory_order_relaxed);
