@@ -210,7 +210,11 @@ static void *pool_main(void *arg)
         t->result = t->fn(t->arg);
         if (WEFT__UNLIKELY(p->rt->pool_trace))
             weft__trace_blocking(p->rt, t, start);
-        weft__task_done(t);
+        /* A replayable run reports it done where its seed says (seed.c). */
+        if (WEFT__UNLIKELY(p->rt->det))
+            weft__seed_finished(p->rt, t);
+        else
+            weft__task_done(t);
         /* After the task's joiner is queued (vclock.c, point 1). */
         weft__vclock_release(p->rt);
         t = NULL;

@@ -607,7 +607,10 @@ struct weft__runtime {
     _Atomic bool deadlocked;              /* reported; weft_run returns -EDEADLK */
     int64_t dl_since;                     /* under vclock_mu: dead-looking since (real) */
     uint64_t dl_runs;                     /* under vclock_mu: task runs then */
-    weft__spin seed_lock;                 /* seed_rng, for threads that are no worker */
+    bool det;                             /* seeded, virtual clock, one worker (seed.c) */
+    weft_task *det_done;                  /* under seed_lock: pool jobs finished, their
+                                             completion not yet delivered (seed.c) */
+    weft__spin seed_lock;                 /* seed_rng, det_done */
     weft__rng seed_rng;
 };
 
@@ -900,6 +903,7 @@ uint64_t weft__seed_random(void);
 weft_task *weft__seed_next(weft__worker *w);
 void weft__seed_shuffle(weft__worker *w, void **v, unsigned n);
 void weft__seed_submitted(weft__runtime *rt);
+void weft__seed_finished(weft__runtime *rt, weft_task *t);
 void weft__chaos_point_slow(void);
 /* May suspend the coroutine.  A suspension point of the API: under
  * WEFT_CHAOS, sometimes a yield here. */

@@ -79,6 +79,7 @@ int weft__seed_start(weft__runtime *rt)
     if (!rt->cfg.seeded)
         return 0;
     weft__rng_seed(&rt->seed_rng, rt->cfg.seed, 0);
+    rt->det = rt->cfg.vclock && rt->nworkers == 1;
     int n = snprintf(rerun_line, sizeof rerun_line,
                      "weft: rerun with WEFT_SEED=%llu WEFT_WORKERS=1 WEFT_CLOCK=virtual%s%s%s%s\n",
                      (unsigned long long)rt->cfg.seed, rt->cfg.chaos ? " WEFT_CHAOS=" : "",
@@ -149,6 +150,18 @@ void weft__seed_submitted(weft__runtime *rt)
         atomic_fetch_add_explicit(&rt->det_pending, 1, memory_order_relaxed);
 }
 
+/* A pool thread, replayable run: t's function returned.  Its joiner
+ * learns it only when det_deliver says so: reported done then, by the
+ * worker, so that whether the joiner had parked yet (a race with the pool
+ * thread) changes nothing. */
+void weft__seed_finished(weft__runtime *rt, weft_task *t)
+{
+    weft__spin_lock(&rt->seed_lock);
+    t->next = rt->det_done;
+    rt->det_done = t;
+    weft__spin_unlock(&rt->seed_lock);
+}
+
 static int by_id(const void *a, const void *b)
 {
     uint64_t x = atomic_load_explicit(&(*(weft_task *const *)a)->id, memory_order_relaxed);
@@ -176,6 +189,37 @@ static void det_deliver(weft__worker *w)
     weft_task *got[WEFT__RUNQ_SIZE / 2];
     unsigned n = 0;
     weft_task *t;
+    /* The finished jobs first: reported done in a drawn order, which
+     * queues their joiners here. */
+    weft__spin_lock(&rt->seed_lock);
+    weft_task *list = rt->det_done;
+    rt->det_done = NULL;
+    weft__spin_unlock(&rt->seed_lock);
+    /* By id: the list is in the pool threads' real order. */
+    weft_task *done = NULL;
+    while (list) {
+        weft_task *t1 = list, **pp = &done;
+        list = list->next;
+        uint64_t id = atomic_load_explicit(&t1->id, memory_order_relaxed);
+        while (*pp && atomic_load_explicit(&(*pp)->id, memory_order_relaxed) < id)
+            pp = &(*pp)->next;
+        t1->next = *pp;
+        *pp = t1;
+    }
+    while (done) {
+        n = 0;
+        while (done && n < WEFT__RUNQ_SIZE / 2) {
+            got[n++] = done;
+            done = done->next;
+        }
+        qsort(got, n, sizeof got[0], by_id);
+        weft__seed_shuffle(w, (void **)got, n);
+        for (unsigned i = 0; i < n; i++) {
+            got[i]->next = NULL;
+            weft__task_done(got[i]);
+        }
+    }
+    n = 0;
     while (n < WEFT__RUNQ_SIZE / 2 && (t = weft__inject_pop(w, 1)))
         got[n++] = t;
     qsort(got, n, sizeof got[0], by_id);

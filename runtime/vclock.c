@@ -174,6 +174,8 @@ bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns)
         return false;
     pthread_mutex_lock(&rt->vclock_mu);
     bool again = false;
+    if (atomic_load_explicit(&rt->deadlocked, memory_order_relaxed))
+        goto out;  /* reported by another worker meanwhile */
     /* seq_cst loads: the other halves are in park.c (n_idle), inject.c
      * (inject_len) and weft__vclock_release (vholds). */
     if (atomic_load_explicit(&rt->n_idle, memory_order_seq_cst) != rt->nworkers ||

@@ -41,13 +41,32 @@
 
 extern char **environ;
 
-/* Unsets every WEFT_* variable, so each test starts from the defaults. */
+/* Whether variable name (len bytes) is listed in T_KEEP_ENV (names separated
+ * by commas): CTest's reruns of a group under WEFT_CLOCK=virtual or a chaos
+ * seed keep those for every test of the group. */
+static inline bool t_env_kept(const char *name, size_t len)
+{
+    const char *k = getenv("T_KEEP_ENV");
+    while (k && *k) {
+        const char *c = strchr(k, ',');
+        size_t n = c ? (size_t)(c - k) : strlen(k);
+        if (n == len && strncmp(k, name, len) == 0)
+            return true;
+        k = c ? c + 1 : NULL;
+    }
+    return false;
+}
+
+/* Unsets every WEFT_* variable (but those T_KEEP_ENV names), so each test
+ * starts from the defaults. */
 static inline void t_env_reset(void)
 {
     for (;;) {
         char name[256] = {0};
         for (char **e = environ; e && *e; e++) {
-            if (strncmp(*e, "WEFT_", 5) == 0) {
+            const char *eq0 = strchr(*e, '=');
+            if (strncmp(*e, "WEFT_", 5) == 0 &&
+                !t_env_kept(*e, eq0 ? (size_t)(eq0 - *e) : strlen(*e))) {
                 const char *eq = strchr(*e, '=');
                 size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
                 if (n >= sizeof name)
@@ -209,8 +228,9 @@ static inline int t_lines_with(const char *s, const char *n1, const char *n2)
 /* Busy-waits ms milliseconds without reaching a suspension point. */
 static inline void t_spin_ms(int64_t ms)
 {
-    int64_t end = weft_now() + ms * WEFT_MS;
-    while (weft_now() < end)
+    /* Real time: weft_now() stands still under WEFT_CLOCK=virtual. */
+    int64_t end = t_mono_ns() + ms * WEFT_MS;
+    while (t_mono_ns() < end)
         ;
 }
 
