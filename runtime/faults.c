@@ -26,8 +26,9 @@
  *   enomem       weft_spawn, weft_spawn_named and weft_group_spawn return
  *                NULL with errno ENOMEM before allocating anything.
  *
- * Datagram calls get eintr only: a short datagram is a different message,
- * not a short transfer.  File calls (io/file.c) get none: they run on
+ * Datagram calls (weft_recvfrom, weft_sendto, and weft_read / weft_write on
+ * a datagram or seqpacket socket) get eintr only: a short datagram is
+ * another message, not a short transfer.  File calls (io/file.c) get none: they run on
  * io_uring or the blocking pool, not through weft__fd_call.
  *
  * Free when off: weft__fault() is one relaxed load of faults_armed and a
@@ -36,6 +37,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "internal.h"
 #include "netpoll.h"
@@ -155,7 +157,20 @@ bool weft__fault_slow(int kind)
     return (fault_draw() >> 32) < thr;
 }
 
-/* A coroutine, between op_enter and op_exit (netpoll.h, weft__fault_io). */
+/* Whether fd keeps message boundaries (a datagram or seqpacket socket),
+ * where a short transfer would be another message and a reset means
+ * nothing.  Asked only when a fault has fired, so an unarmed kind costs no
+ * system call. */
+static bool keeps_messages(int fd)
+{
+    int type = 0;
+    socklen_t len = sizeof type;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type != SOCK_STREAM;
+}
+
+/* A coroutine, between op_enter and op_exit (netpoll.h, weft__fault_io).
+ * The draws are made whatever the descriptor, so that the streams move
+ * the same way in a replay. */
 ssize_t weft__fault_io_slow(weft__fdcall *c, int short_kind, size_t *n)
 {
     if (!c->eintr_done && weft__fault_slow(WEFT__FAULT_EINTR)) {
@@ -165,8 +180,11 @@ ssize_t weft__fault_io_slow(weft__fdcall *c, int short_kind, size_t *n)
     if (short_kind < 0)
         return 0;
     if (weft__fault_slow(WEFT__FAULT_RESET))
-        return -ECONNRESET;
-    if (*n > 1 && weft__fault_slow(short_kind))
-        *n = 1 + (size_t)(fault_draw() % (*n - 1));
+        return keeps_messages(c->op.fd) ? 0 : -ECONNRESET;
+    if (*n > 1 && weft__fault_slow(short_kind)) {
+        size_t cut = 1 + (size_t)(fault_draw() % (*n - 1));
+        if (!keeps_messages(c->op.fd))
+            *n = cut;
+    }
     return 0;
 }

@@ -64,6 +64,13 @@ static void *short_read_main(void *arg)
     }
     T_CHECK(reads >= 2);
     T_CHECK(memcmp(in, out, sizeof in) == 0);
+    /* A datagram keeps its boundaries: read whole. */
+    int dg[2];
+    T_CHECK_EQ(unix_pair(SOCK_DGRAM, dg), 0);
+    T_CHECK_EQ(send(dg[1], out, 100, 0), 100);
+    T_CHECK_EQ(weft_read(dg[0], in, sizeof in, io_in_ms(5000)), 100);
+    weft_close(dg[0]);
+    weft_close(dg[1]);
     /* A stream reads through weft_read (its buffer's fills are cut short,
      * anywhere below its 64 KiB): readexactly still gathers all of it. */
     weft_stream *s = weft_stream_new(fds[0]);
@@ -90,13 +97,16 @@ static void test_short_read(void **state)
 /* short_write                                                         */
 /* ------------------------------------------------------------------ */
 
-/* On a SOCK_SEQPACKET pair each send is one packet, so the pieces the
- * fault cut weft_write's bytes into are seen at the other end. */
+/* On a packet pipe (O_DIRECT) each write is one packet, so the pieces the
+ * fault cut weft_write's bytes into are seen at the other end.  A
+ * seqpacket socket keeps its messages whole. */
 static void *short_write_main(void *arg)
 {
     (void)arg;
-    int fds[2];
-    T_CHECK_EQ(unix_pair(SOCK_SEQPACKET, fds), 0);
+    int fds[2], pp[2];
+    T_CHECK_EQ(pipe2(pp, O_DIRECT | O_NONBLOCK | O_CLOEXEC), 0);
+    fds[0] = pp[1];
+    fds[1] = pp[0];
     char out[64], in[64];
     for (int i = 0; i < 64; i++)
         out[i] = (char)('a' + i % 26);
@@ -104,7 +114,7 @@ static void *short_write_main(void *arg)
     size_t got = 0;
     int packets = 0;
     ssize_t r;
-    while ((r = recv(fds[1], in + got, sizeof in - got, MSG_DONTWAIT)) > 0) {
+    while ((r = read(fds[1], in + got, sizeof in - got)) > 0) {
         T_CHECK((size_t)r < sizeof out);
         got += (size_t)r;
         packets++;
@@ -119,7 +129,7 @@ static void *short_write_main(void *arg)
     T_CHECK_EQ(weft_stream_drain(s, io_in_ms(5000)), 0);
     got = 0;
     packets = 0;
-    while ((r = recv(fds[1], in + got, sizeof in - got, MSG_DONTWAIT)) > 0) {
+    while ((r = read(fds[1], in + got, sizeof in - got)) > 0) {
         got += (size_t)r;
         packets++;
     }
@@ -127,6 +137,12 @@ static void *short_write_main(void *arg)
     T_CHECK(packets >= 2);
     T_CHECK(memcmp(in, out, 40) == 0);
     weft_stream_close(s);
+    weft_close(fds[1]);
+    /* Seqpacket: one message, whole. */
+    T_CHECK_EQ(unix_pair(SOCK_SEQPACKET, fds), 0);
+    T_CHECK_EQ(weft_write(fds[0], out, sizeof out, io_in_ms(5000)), (ssize_t)sizeof out);
+    T_CHECK_EQ(recv(fds[1], in, sizeof in, MSG_DONTWAIT), (ssize_t)sizeof out);
+    weft_close(fds[0]);
     weft_close(fds[1]);
     return NULL;
 }
@@ -210,6 +226,12 @@ static void *reset_main(void *arg)
     /* The socket was not touched: its bytes are still there. */
     T_CHECK_EQ(recv(fds[0], buf, sizeof buf, MSG_DONTWAIT), 3);
     weft_stream_close(s);
+    weft_close(fds[1]);
+    /* A datagram socket is not reset. */
+    T_CHECK_EQ(unix_pair(SOCK_DGRAM, fds), 0);
+    T_CHECK_EQ(weft_write(fds[0], "abc", 3, io_in_ms(5000)), 3);
+    T_CHECK_EQ(weft_read(fds[1], buf, sizeof buf, io_in_ms(5000)), 3);
+    weft_close(fds[0]);
     weft_close(fds[1]);
     return NULL;
 }
