@@ -126,8 +126,8 @@ static int resolve_testing(const weft_config *c, weft__settings *out)
         }
         out->seeded = true;
     }
-    const char *f = getenv("WEFT_FAULTS");
-    out->faults = f && *f ? f : NULL;
+    /* Set but empty is malformed, as for the other variables. */
+    out->faults = getenv("WEFT_FAULTS");
     if (out->faults && (rc = weft__faults_parse(out->faults, out->fault_thr)) < 0)
         return rc;
     /* Chaos and faults draw from the seed: without one, one is chosen. */

@@ -376,6 +376,7 @@ static void test_bad_input(void **state)
     (void)state;
     IO_BEGIN(20);
     static const char *const bad[] = {
+        "",                 /* set but empty */
         "bogus:1",          /* unknown name */
         "Eintr:1",          /* names are lower case */
         "eintr",            /* no rate */
