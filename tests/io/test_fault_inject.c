@@ -522,8 +522,11 @@ static int replay_child(void)
     return rc == 0 && !res ? 0 : 1;
 }
 
-/* Runs this program as a replay child under seed; its output in out. */
-static void run_child(unsigned long long seed, char *out, size_t cap)
+#define REPLAY_FAULTS "short_read:0.4,short_write:0.4,eintr:0.3,reset:0.01"
+
+/* Runs this program as a replay child under seed and faults; its output in
+ * out. */
+static void run_child(unsigned long long seed, const char *faults, char *out, size_t cap)
 {
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
@@ -539,7 +542,7 @@ static void run_child(unsigned long long seed, char *out, size_t cap)
         setenv("WEFT_SEED", s, 1);
         setenv("WEFT_WORKERS", "1", 1);
         setenv("WEFT_CLOCK", "virtual", 1);
-        setenv("WEFT_FAULTS", "short_read:0.4,short_write:0.4,eintr:0.3,reset:0.01", 1);
+        setenv("WEFT_FAULTS", faults, 1);
         execl("/proc/self/exe", "test_fault_inject", "--replay-child", (char *)NULL);
         _exit(127);
     }
@@ -561,23 +564,32 @@ static void test_replay(void **state)
     (void)state;
     IO_BEGIN(60);
     static char first[8192], again[8192], other[8192];
-    run_child(42, first, sizeof first);
-    /* The faults fired: some read was short of the 150 asked, though the
-     * writers send 100 at a time (and the readers lag behind). */
-    assert_non_null(strstr(first, "pair 0: reads"));
+    run_child(42, REPLAY_FAULTS, first, sizeof first);
+    assert_non_null(strstr(first, "pair 2: reads"));
     for (int i = 0; i < 4; i++) {
-        run_child(42, again, sizeof again);
+        run_child(42, REPLAY_FAULTS, again, sizeof again);
         if (strcmp(first, again) != 0)
             fail_msg("seed 42 did not replay:\n%s---\n%s", first, again);
     }
-    /* Other seeds: other fault patterns (at least two distinct among 4). */
+    /* The faults made the difference: the same seed with every kind at
+     * rate 0 (no draws) runs otherwise. */
+    run_child(42, "short_read:0,reset:0", other, sizeof other);
+    if (strcmp(first, other) == 0)
+        fail_msg("seed 42 ran the same without faults:\n%s", first);
+    /* Other seeds: other fault patterns (at least two distinct among 4),
+     * and a reset reached a caller in one of them at least. */
     int distinct = 0;
+    char reset_s[16];
+    snprintf(reset_s, sizeof reset_s, "W%d", -ECONNRESET);
+    bool reset = strstr(first, reset_s) != NULL;
     for (unsigned long long seed = 1; seed <= 4; seed++) {
-        run_child(seed, other, sizeof other);
+        run_child(seed, REPLAY_FAULTS, other, sizeof other);
         if (strcmp(first, other) != 0)
             distinct++;
+        reset |= strstr(other, reset_s) != NULL;
     }
     assert_true(distinct >= 2);
+    assert_true(reset);
     printf("seed 42:\n%s", first);
 }
 
