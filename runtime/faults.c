@@ -42,9 +42,11 @@
 #include "internal.h"
 #include "netpoll.h"
 
-/* Relaxed loads (weft__fault): written by weft_run's thread before the
- * workers start and after they stop (pthread_create / pthread_join order
- * them), like weft__chaos_level. */
+/* Written by weft_run's thread before the workers start and after they
+ * stop (pthread_create / pthread_join order them for the workers), like
+ * weft__chaos_level; weft__fault's inline check loads it relaxed, the slow
+ * path again with acquire for plain threads, which the runtime publishes
+ * (g_rt) before weft__faults_start runs. */
 _Atomic bool weft__faults_armed;
 static uint64_t fault_thr[WEFT__NFAULTS];  /* fires when a draw's top 32 bits < thr */
 static weft__runtime *fault_rt;
@@ -129,7 +131,8 @@ void weft__faults_start(weft__runtime *rt)
         any |= fault_thr[k] != 0;
     }
     fault_rt = rt;
-    atomic_store_explicit(&weft__faults_armed, any, memory_order_relaxed);
+    /* release: pairs with weft__fault_slow's acquire (fault_thr, fault_rt). */
+    atomic_store_explicit(&weft__faults_armed, any, memory_order_release);
 }
 
 /* weft_run's thread, from weft__seed_stop (workers joined). */
@@ -151,6 +154,9 @@ static uint64_t fault_draw(void)
  * move the streams). */
 bool weft__fault_slow(int kind)
 {
+    /* acquire: pairs with weft__faults_start's release. */
+    if (!atomic_load_explicit(&weft__faults_armed, memory_order_acquire))
+        return false;
     uint64_t thr = fault_thr[kind];
     if (thr == 0)
         return false;
