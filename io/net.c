@@ -164,9 +164,21 @@ int weft_local_port(int fd)
 static ssize_t try_accept(weft__fdcall *c, void *arg)
 {
     (void)arg;
+    ssize_t f = weft__fault_io(c, -1, NULL);  /* WEFT_FAULTS=eintr */
+    if (f < 0)
+        return f;
     int fd = weft__os_accept(c->op.fd);
-    if (fd >= 0)
+    if (fd >= 0) {
+        if (weft__fault(WEFT__FAULT_ACCEPT)) {
+            /* WEFT_FAULTS=accept: the connection aborted, as a client's reset
+             * before the accept would (runtime/faults.c). */
+            struct linger l = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+            close(fd);
+            return -ECONNABORTED;
+        }
         return fd;
+    }
     /* ECONNABORTED: that connection is gone; try the next at once. */
     return errno == ECONNABORTED ? -EINTR : -errno;
 }
@@ -176,6 +188,7 @@ int weft_accept(int listen_fd, int64_t deadline)
     int rc = weft__suspend_enter(NULL);
     if (rc < 0)
         return rc;
+    weft__chaos_point();  /* WEFT_CHAOS (seed.c) */
     weft__fdcall c = {0};
     if ((rc = weft__op_begin(&c.op, listen_fd)) < 0)
         return rc;
@@ -342,7 +355,9 @@ static ssize_t recv_or_read(weft__fdcall *c, void *buf, size_t n)
 ssize_t weft__send_or_write(weft__fdcall *c, const void *buf, size_t n)
 {
     weft__fdstate *st = c->op.st;
-    ssize_t r;
+    ssize_t r = weft__fault_io(c, WEFT__FAULT_SHORT_WRITE, &n);  /* WEFT_FAULTS */
+    if (r < 0)
+        return r;
     if (atomic_load_explicit(&st->notsock, memory_order_relaxed)) {
         r = write(c->op.fd, buf, n);
     } else {
@@ -369,8 +384,13 @@ static ssize_t try_read(weft__fdcall *c, void *arg)
         atomic_load_explicit(&st->rdrained, memory_order_relaxed) == c->seq + 1 &&
         !atomic_load_explicit(&st->hup, memory_order_relaxed))
         return -EAGAIN;
-    ssize_t got = recv_or_read(c, r->buf, r->n);
-    if (got > 0 && (size_t)got < r->n && short_read_drains(&c->op))
+    size_t n = r->n;
+    ssize_t got = weft__fault_io(c, WEFT__FAULT_SHORT_READ, &n);  /* WEFT_FAULTS */
+    if (got < 0)
+        return got;
+    got = recv_or_read(c, r->buf, n);
+    /* Short of what was asked of the kernel (n, cut by a fault or not). */
+    if (got > 0 && (size_t)got < n && short_read_drains(&c->op))
         atomic_store_explicit(&st->rdrained, c->seq + 1, memory_order_relaxed);
     return got;
 }
@@ -386,6 +406,7 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t deadline)
         return -EINVAL;
     if (n == 0)
         return 0;
+    weft__chaos_point();  /* WEFT_CHAOS (seed.c) */
     weft__fdcall c = {0};
     if ((rc = weft__op_begin(&c.op, fd)) < 0)
         return rc;
@@ -408,6 +429,7 @@ ssize_t weft_write(int fd, const void *buf, size_t n, int64_t deadline)
         return -EBADF;
     if (!buf && n)
         return -EINVAL;
+    weft__chaos_point();  /* WEFT_CHAOS (seed.c) */
     weft__fdcall c = {0};
     if ((rc = weft__op_begin(&c.op, fd)) < 0)
         return rc;
@@ -449,7 +471,10 @@ typedef struct {
 static ssize_t try_recvfrom(weft__fdcall *c, void *arg)
 {
     dgram_req *r = arg;
-    ssize_t got = recvfrom(c->op.fd, r->buf, r->n, 0, r->from, r->fromlen);
+    ssize_t got = weft__fault_io(c, -1, NULL);  /* WEFT_FAULTS=eintr */
+    if (got < 0)
+        return got;
+    got = recvfrom(c->op.fd, r->buf, r->n, 0, r->from, r->fromlen);
     return got < 0 ? -errno : got;
 }
 
@@ -471,7 +496,10 @@ ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr *from, sockle
 static ssize_t try_sendto(weft__fdcall *c, void *arg)
 {
     dgram_req *r = arg;
-    ssize_t sent = sendto(c->op.fd, r->cbuf, r->n, WEFT__OS_MSG_NOSIGNAL, r->to, r->tolen);
+    ssize_t sent = weft__fault_io(c, -1, NULL);  /* WEFT_FAULTS=eintr */
+    if (sent < 0)
+        return sent;
+    sent = sendto(c->op.fd, r->cbuf, r->n, WEFT__OS_MSG_NOSIGNAL, r->to, r->tolen);
     return sent < 0 ? -errno : sent;
 }
 

@@ -52,6 +52,8 @@ static void *acceptor_main(void *arg)
         int fd = weft_accept(srv->lfd, WEFT_FOREVER);
         if (fd == -ECANCELED || fd == -EBADF || fd == -EINVAL)
             break;
+        if (fd == -ECONNABORTED)
+            continue;  /* that client is gone (WEFT_FAULTS=accept): the next one */
         if (fd < 0) {
             /* Out of descriptors or memory, or a transient error: wait and
              * retry.  Other connections keep being served meanwhile. */

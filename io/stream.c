@@ -88,6 +88,7 @@ ssize_t weft_stream_readline(weft_stream *s, char *buf, size_t cap, int64_t dead
         return rc;
     if (!s || !buf || cap == 0)
         return -EINVAL;
+    weft__chaos_point();  /* WEFT_CHAOS (seed.c) */
     /* A line too long is skipped through its '\n', even across calls that
      * time out meanwhile (s->discarding). */
     bool discarding = s->discarding;
@@ -143,6 +144,7 @@ ssize_t weft_stream_read(weft_stream *s, void *buf, size_t n, int64_t deadline)
         return -EINVAL;
     if (n == 0)
         return 0;
+    weft__chaos_point();  /* WEFT_CHAOS (seed.c) */
     size_t avail = s->rend - s->rpos;
     if (avail == 0) {
         if (s->eof)
@@ -169,6 +171,7 @@ ssize_t weft_stream_readexactly(weft_stream *s, void *buf, size_t n, int64_t dea
         return rc;
     if (!s || (!buf && n))
         return -EINVAL;
+    weft__chaos_point();  /* WEFT_CHAOS (seed.c) */
     if (n <= s->rcap) {
         /* Gather all n in the buffer first: on a timeout or cancellation
          * the bytes that came stay for the next call. */
@@ -212,6 +215,7 @@ int weft_stream_drain(weft_stream *s, int64_t deadline)
         return rc;
     if (!s)
         return -EINVAL;
+    weft__chaos_point();  /* WEFT_CHAOS (seed.c) */
     /* Sends from woff, and remembers how far it got: a drain that times out
      * part-way and is retried sends every byte exactly once. */
     weft__fdcall c = {0};

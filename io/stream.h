@@ -18,7 +18,8 @@ struct weft_stream {
 
 /* net.c: send(2) on a socket, write(2) on anything else (the fd state
  * remembers an ENOTSOCK); one try for weft__fd_call, between op_enter and
- * op_exit: bytes sent or -errno. */
+ * op_exit: bytes sent or -errno.  WEFT_FAULTS's short_write, eintr and reset
+ * are injected here (runtime/faults.c). */
 ssize_t weft__send_or_write(weft__fdcall *c, const void *buf, size_t n);
 
 #endif

@@ -125,14 +125,18 @@ static int resolve_testing(const weft_config *c, weft__settings *out)
             return bad("WEFT_SEED", sd, "an unsigned 64-bit decimal integer or random");
         }
         out->seeded = true;
-    } else if (out->chaos) {
+    }
+    /* Set but empty is malformed, as for the other variables. */
+    out->faults = getenv("WEFT_FAULTS");
+    if (out->faults && (rc = weft__faults_parse(out->faults, out->fault_thr)) < 0)
+        return rc;
+    /* Chaos and faults draw from the seed: without one, one is chosen. */
+    if (!out->seeded && (out->chaos || out->faults)) {
         out->seed = weft__seed_random();
         out->seeded = true;
-        weft__log("weft: WEFT_SEED=%llu (chosen at random for WEFT_CHAOS)",
-                  (unsigned long long)out->seed);
+        weft__log("weft: WEFT_SEED=%llu (chosen at random for %s)",
+                  (unsigned long long)out->seed, out->chaos ? "WEFT_CHAOS" : "WEFT_FAULTS");
     }
-    const char *f = getenv("WEFT_FAULTS");
-    out->faults = f && *f ? f : NULL;
     return 0;
 }
 

@@ -111,7 +111,8 @@ weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
         errno = EPERM;
         return NULL;
     }
-    weft_task *t = weft__task_new(rt, w, NULL, fn, arg);
+    weft_task *t = weft__fault(WEFT__FAULT_ENOMEM) ? NULL  /* WEFT_FAULTS (faults.c) */
+                                                   : weft__task_new(rt, w, NULL, fn, arg);
     if (t) {
         weft__group_adopt(g, t);
         if (w)

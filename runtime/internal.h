@@ -508,6 +508,7 @@ typedef struct weft__settings {
     uint64_t seed;              /* WEFT_SEED's value, or the one chosen for "random" */
     unsigned chaos;             /* WEFT_CHAOS: 0..3, injected yields (seed.c) */
     const char *faults;         /* WEFT_FAULTS, NULL for none (faults.c) */
+    uint64_t fault_thr[6];      /* WEFT_FAULTS parsed: per WEFT__FAULT_*, out of 2^32 */
 } weft__settings;
 
 /* A segment of the injection queue (inject.c): n >= 1 tasks linked
@@ -912,6 +913,39 @@ static inline void weft__chaos_point(void)
     /* relaxed: set before the workers start (seed.c) */
     if (__builtin_expect(atomic_load_explicit(&weft__chaos_level, memory_order_relaxed) != 0, 0))
         weft__chaos_point_slow();
+}
+
+/* ------------------------------------------------------------------ */
+/* Seeded fault injection (faults.c; WEFT_FAULTS)                      */
+/* ------------------------------------------------------------------ */
+
+enum {
+    WEFT__FAULT_SHORT_READ,
+    WEFT__FAULT_SHORT_WRITE,
+    WEFT__FAULT_EINTR,
+    WEFT__FAULT_RESET,
+    WEFT__FAULT_ACCEPT,
+    WEFT__FAULT_ENOMEM,
+    WEFT__NFAULTS
+};
+_Static_assert(WEFT__NFAULTS == sizeof ((weft__settings *)0)->fault_thr /
+                                    sizeof ((weft__settings *)0)->fault_thr[0],
+               "weft__settings.fault_thr has one rate per fault kind");
+
+/* Whether any fault is armed while a runtime runs (faults.c). */
+extern _Atomic bool weft__faults_armed;
+int  weft__faults_parse(const char *spec, uint64_t thr[WEFT__NFAULTS]);
+void weft__faults_start(weft__runtime *rt);
+void weft__faults_stop(void);
+bool weft__fault_slow(int kind);
+/* Any thread of the running runtime.  Whether a fault of kind
+ * (WEFT__FAULT_*) is injected now: one relaxed load when none is armed. */
+static inline bool weft__fault(int kind)
+{
+    /* relaxed: set before the workers start, cleared after they stop */
+    if (__builtin_expect(!atomic_load_explicit(&weft__faults_armed, memory_order_relaxed), 1))
+        return false;
+    return weft__fault_slow(kind);
 }
 
 #endif

@@ -94,6 +94,7 @@ typedef struct weft__fdcall {
     weft__fdop op;
     uint32_t seq;
     bool waited;
+    bool eintr_done;  /* an EINTR was injected in this call (faults.c) */
 } weft__fdcall;
 
 typedef ssize_t (*weft__try_fn)(weft__fdcall *c, void *arg);
@@ -117,6 +118,23 @@ weft__fd_call(weft__fdcall *c, int dir, int64_t deadline, weft__try_fn try_, voi
             return rc;
         c->waited = true;
     }
+}
+
+/*
+ * Fault injection (WEFT_FAULTS; runtime/faults.c) for one try of a
+ * descriptor call, before its system call: -EINTR (once per call), or for
+ * a stream read or write (short_kind WEFT__FAULT_SHORT_READ or _WRITE; -1
+ * for a datagram: eintr only) -ECONNRESET, or 0 with *n cut to a drawn
+ * 1..*n-1.  0 and *n untouched when nothing fires; one relaxed load when
+ * no fault is armed.  A coroutine, between op_enter and op_exit.
+ */
+ssize_t weft__fault_io_slow(weft__fdcall *c, int short_kind, size_t *n);
+static inline ssize_t weft__fault_io(weft__fdcall *c, int short_kind, size_t *n)
+{
+    /* relaxed: see weft__fault (internal.h) */
+    if (__builtin_expect(!atomic_load_explicit(&weft__faults_armed, memory_order_relaxed), 1))
+        return 0;
+    return weft__fault_io_slow(c, short_kind, n);
 }
 
 #endif

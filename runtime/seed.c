@@ -95,6 +95,7 @@ int weft__seed_start(weft__runtime *rt)
         sigaction(fatal[i], &sa, &fatal_old[i]);
     fatal_installed = true;
     atomic_store_explicit(&weft__chaos_level, (int)rt->cfg.chaos, memory_order_relaxed);
+    weft__faults_start(rt);
     return 0;
 }
 
@@ -103,6 +104,7 @@ void weft__seed_stop(weft__runtime *rt)
 {
     (void)rt;
     atomic_store_explicit(&weft__chaos_level, 0, memory_order_relaxed);
+    weft__faults_stop();
     if (fatal_installed) {
         for (size_t i = 0; i < NFATAL; i++)
             sigaction(fatal[i], &fatal_old[i], NULL);

@@ -128,6 +128,8 @@ static weft_task *spawn_from_plain_thread(const char *name, weft_fn fn, void *ar
     weft_task *t = NULL;
     if (!fn)
         errno = EINVAL;
+    else if (weft__fault(WEFT__FAULT_ENOMEM))  /* WEFT_FAULTS (faults.c) */
+        errno = ENOMEM;
     else if (!(t = weft__task_new(rt, NULL, name, fn, arg)))
         errno = ENOMEM;
     else
@@ -145,7 +147,8 @@ weft_task *weft_spawn_named(const char *name, weft_fn fn, void *arg)
         errno = EINVAL;
         return NULL;
     }
-    weft_task *t = weft__task_new(w->rt, w, name, fn, arg);
+    weft_task *t = weft__fault(WEFT__FAULT_ENOMEM) ? NULL  /* WEFT_FAULTS (faults.c) */
+                                                   : weft__task_new(w->rt, w, name, fn, arg);
     if (!t) {
         errno = ENOMEM;
         return NULL;

@@ -41,32 +41,16 @@
 
 extern char **environ;
 
-/* Whether variable name (len bytes) is listed in T_KEEP_ENV (names separated
- * by commas): CTest's reruns of a group under WEFT_CLOCK=virtual or a chaos
- * seed keep those for every test of the group. */
-static inline bool t_env_kept(const char *name, size_t len)
-{
-    const char *k = getenv("T_KEEP_ENV");
-    while (k && *k) {
-        const char *c = strchr(k, ',');
-        size_t n = c ? (size_t)(c - k) : strlen(k);
-        if (n == len && strncmp(k, name, len) == 0)
-            return true;
-        k = c ? c + 1 : NULL;
-    }
-    return false;
-}
-
-/* Unsets every WEFT_* variable (but those T_KEEP_ENV names), so each test
- * starts from the defaults. */
+/* Unsets every WEFT_* variable but the tests' own WEFT_TEST_*, so each test
+ * starts from the defaults; then sets what WEFT_TEST_ENV lists
+ * ("NAME=VALUE NAME=VALUE ...": a CTest entry that reruns a group under
+ * WEFT_FAULTS, for one). */
 static inline void t_env_reset(void)
 {
     for (;;) {
         char name[256] = {0};
         for (char **e = environ; e && *e; e++) {
-            const char *eq0 = strchr(*e, '=');
-            if (strncmp(*e, "WEFT_", 5) == 0 &&
-                !t_env_kept(*e, eq0 ? (size_t)(eq0 - *e) : strlen(*e))) {
+            if (strncmp(*e, "WEFT_", 5) == 0 && strncmp(*e, "WEFT_TEST_", 10) != 0) {
                 const char *eq = strchr(*e, '=');
                 size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
                 if (n >= sizeof name)
@@ -76,8 +60,19 @@ static inline void t_env_reset(void)
             }
         }
         if (!name[0])
-            return;
+            break;
         unsetenv(name);
+    }
+    const char *keep = getenv("WEFT_TEST_ENV");
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", keep ? keep : "");
+    char *save = NULL;
+    for (char *kv = strtok_r(buf, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(kv, '=');
+        if (eq) {
+            *eq = '\0';
+            setenv(kv, eq + 1, 1);
+        }
     }
 }
 
@@ -364,14 +359,20 @@ static void *t_warm_main(void *arg)
 /* Called once by each test program before its tests: lets glibc create the
  * malloc arenas and thread-stack cache entries that stay for the process's
  * lifetime, so that leak_check measures weft alone.  WEFT_TEST_FILTER (a
- * cmocka pattern such as "test_sleep*") runs only the matching tests. */
+ * cmocka pattern such as "test_sleep*") runs only the matching tests,
+ * WEFT_TEST_SKIP all but the matching ones. */
 static inline void t_warm_up(void)
 {
-    static char filter[256];
+    static char filter[256], skip[256];
     const char *f = getenv("WEFT_TEST_FILTER");
     if (f && *f) {
         snprintf(filter, sizeof filter, "%s", f);
         cmocka_set_test_filter(filter);
+    }
+    const char *k = getenv("WEFT_TEST_SKIP");
+    if (k && *k) {
+        snprintf(skip, sizeof skip, "%s", k);
+        cmocka_set_skip_filter(skip);
     }
     t_env_reset();
     for (int w = 1; w <= 4; w *= 2) {

@@ -33,7 +33,9 @@ WEFT_API int     weft_wait_fd(int fd, int events, int64_t deadline);
 WEFT_API int     weft_tcp_listen(const char *host, const char *port, int backlog);
 WEFT_API int     weft_local_port(int fd);            /* bound port or -errno */
 /* SUSPENSION POINT: an accepted connection (TCP_NODELAY set) or -errno
- * (-EMFILE when out of descriptors: wait and retry). */
+ * (-EMFILE when out of descriptors: wait and retry).  A connection aborted
+ * before it was accepted is skipped; -ECONNABORTED comes only from
+ * WEFT_FAULTS=accept (docs/testing.md). */
 WEFT_API int     weft_accept(int listen_fd, int64_t deadline);
 /* SUSPENSION POINT: a connected TCP socket (tries each address of host). */
 WEFT_API int     weft_tcp_connect(const char *host, const char *port, int64_t deadline);
