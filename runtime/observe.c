@@ -314,16 +314,27 @@ static void *dump_thread(void *arg)
     return NULL;
 }
 
-/* A coroutine's readable dump: libdw needs more stack than a coroutine has
- * (more than 128 KiB, and it is not built to probe a guard page: it would
- * write past it, into whatever lies below), so a plain thread with the
- * default stack writes it while this one waits (the worker blocks, as it
- * does on a slow fd).  Raw when no thread can be started. */
+/* The readable dump, on a plain thread of its own while the caller waits
+ * (a worker blocks, as it does on a slow fd).  libdw needs more stack than
+ * a coroutine has (it overran a 128 KiB one), and it is not built to probe
+ * a guard page: it would write past it, into whatever lies below.  So it
+ * runs on a stack of 8 MiB (address space; pages as touched), whatever the
+ * caller's: a coroutine, a blocking-pool thread (256 KiB), a user's thread.
+ * Raw when no thread can be started. */
+#define DUMP_STACK (8u << 20)
+
 static int dump_off_stack(weft__runtime *rt, int fd, unsigned flags)
 {
     dump_job j = {rt, fd, flags, 0};
     pthread_t th;
-    if (pthread_create(&th, NULL, dump_thread, &j) != 0)
+    pthread_attr_t a;
+    int e = pthread_attr_init(&a);
+    if (!e) {
+        pthread_attr_setstacksize(&a, DUMP_STACK);
+        e = pthread_create(&th, &a, dump_thread, &j);
+        pthread_attr_destroy(&a);
+    }
+    if (e)
         return dump_rt(rt, fd, flags | WEFT_DUMP_RAW);
     pthread_join(th, NULL);
     return j.rc;
@@ -351,7 +362,7 @@ int weft_dump_ex(int fd, unsigned flags)
         atomic_fetch_sub_explicit(&dump_busy, 1, memory_order_seq_cst);
         return -EPERM;
     }
-    int rc = w && !(flags & WEFT_DUMP_RAW) ? dump_off_stack(rt, fd, flags) : dump_rt(rt, fd, flags);
+    int rc = flags & WEFT_DUMP_RAW ? dump_rt(rt, fd, flags) : dump_off_stack(rt, fd, flags);
     atomic_fetch_sub_explicit(&dump_busy, 1, memory_order_seq_cst);
     return rc;
 }
@@ -387,7 +398,7 @@ void weft__observe_serve(weft__runtime *rt)
 {
     /* seq_cst: pairs with on_dump_signal's increment. */
     while (atomic_load_explicit(&rt->dump_requests, memory_order_seq_cst) > 0) {
-        dump_rt(rt, 2, 0);
+        dump_off_stack(rt, 2, 0);
         atomic_fetch_sub_explicit(&rt->dump_requests, 1, memory_order_seq_cst);
     }
 }

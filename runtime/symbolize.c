@@ -96,9 +96,14 @@ static pthread_mutex_t sym_mu = PTHREAD_MUTEX_INITIALIZER;
 static Dwfl *sym_dwfl;     /* under sym_mu; NULL until the first pass */
 static char *sym_debuginfo_path;
 
+/* Separate debug files by build id (/usr/lib/debug/.build-id/, where
+ * Debian's -dbgsym packages put them), not dwfl_standard_find_debuginfo:
+ * that one falls back to debuginfod, which loads libcurl and its kin into
+ * the process for good and, with DEBUGINFOD_URLS set, would make a dump
+ * wait on the network. */
 static const Dwfl_Callbacks sym_callbacks = {
     .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_debuginfo = dwfl_build_id_find_debuginfo,
     .debuginfo_path = &sym_debuginfo_path,
 };
 

@@ -181,7 +181,13 @@ int weft__sysmon_start(weft__runtime *rt)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&rt->sysmon_mu, NULL);
     rt->sysmon_stop = false;
-    int rc = pthread_create(&rt->sysmon, NULL, sysmon_main, rt);
+    /* 8 MiB of stack (address space): it runs the symbolizer, which needs
+     * much (observe.c, dump_off_stack), whatever the process's default. */
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 8u << 20);
+    int rc = pthread_create(&rt->sysmon, &a, sysmon_main, rt);
+    pthread_attr_destroy(&a);
     if (rc)
         return -rc;
     rt->sysmon_started = true;
