@@ -86,17 +86,21 @@ static void *via_nodebug(void *arg)
  *     module(symbol+0xoff)[0xaddr]            (raw, backtrace_symbols_fd)
  *     module(+0xoff) [0xaddr]                 (raw in a readable dump)
  *     module(function+0xoff) [0xaddr] at file:line (inlined f from file:line)...
+ *     [0xaddr]                                (an address in no module)
  * true when l (without its newline) is one of these. */
 static bool frame_line_ok(const char *l)
 {
-    const char *open = strchr(l, '(');
-    const char *close = open ? strchr(open, ')') : NULL;
-    if (!open || open == l || !close)
-        return false;
-    const char *plus = memchr(open, '+', (size_t)(close - open));
-    if (!plus || strncmp(plus, "+0x", 3) != 0)
-        return false;
-    const char *p = close + 1;
+    const char *p = l;
+    if (*l != '[') {  /* "[0xaddr]" alone: an address in no module */
+        const char *open = strchr(l, '(');
+        const char *close = open ? strchr(open, ')') : NULL;
+        if (!open || open == l || !close)
+            return false;
+        const char *plus = memchr(open, '+', (size_t)(close - open));
+        if (!plus || strncmp(plus, "+0x", 3) != 0)
+            return false;
+        p = close + 1;
+    }
     if (*p == ' ')
         p++;
     if (strncmp(p, "[0x", 3) != 0)
