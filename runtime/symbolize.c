@@ -110,6 +110,51 @@ static const Dwfl_Callbacks sym_callbacks = {
 /* Under sym_mu: the session, its modules as mapped now (re-read on a
  * pass's first call); NULL when libdw cannot read them (every frame then
  * reads raw). */
+/* The lines already written, by address: most tasks wait through the same
+ * frames, and a frame's DWARF scopes cost a walk of its unit's DIEs.  Only
+ * frames found in a module are kept, and the whole cache is dropped when a
+ * module goes away (dwfl_report_end's removed callback) or it fills up.
+ * Under sym_mu. */
+#define SYM_CACHE 4096   /* slots, a power of two; kept at most 3/4 full */
+
+typedef struct {
+    uintptr_t pc;
+    char *line;
+} sym_line;
+
+static sym_line *sym_cache;
+static size_t sym_cached;
+
+static void cache_clear(void)
+{
+    if (!sym_cache)
+        return;
+    for (size_t i = 0; i < SYM_CACHE; i++)
+        free(sym_cache[i].line);
+    memset(sym_cache, 0, SYM_CACHE * sizeof *sym_cache);
+    sym_cached = 0;
+}
+
+/* The slot of pc: its line, or the empty slot where it goes; NULL without
+ * a cache. */
+static sym_line *cache_slot(uintptr_t pc)
+{
+    if (!sym_cache && !(sym_cache = calloc(SYM_CACHE, sizeof *sym_cache)))
+        return NULL;
+    size_t i = (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 52) & (SYM_CACHE - 1);
+    while (sym_cache[i].line && sym_cache[i].pc != pc)
+        i = (i + 1) & (SYM_CACHE - 1);
+    return &sym_cache[i];
+}
+
+static int on_removed(Dwfl_Module *m, void *userdata, const char *name, Dwarf_Addr start,
+                      void *arg)
+{
+    (void)m, (void)userdata, (void)name, (void)start, (void)arg;
+    cache_clear();
+    return DWARF_CB_OK;
+}
+
 static Dwfl *session(weft__sym_pass *pass)
 {
     if (sym_dwfl && pass->fresh)
@@ -121,11 +166,36 @@ static Dwfl *session(weft__sym_pass *pass)
     pass->fresh = true;
     dwfl_report_begin(sym_dwfl);
     int rc = dwfl_linux_proc_report(sym_dwfl, getpid());
-    if (dwfl_report_end(sym_dwfl, NULL, NULL) != 0 || rc != 0) {
+    if (dwfl_report_end(sym_dwfl, on_removed, NULL) != 0 || rc != 0) {
         dwfl_end(sym_dwfl);
         sym_dwfl = NULL;
+        cache_clear();
     }
     return sym_dwfl;
+}
+
+/* A source file name with its "dir/../" steps folded ("sync/../runtime/
+ * waitq.h" reads "runtime/waitq.h"), as DWARF keeps them unfolded. */
+static void add_path(text *t, const char *f)
+{
+    char buf[512];
+    size_t n = 0;
+    while (*f && n + 1 < sizeof buf) {
+        if (f[0] == '/' && f[1] == '.' && f[2] == '.' && (f[3] == '/' || !f[3]) && n > 0) {
+            size_t k = n;
+            while (k > 0 && buf[k - 1] != '/')
+                k--;
+            bool up = n - k == 2 && buf[k] == '.' && buf[k + 1] == '.';
+            if (k > 0 && !up) {  /* drop the last step, keep its '/' out */
+                n = k - 1;
+                f += 3;
+                continue;
+            }
+        }
+        buf[n++] = *f++;
+    }
+    buf[n] = '\0';
+    text_add(t, "%s%s", buf, *f ? f : "");
 }
 
 /* A DW_AT_call_file / DW_AT_decl_file index of cu's file table, as a
@@ -172,28 +242,19 @@ static void add_inlined(text *t, Dwfl_Module *m, Dwarf_Addr addr, const char **f
         if (dwarf_attr(&scopes[i], DW_AT_call_line, &a))
             dwarf_formudata(&a, &cl);
         text_add(t, " (inlined %s", name ? name : "?");
-        if (cf && cl)
-            text_add(t, " from %s:%llu", cf, (unsigned long long)cl);
+        if (cf && cl) {
+            text_add(t, " from ");
+            add_path(t, cf);
+            text_add(t, ":%llu", (unsigned long long)cl);
+        }
         text_add(t, ")");
     }
     free(scopes);
 }
 
-/* Under sym_mu: one frame, a line of
- *     module(function+offset) [address] at file:line (inlined f from file:line)...
- * pc is a return address: the call is just before it, so pc - 1 is looked
- * up (the call may be the last instruction of its function); the offset
- * printed is pc's, as backtrace_symbols does.  A frame libdw knows nothing
- * of reads as backtrace_symbols writes it. */
-static void add_frame(text *t, Dwfl *dwfl, void *pc)
+/* Under sym_mu: the line of a frame in module m (add_frame). */
+static void add_known_frame(text *t, Dwfl_Module *m, void *pc, Dwarf_Addr look)
 {
-    Dwarf_Addr look = (Dwarf_Addr)(uintptr_t)pc - 1;
-    Dwfl_Module *m = dwfl ? dwfl_addrmodule(dwfl, look) : NULL;
-    if (!m) {
-        add_raw(t, pc);
-        text_add(t, "\n");
-        return;
-    }
     GElf_Sym sym;
     GElf_Off off = 0;
     const char *fn = dwfl_module_addrinfo(m, look, &off, &sym, NULL, NULL, NULL);
@@ -217,12 +278,46 @@ static void add_frame(text *t, Dwfl *dwfl, void *pc)
         text_add(t, "%s(%s+0x%llx) [%p]", mod ? mod : "?", fn, (unsigned long long)off + 1, pc);
     else
         add_raw(t, pc);
-    if (file && line > 0)
-        text_add(t, " at %s:%d", file, line);
+    if (file && line > 0) {
+        text_add(t, " at ");
+        add_path(t, file);
+        text_add(t, ":%d", line);
+    }
     if (in.b)
         text_add(t, "%s", in.b);
     free(in.b);
     text_add(t, "\n");
+}
+
+/* Under sym_mu: one frame, a line of
+ *     module(function+offset) [address] at file:line (inlined f from file:line)...
+ * pc is a return address: the call is just before it, so pc - 1 is looked
+ * up (the call may be the last instruction of its function); the offset
+ * printed is pc's, as backtrace_symbols does.  A frame libdw knows nothing
+ * of reads as backtrace_symbols writes it. */
+static void add_frame(text *t, Dwfl *dwfl, void *pc)
+{
+    Dwarf_Addr look = (Dwarf_Addr)(uintptr_t)pc - 1;
+    Dwfl_Module *m = dwfl ? dwfl_addrmodule(dwfl, look) : NULL;
+    if (!m) {
+        add_raw(t, pc);
+        text_add(t, "\n");
+        return;
+    }
+    sym_line *c = cache_slot((uintptr_t)pc);
+    if (c && c->line) {
+        text_add(t, "%s", c->line);
+        return;
+    }
+    size_t at = t->n;
+    add_known_frame(t, m, pc, look);
+    if (c && !t->oom && sym_cached < SYM_CACHE / 4 * 3 &&
+        (c->line = strndup(t->b + at, t->n - at))) {
+        c->pc = (uintptr_t)pc;
+        sym_cached++;
+    } else if (c && sym_cached >= SYM_CACHE / 4 * 3) {
+        cache_clear();
+    }
 }
 
 bool weft__sym_available(void)
@@ -245,6 +340,9 @@ void weft__sym_release(void)
     if (sym_dwfl)
         dwfl_end(sym_dwfl);
     sym_dwfl = NULL;
+    cache_clear();
+    free(sym_cache);
+    sym_cache = NULL;
     pthread_mutex_unlock(&sym_mu);
 }
 
