@@ -130,7 +130,7 @@ static bool frame_line_ok(const char *l)
 }
 
 /* Some line of b holds a and ends with z (z ends with a newline). */
-static bool line_has(const char *b, const char *a, const char *z)
+static __attribute__((unused)) bool line_has(const char *b, const char *a, const char *z)
 {
     for (const char *l = b; *l;) {
         const char *e = strchr(l, '\n');
