@@ -834,8 +834,9 @@ void weft__observe_serve(weft__runtime *rt);   /* sysmon: dumps signals asked fo
 void weft__ctx_frame(void *sp, uintptr_t *pc, uintptr_t *fp);
 
 /* symbolize.c: a dump's frames as function, file and line (libdw), or as
- * backtrace_symbols writes them.  Never in a signal handler: any other
- * thread; may block the thread (a lock, file reads). */
+ * backtrace_symbols writes them.  Never in a signal handler nor on a
+ * coroutine's stack (libdw needs a deep one): sysmon, weft_run's thread or
+ * observe.c's dump thread; may block the thread (a lock, file reads). */
 typedef struct weft__sym_pass {
     bool fresh;   /* the modules were re-read in this pass */
 } weft__sym_pass;

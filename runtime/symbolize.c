@@ -1,25 +1,28 @@
 /*
  * The symbolizer of dumps: turns the return addresses of a backtrace into
  * lines naming function, source file and line, as Go's dumps do
- * (docs/debugging.md, "Reading a dump").
+ * (docs/debugging.md, "The symbolizer: libdw", says why this library).
  *
  * It uses libdw's dwfl interface (elfutils) where the build found it
  * (WEFT_HAVE_LIBDW): it reads the DWARF of every module mapped in the
  * process (the executable, libweft, any other library), static functions
- * included, from the module itself or from its separate debug file
- * (/usr/lib/debug, build ids).  Without it, or for a frame whose module
+ * included, inlined calls too, from the module itself or from its separate
+ * debug file (/usr/lib/debug/.build-id).  Without it, or for a frame whose module
  * has neither symbol nor line, a frame reads as backtrace_symbols writes
  * it: module(symbol+offset) [address], the form of every dump before.
  *
  * It allocates and takes a lock, so it never runs in a signal handler: a
  * handler writes the raw form (weft_dump) or hands its addresses to the
- * monitor thread (observe.c, sysmon.c), which calls this.  The dwfl session
- * is kept from dump to dump (loading a module's DWARF is the slow part) and
- * guarded by sym_mu; each pass (one dump) re-reads the process's mappings
- * once, which keeps the modules already known, forgets those unloaded and
- * picks up those loaded since.  The
- * session holds the modules' files open, so weft_run drops it when it
- * returns (weft__sym_release), after the last dump of that run.
+ * monitor thread (observe.c, sysmon.c), which calls this.  It needs a deep
+ * stack (libdw overran a 128 KiB coroutine stack, past the guard page): its
+ * callers run it on sysmon or on a helper thread of 8 MiB (observe.c,
+ * dump_off_stack), never on a coroutine.  The dwfl session is kept from
+ * dump to dump (loading a module's DWARF is the slow part), with the lines
+ * already written, and guarded by sym_mu; each pass (one dump) re-reads the
+ * process's mappings once, which keeps the modules already known, forgets
+ * those unloaded and picks up those loaded since.  The session holds the
+ * modules' files open, so weft_run drops it when it returns
+ * (weft__sym_release), after the last dump of that run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -78,7 +81,7 @@ static void text_add(text *t, const char *fmt, ...)
     }
 }
 
-/* Today's form of one frame (backtrace_symbols', without its newline). */
+/* The raw form of one frame (backtrace_symbols', without its newline). */
 static void add_raw(text *t, void *pc)
 {
     char **s = backtrace_symbols(&pc, 1);
@@ -375,7 +378,7 @@ int weft__sym_write(weft__sym_pass *pass, int fd, void *const *pcs, int n)
     text t = {0};
     add_frames(&t, pass, pcs, n);
     if (t.oom) {
-        /* No memory for the text: today's form, which needs none. */
+        /* No memory for the text: the raw form, which needs none. */
         free(t.b);
         backtrace_symbols_fd((void **)pcs, n, fd);
         return 0;
