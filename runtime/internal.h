@@ -835,8 +835,8 @@ void weft__ctx_frame(void *sp, uintptr_t *pc, uintptr_t *fp);
 
 /* symbolize.c: a dump's frames as function, file and line (libdw), or as
  * backtrace_symbols writes them.  Never in a signal handler nor on a
- * coroutine's stack (libdw needs a deep one): sysmon, weft_run's thread or
- * observe.c's dump thread; may block the thread (a lock, file reads). */
+ * coroutine's stack (libdw needs a deep one): sysmon (8 MiB) or observe.c's
+ * dump thread (8 MiB); may block the thread (a lock, file reads). */
 typedef struct weft__sym_pass {
     bool fresh;   /* the modules were re-read in this pass */
 } weft__sym_pass;
