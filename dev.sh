@@ -37,7 +37,7 @@ CTEST_JOBS=${CTEST_JOBS:-1}
 soak=$(awk -v s="${WEFT_STRESS_SECONDS:-0}" 'BEGIN { s += 0; n = 0; if (s > 0) n = int(2 * s) + 1; print n }')
 CTEST_TIMEOUT=${CTEST_TIMEOUT:-$((600 + soak))}
 BUILD_TYPE=RelWithDebInfo     # the project's release configuration (-O2 -g)
-PACKAGES=(cmake gcc make pkg-config libc6-dev libhwloc-dev libcmocka-dev valgrind)
+PACKAGES=(cmake gcc make pkg-config libc6-dev libhwloc-dev libcmocka-dev valgrind libdw-dev)
 # The test suite also uses gdb (tools/weft-gdb.py's test) and runs the
 # aarch64 context switch under qemu-user with Debian's cross compiler.
 TEST_PACKAGES=(gdb gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)

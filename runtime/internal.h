@@ -465,6 +465,10 @@ struct weft__worker {
     _Atomic int64_t park_since;           /* when it parked, 0 while not parked */
     _Atomic int64_t run_since;            /* sysmon: when its tick last moved (1 ms) */
     _Atomic bool want_bt;                 /* sysmon asks its signal handler for a backtrace */
+    /* The handler's backtrace of the stuck coroutine, handed to sysmon to
+     * symbolize and write: bt_n frames of bt_pcs, 0 while none waits. */
+    _Atomic int bt_n;
+    void *bt_pcs[32];
     /* Set by weft__wake_worker before it picks the channel to write; read
      * by the worker after it takes the driver (park_wait). */
     _Atomic bool wake_pending;
@@ -583,6 +587,9 @@ struct weft__runtime {
     pthread_mutex_t sysmon_mu;
     pthread_cond_t sysmon_cv;
     bool sysmon_stop;
+    /* WEFT_DUMP_SIGNAL with a symbolizer: dumps the signal handler asked
+     * for, written by sysmon or, once it stopped, weft_run (observe.c). */
+    _Atomic int dump_requests;
 
     void *topo;                           /* hwloc topology (topo.c) */
     int64_t started_at;                   /* weft_now() at start */
@@ -846,10 +853,24 @@ void weft__trace_blocking(weft__runtime *rt, weft_task *t, int64_t start);
 /* observe.c */
 int  weft__observe_start(weft__runtime *rt);
 void weft__observe_stop(weft__runtime *rt);
+void weft__observe_serve(weft__runtime *rt);   /* sysmon: dumps signals asked for */
 
 /* arch/<cpu>/context.c: the resume address and frame pointer saved in a
  * switched-out context (for backtraces of suspended coroutines). */
 void weft__ctx_frame(void *sp, uintptr_t *pc, uintptr_t *fp);
+
+/* symbolize.c: a dump's frames as function, file and line (libdw), or as
+ * backtrace_symbols writes them.  Never in a signal handler nor on a
+ * coroutine's stack (libdw needs a deep one): sysmon (8 MiB) or observe.c's
+ * dump thread (8 MiB); may block the thread (a lock, file reads). */
+typedef struct weft__sym_pass {
+    bool fresh;   /* the modules were re-read in this pass */
+} weft__sym_pass;
+bool weft__sym_available(void);          /* built with libdw */
+/* Frames pcs[0..n) (return addresses) to fd, one line each; a pass is one
+ * dump, zeroed before its first call.  0 or -errno of write. */
+int  weft__sym_write(weft__sym_pass *pass, int fd, void *const *pcs, int n);
+void weft__sym_release(void);            /* weft_run, after its last dump */
 
 /* sysmon.c */
 int  weft__sysmon_start(weft__runtime *rt);

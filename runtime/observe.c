@@ -13,16 +13,26 @@
  * pages back; they then read as zeros, and a slot whose seq is 0 is free
  * (registry.c).
  *
- * The dump is async-signal-safe: no lock, no allocation, output assembled
- * in a stack buffer and written with write(2); symbols by
- * backtrace_symbols_fd.  Backtraces of suspended coroutines walk frame
- * pointers from the saved context; every frame is bounds-checked against
- * the coroutine's stack, so a coroutine that resumes meanwhile yields a
- * short or odd trace, never a crash.
+ * The raw dump (weft_dump, weft_dump_ex with WEFT_DUMP_RAW) is
+ * async-signal-safe: no lock, no allocation, output assembled in a stack
+ * buffer and written with write(2); frames by backtrace_symbols_fd.  The
+ * readable dump (weft_dump_ex without it) is the same walk with each
+ * backtrace handed to the symbolizer (symbolize.c), which allocates and
+ * locks: never in a signal handler.  Backtraces of suspended coroutines
+ * walk frame pointers from the saved context; every frame is bounds-checked
+ * against the coroutine's stack, so a coroutine that resumes meanwhile
+ * yields a short or odd trace, never a crash.
+ *
+ * WEFT_DUMP_SIGNAL: with a symbolizer built in, the handler only counts the
+ * request (dump_requests) and sysmon, which looks at it every round (1-5
+ * ms), writes a readable dump; weft_run writes those still asked for when
+ * sysmon has stopped.  Without one, the handler writes the raw dump itself,
+ * as before.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <execinfo.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +193,8 @@ typedef struct {
     int fd;
     int64_t now;
     int err;
+    bool raw;               /* async-signal-safe frames (WEFT_DUMP_RAW) */
+    weft__sym_pass pass;    /* else: the symbolizer's pass */
 } dump_ctx;
 
 static void out(dump_ctx *d, const char *b, size_t n)
@@ -263,15 +275,80 @@ static int dump_one(snap *s, void *arg)
     if (s->info.state == WEFT_TASK_WAITING || s->info.state == WEFT_TASK_READY) {
         void *pcs[32];
         int k = backtrace_of(s, pcs, 32);
-        if (k > 0)
+        if (k > 0 && d->raw) {
             backtrace_symbols_fd(pcs, k, d->fd);
+        } else if (k > 0) {
+            int e = weft__sym_write(&d->pass, d->fd, pcs, k);
+            if (e)
+                d->err = e;
+        }
     }
     out(d, "\n", 1);
     return d->err;
 }
 
+/* The dump of rt, which stays alive meanwhile (the caller sees to it). */
+static int dump_rt(weft__runtime *rt, int fd, unsigned flags)
+{
+    dump_ctx d = {.fd = fd, .now = weft_now(), .raw = flags & WEFT_DUMP_RAW};
+    char b[160];
+    size_t n = put_s(b, 0, sizeof b, "weft: dump of all tasks (");
+    n = put_u(b, n, sizeof b, rt->nworkers);
+    n = put_s(b, n, sizeof b, rt->nworkers == 1 ? " worker)\n\n" : " workers)\n\n");
+    out(&d, b, n);
+    walk(rt, dump_one, &d);
+    return d.err;
+}
+
+typedef struct {
+    weft__runtime *rt;
+    int fd;
+    unsigned flags;
+    int rc;
+} dump_job;
+
+static void *dump_thread(void *arg)
+{
+    dump_job *j = arg;
+    j->rc = dump_rt(j->rt, j->fd, j->flags);
+    return NULL;
+}
+
+/* The readable dump, on a plain thread of its own while the caller waits
+ * (a worker blocks, as it does on a slow fd).  libdw needs more stack than
+ * a coroutine has (it overran a 128 KiB one), and it is not built to probe
+ * a guard page: it would write past it, into whatever lies below.  So it
+ * runs on a stack of 8 MiB (address space; pages as touched), whatever the
+ * caller's: a coroutine, a blocking-pool thread (256 KiB), a user's thread.
+ * Raw when no thread can be started. */
+#define DUMP_STACK (8u << 20)
+
+static int dump_off_stack(weft__runtime *rt, int fd, unsigned flags)
+{
+    dump_job j = {rt, fd, flags, 0};
+    pthread_t th;
+    pthread_attr_t a;
+    int e = pthread_attr_init(&a);
+    if (!e) {
+        pthread_attr_setstacksize(&a, DUMP_STACK);
+        e = pthread_create(&th, &a, dump_thread, &j);
+        pthread_attr_destroy(&a);
+    }
+    if (e)
+        return dump_rt(rt, fd, flags | WEFT_DUMP_RAW);
+    pthread_join(th, NULL);
+    return j.rc;
+}
+
 int weft_dump(int fd)
 {
+    return weft_dump_ex(fd, WEFT_DUMP_RAW);
+}
+
+int weft_dump_ex(int fd, unsigned flags)
+{
+    if (flags & ~(unsigned)WEFT_DUMP_RAW)
+        return -EINVAL;
     if (fd < 0)
         return -EBADF;
     /* No rwlock here: this runs in signal handlers.  Instead dump_busy is
@@ -285,15 +362,9 @@ int weft_dump(int fd)
         atomic_fetch_sub_explicit(&dump_busy, 1, memory_order_seq_cst);
         return -EPERM;
     }
-    dump_ctx d = {.fd = fd, .now = weft_now()};
-    char b[160];
-    size_t n = put_s(b, 0, sizeof b, "weft: dump of all tasks (");
-    n = put_u(b, n, sizeof b, rt->nworkers);
-    n = put_s(b, n, sizeof b, rt->nworkers == 1 ? " worker)\n\n" : " workers)\n\n");
-    out(&d, b, n);
-    walk(rt, dump_one, &d);
+    int rc = flags & WEFT_DUMP_RAW ? dump_rt(rt, fd, flags) : dump_off_stack(rt, fd, flags);
     atomic_fetch_sub_explicit(&dump_busy, 1, memory_order_seq_cst);
-    return d.err;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -307,8 +378,29 @@ static void on_dump_signal(int sig)
 {
     (void)sig;
     int e = errno;
-    weft_dump(2);
+    /* dump_busy held: weft_run frees nothing until it falls (observe_stop),
+     * and observe_stop writes the requests counted before that. */
+    atomic_fetch_add_explicit(&dump_busy, 1, memory_order_seq_cst);
+    weft__runtime *rt = weft__cur_rt();
+    /* seq_cst: pairs with the loads of weft__observe_serve (sysmon's
+     * rounds, then observe_stop's, after dump_busy fell). */
+    if (rt && weft__sym_available())
+        atomic_fetch_add_explicit(&rt->dump_requests, 1, memory_order_seq_cst);
+    else
+        weft_dump(2);
+    atomic_fetch_sub_explicit(&dump_busy, 1, memory_order_seq_cst);
     errno = e;
+}
+
+/* sysmon, every round; weft_run once sysmon stopped.  The readable dumps
+ * the signal handler asked for, one per signal, to stderr. */
+void weft__observe_serve(weft__runtime *rt)
+{
+    /* seq_cst: pairs with on_dump_signal's increment. */
+    while (atomic_load_explicit(&rt->dump_requests, memory_order_seq_cst) > 0) {
+        dump_off_stack(rt, 2, 0);
+        atomic_fetch_sub_explicit(&rt->dump_requests, 1, memory_order_seq_cst);
+    }
 }
 
 /* A signal name ("USR1", "SIGQUIT") or number; -1 when unknown. */
@@ -353,13 +445,15 @@ int weft__observe_start(weft__runtime *rt)
 /* weft_run, after every task finished and before anything is freed. */
 void weft__observe_stop(weft__runtime *rt)
 {
-    (void)rt;
     if (dump_sig > 0) {
         sigaction(dump_sig, &dump_old, NULL);
         dump_sig = 0;
     }
     while (atomic_load_explicit(&dump_busy, memory_order_acquire))
         sched_yield();  /* a dump in flight on another thread */
+    /* Signals sysmon took no more (it has stopped; none comes any more). */
+    weft__observe_serve(rt);
+    weft__sym_release();  /* no dump of this run is left */
 }
 
 /* ------------------------------------------------------------------ */

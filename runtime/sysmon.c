@@ -11,8 +11,11 @@
  *     timers, or when descriptors are watched and nobody drives the poller,
  *     so they run elsewhere within a few milliseconds;
  *   - in debug mode, once the coroutine has run WEFT_SLOW_MS without
- *     reaching a suspension point, names it on stderr, with its backtrace
- *     (SIGURG).
+ *     reaching a suspension point, names it on stderr, with its backtrace:
+ *     SIGURG makes the worker's thread capture the addresses, sysmon's
+ *     next round symbolizes and writes them (symbolize.c).
+ * Each round it also writes the dumps WEFT_DUMP_SIGNAL asked for
+ * (observe.c).
  * When every worker is parked, sysmon backs off to 5 ms naps.  Each round
  * it also refreshes rt->clock, the timestamp of observability fields (since)
  * so that no hot path reads the clock, and runs the memory trimmer
@@ -35,20 +38,41 @@
  * stray one harms nothing). */
 #define WEFT__BT_SIGNAL SIGURG
 
+/* The stuck worker's thread: captures the running coroutine's return
+ * addresses (backtrace is safe here once loaded: sysmon_start) and hands
+ * them to sysmon, which symbolizes and writes them (write_stuck_bt). */
 static void on_bt_signal(int sig)
 {
     (void)sig;
     int e = errno;
     weft__worker *w = weft__cur_worker();
-    if (w && atomic_exchange_explicit(&w->want_bt, false, memory_order_acq_rel)) {
-        void *pcs[32];
-        int n = backtrace(pcs, 32);
-        static const char hdr[] = "weft: backtrace of the stuck coroutine:\n";
-        ssize_t r = write(2, hdr, sizeof hdr - 1);
-        (void)r;
-        backtrace_symbols_fd(pcs, n, 2);
+    /* acquire on bt_n: pairs with write_stuck_bt's release of 0, after its
+     * last read of bt_pcs (a buffer not yet written is left alone). */
+    if (w && atomic_exchange_explicit(&w->want_bt, false, memory_order_acq_rel) &&
+        !atomic_load_explicit(&w->bt_n, memory_order_acquire)) {
+        int n = backtrace(w->bt_pcs, 32);
+        /* release: publishes bt_pcs; pairs with the acquire in
+         * write_stuck_bt. */
+        atomic_store_explicit(&w->bt_n, n > 0 ? n : 0, memory_order_release);
     }
     errno = e;
+}
+
+/* sysmon (and weft__sysmon_stop once it stopped): the backtrace a stuck
+ * worker's handler captured, if any, to stderr. */
+static void write_stuck_bt(weft__worker *w)
+{
+    /* acquire: pairs with the release in on_bt_signal. */
+    int n = atomic_load_explicit(&w->bt_n, memory_order_acquire);
+    if (n <= 0)
+        return;
+    static const char hdr[] = "weft: backtrace of the stuck coroutine:\n";
+    ssize_t r = write(2, hdr, sizeof hdr - 1);
+    (void)r;
+    weft__sym_pass pass = {0};
+    weft__sym_write(&pass, 2, w->bt_pcs, n);
+    /* release: pairs with the handler's acquire load of bt_n. */
+    atomic_store_explicit(&w->bt_n, 0, memory_order_release);
 }
 
 typedef struct {
@@ -126,6 +150,10 @@ static void *sysmon_main(void *arg)
                 warn_slow(w, stuck);
         }
         atomic_store_explicit(&rt->any_blocked, any_blocked, memory_order_relaxed);
+        if (rt->cfg.debug)
+            for (unsigned i = 0; i < rt->nworkers; i++)
+                write_stuck_bt(rt->workers[i]);
+        weft__observe_serve(rt);  /* WEFT_DUMP_SIGNAL's dumps */
         if (want_help)
             weft__notify(rt);
         weft__trim_tick(rt, now);
@@ -156,7 +184,13 @@ int weft__sysmon_start(weft__runtime *rt)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&rt->sysmon_mu, NULL);
     rt->sysmon_stop = false;
-    int rc = pthread_create(&rt->sysmon, NULL, sysmon_main, rt);
+    /* 8 MiB of stack (address space): it runs the symbolizer, which needs
+     * much (observe.c, dump_off_stack), whatever the process's default. */
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 8u << 20);
+    int rc = pthread_create(&rt->sysmon, &a, sysmon_main, rt);
+    pthread_attr_destroy(&a);
     if (rc)
         return -rc;
     rt->sysmon_started = true;
@@ -173,6 +207,11 @@ void weft__sysmon_stop(weft__runtime *rt)
     pthread_mutex_unlock(&rt->sysmon_mu);
     pthread_join(rt->sysmon, NULL);
     rt->sysmon_started = false;
+    /* A backtrace captured after sysmon's last round (workers are joined:
+     * none comes any more). */
+    if (rt->cfg.debug)
+        for (unsigned i = 0; i < rt->nworkers; i++)
+            write_stuck_bt(rt->workers[i]);
     pthread_cond_destroy(&rt->sysmon_cv);
     pthread_mutex_destroy(&rt->sysmon_mu);
 }

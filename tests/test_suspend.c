@@ -1046,7 +1046,7 @@ static const char *const not_suspension_points[] = {
     "weft_stream_new", "weft_stream_fd", "weft_stream_close", "weft_start_server",
     "weft_server_port",
     /* weft/observe.h: any thread */
-    "weft_tasks_foreach", "weft_dump", "weft_stats_get", "weft_memory_stats_get",
+    "weft_tasks_foreach", "weft_dump", "weft_dump_ex", "weft_stats_get", "weft_memory_stats_get",
 };
 #define NNOT (sizeof not_suspension_points / sizeof not_suspension_points[0])
 

@@ -36,9 +36,27 @@ WEFT_API int weft_tasks_foreach(int (*visit)(const weft_task_info *info, void *c
  * what it waits on and for how long, its worker, and the backtrace of each
  * suspended coroutine (frame pointers from its saved context: weft is built
  * with -fno-omit-frame-pointer; build your code so too for full traces).
- * Safe in a signal handler's context (no locks, no allocation); it is what
- * WEFT_DUMP_SIGNAL runs.  Never stops the process.  0 or -errno. */
+ * Safe in a signal handler's context (no locks, no allocation): frames read
+ * module(symbol+offset) [address], symbols of exported functions only.
+ * weft_dump_ex writes them with function, file and line.  Never stops the
+ * process.  0 or -errno. */
 WEFT_API int weft_dump(int fd);
+
+/* weft_dump_ex's flags. */
+#define WEFT_DUMP_RAW 0x1u   /* frames as weft_dump writes them: async-signal-safe */
+
+/* weft_dump with flags.  Without WEFT_DUMP_RAW each frame also names its
+ * function (static ones too) and, where the module has debug information
+ * (-g, or a separate debug file), its source file and line:
+ *     module(function+offset) [address] at file:line
+ * (docs/debugging.md; a libweft built without libdw writes the raw form).
+ * That form reads debug information, allocates and takes a lock: call it
+ * from any thread but not from a signal handler (WEFT_DUMP_RAW there, or
+ * weft_dump); it may block the thread while it reads a module's debug
+ * information, the first time.  Never stops the process.  0, -EINVAL for
+ * an unknown flag, -EBADF for a negative fd, -EPERM when no runtime runs,
+ * or -errno of write. */
+WEFT_API int weft_dump_ex(int fd, unsigned flags);
 
 #define WEFT_STATS_MAX_WORKERS 64
 

@@ -13,7 +13,15 @@
  *  - WEFT_DUMP_SIGNAL=bogus (and KILL, 9, 0): weft_run returns -EINVAL with
  *    one stderr line naming the variable; names with or without SIG and
  *    numbers are accepted;
- *  - -EBADF for a negative fd, -EPERM outside a runtime.
+ *  - weft_dump_ex without WEFT_DUMP_RAW (libdw builds): a coroutine
+ *    suspended in a static function of this test (-g, no -rdynamic) shows
+ *    that function's name and its file:line, from a coroutine and from a
+ *    plain thread, where weft_dump shows module(+offset); a frame of a
+ *    module without debug information or symbols (nodebug.c, stripped)
+ *    reads raw, module(+offset) [address]; every frame line parses;
+ *    WEFT_DUMP_SIGNAL's dumps (written by sysmon) are symbolized too;
+ *  - -EBADF for a negative fd, -EPERM outside a runtime, -EINVAL for an
+ *    unknown flag.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -22,6 +30,8 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+
+#include <ctype.h>
 
 #include "obs_test.h"
 
@@ -48,6 +58,112 @@ static void *joiner(void *arg)
 static void *quick(void *arg)
 {
     return arg;
+}
+
+/* nodebug.c: calls fn(arg) through a static function of a stripped module. */
+void *nodebug_call(void *(*fn)(void *), void *arg);
+
+static int sym_wait_line;
+
+/* A static function (not in .dynsym: no -rdynamic) where a coroutine
+ * waits; the line of its call is kept for the check. */
+static __attribute__((noinline)) void *sym_static_waiter(void *arg)
+{
+    (void)arg;
+    sym_wait_line = __LINE__; intptr_t r = weft_event_wait(&gate, WEFT_FOREVER);
+    __asm__ volatile("" ::: "memory");
+    return (void *)r;
+}
+
+static void *via_nodebug(void *arg)
+{
+    void *r = nodebug_call(wait_gate, arg);
+    __asm__ volatile("" ::: "memory");
+    return r;
+}
+
+/* One frame line of a dump, as weft_dump or weft_dump_ex write it:
+ *     module(symbol+0xoff)[0xaddr]            (raw, backtrace_symbols_fd)
+ *     module(+0xoff) [0xaddr]                 (raw in a readable dump)
+ *     module(function+0xoff) [0xaddr] at file:line (inlined f from file:line)...
+ *     [0xaddr]                                (an address in no module)
+ * true when l (without its newline) is one of these. */
+static bool frame_line_ok(const char *l)
+{
+    const char *p = l;
+    if (*l != '[') {  /* "[0xaddr]" alone: an address in no module */
+        const char *open = strchr(l, '(');
+        const char *close = open ? strchr(open, ')') : NULL;
+        if (!open || open == l || !close)
+            return false;
+        const char *plus = memchr(open, '+', (size_t)(close - open));
+        if (!plus || strncmp(plus, "+0x", 3) != 0)
+            return false;
+        p = close + 1;
+    }
+    if (*p == ' ')
+        p++;
+    if (strncmp(p, "[0x", 3) != 0)
+        return false;
+    p += 3;
+    if (!isxdigit((unsigned char)*p))
+        return false;
+    while (isxdigit((unsigned char)*p))
+        p++;
+    if (*p++ != ']')
+        return false;
+    if (strncmp(p, " at ", 4) == 0) {
+        const char *colon = strchr(p + 4, ':');
+        if (!colon || !isdigit((unsigned char)colon[1]))
+            return false;
+        p = colon + 1;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    while (strncmp(p, " (inlined ", 10) == 0) {
+        const char *e = strchr(p, ')');
+        if (!e)
+            return false;
+        p = e + 1;
+    }
+    return *p == '\0';
+}
+
+/* Some line of b holds a and ends with z (z ends with a newline). */
+static __attribute__((unused)) bool line_has(const char *b, const char *a, const char *z)
+{
+    for (const char *l = b; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l) + 1 : strlen(l);
+        char *line = strndup(l, n);
+        size_t zn = strlen(z);
+        bool ok = strstr(line, a) && n >= zn && strcmp(line + n - zn, z) == 0;
+        free(line);
+        if (ok)
+            return true;
+        l += n;
+    }
+    return false;
+}
+
+/* Every line of a task block after its first is a frame line. */
+static bool block_frames_ok(const char *b)
+{
+    const char *nl = strchr(b, '\n');
+    int frames = 0;
+    while (nl && nl[1]) {
+        const char *l = nl + 1;
+        nl = strchr(l, '\n');
+        char *line = strndup(l, nl ? (size_t)(nl - l) : strlen(l));
+        bool ok = frame_line_ok(line);
+        if (!ok)
+            fprintf(stderr, "not a frame line: '%s'\n", line);
+        free(line);
+        if (!ok)
+            return false;
+        frames++;
+    }
+    return frames > 0;
 }
 
 typedef struct scene {
@@ -151,6 +267,7 @@ static void check_dump(const char *d, const scene *s, int workers)
          * waiting call. */
         T_CHECK(t_count_lines(b) >= 3);
         T_CHECK(obs_count(b, "[0x") >= 2);
+        T_CHECK(block_frames_ok(b));
         /* Through the test's own task function. */
         T_CHECK(strstr(b, "test_dump(") != NULL);
         if (fn_of[i] && !strstr(b, fn_of[i])) {
@@ -258,7 +375,18 @@ static void *dump_main(void *arg)
     dump_thread_arg ta = {&s, workers};
     obs_in_thread(dump_from_thread, &ta);
 
+    /* The readable form holds the same (a superset of each frame line). */
+    fd = memfd_create("dump", MFD_CLOEXEC);
+    T_CHECK(fd >= 0);
+    T_CHECK_EQ(weft_dump_ex(fd, 0), 0);
+    d = obs_read_fd(fd);
+    check_dump(d, &s, workers);
+    free(d);
+    close(fd);
+
     T_CHECK_EQ(weft_dump(-1), -EBADF);
+    T_CHECK_EQ(weft_dump_ex(-1, 0), -EBADF);
+    T_CHECK_EQ(weft_dump_ex(2, 0x80), -EINVAL);
     scene_end(&s);
     return NULL;
 }
@@ -286,11 +414,123 @@ static void test_dump_errors(void **state)
     OBS_BEGIN(10);
     assert_int_equal(weft_dump(2), -EPERM);
     assert_int_equal(weft_dump(-1), -EBADF);
+    assert_int_equal(weft_dump_ex(2, 0), -EPERM);
+    assert_int_equal(weft_dump_ex(2, WEFT_DUMP_RAW), -EPERM);
+    assert_int_equal(weft_dump_ex(-1, 0), -EBADF);
+    assert_int_equal(weft_dump_ex(2, 0x2), -EINVAL);
+    assert_int_equal(weft_dump_ex(2, ~0u), -EINVAL);
     pthread_t th;
     void *r;
     assert_int_equal(pthread_create(&th, NULL, dump_outside_thread, NULL), 0);
     pthread_join(th, &r);
     assert_int_equal((intptr_t)r, -EPERM);
+}
+
+/* ------------------------------------------------------------------ */
+/* weft_dump_ex: function, file and line                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t sym_id, nodebug_id;
+    char *raw, *readable, *from_thread;
+} sym_scene;
+
+static void *dump_ex_to_string(void *arg)
+{
+    char **out = arg;
+    int fd = memfd_create("dump", MFD_CLOEXEC);
+    T_CHECK(fd >= 0);
+    T_CHECK_EQ(weft_dump_ex(fd, 0), 0);
+    *out = obs_read_fd(fd);
+    close(fd);
+    return NULL;
+}
+
+static void *sym_main(void *arg)
+{
+    sym_scene *sc = arg;
+    weft_event_init(&gate);
+    weft_task *a = weft_spawn_named("d-sym", sym_static_waiter, NULL);
+    weft_task *b = weft_spawn_named("d-nodebug", via_nodebug, NULL);
+    sc->sym_id = weft_task_id(a);
+    sc->nodebug_id = weft_task_id(b);
+    T_CHECK(obs_await("d-sym", WEFT_TASK_WAITING, "event", NULL));
+    T_CHECK(obs_await("d-nodebug", WEFT_TASK_WAITING, "event", NULL));
+    int fd = memfd_create("dump", MFD_CLOEXEC);
+    T_CHECK(fd >= 0);
+    T_CHECK_EQ(weft_dump(fd), 0);
+    sc->raw = obs_read_fd(fd);
+    close(fd);
+    dump_ex_to_string(&sc->readable);            /* from a coroutine */
+    obs_in_thread(dump_ex_to_string, &sc->from_thread);  /* from a plain thread */
+    weft_event_set(&gate);
+    T_CHECK_EQ(weft_join(a, NULL), 0);
+    T_CHECK_EQ(weft_join(b, NULL), 0);
+    weft_event_destroy(&gate);
+    return NULL;
+}
+
+/* The readable blocks of d-sym and d-nodebug in dump d. */
+static void check_readable(const char *d, const sym_scene *sc)
+{
+    char *b = task_block(d, sc->sym_id);
+    assert_non_null(b);
+    assert_true(block_frames_ok(b));
+    char want[96];
+#if WEFT_TEST_SYMBOLIZE
+    /* The static function, its file and the line of its waiting call. */
+    snprintf(want, sizeof want, "test_dump.c:%d\n", sym_wait_line);
+    if (!line_has(b, "(sym_static_waiter+0x", want)) {
+        fprintf(stderr, "block of d-sym:\n%s\nwants sym_static_waiter at %s", b, want);
+        fail();
+    }
+    /* libweft's own frames: the exported call, with its file. */
+    assert_int_equal(t_lines_with(b, "(weft_event_wait+0x", "] at /"), 1);
+#else
+    (void)want;
+    assert_null(strstr(b, " at "));   /* no symbolizer: the raw form */
+#endif
+    free(b);
+    /* The stripped module: its static frame raw, its exported one named
+     * (.dynsym), neither with a file. */
+    b = task_block(d, sc->nodebug_id);
+    assert_non_null(b);
+    assert_true(block_frames_ok(b));
+    if (t_lines_with(b, "libweft_test_nodebug.so(+0x", "[0x") != 1 ||
+        t_lines_with(b, "libweft_test_nodebug.so(nodebug_call+0x", NULL) != 1 ||
+        t_lines_with(b, "libweft_test_nodebug.so(", " at ") != 0) {
+        fprintf(stderr, "block of d-nodebug:\n%s", b);
+        fail();
+    }
+#if WEFT_TEST_SYMBOLIZE
+    /* The frames around it (this test's) are still symbolized. */
+    assert_int_equal(t_lines_with(b, "(via_nodebug+0x", "test_dump.c:"), 1);
+#endif
+    free(b);
+}
+
+static void test_dump_symbolized(void **state)
+{
+    OBS_BEGIN(30);
+    sym_scene sc = {0};
+    assert_int_equal(t_run_workers(2, sym_main, &sc, NULL), 0);
+    assert_non_null(sc.raw);
+    assert_non_null(sc.readable);
+    assert_non_null(sc.from_thread);
+    /* weft_dump: the raw form, no static name (no -rdynamic), no file. */
+    char *b = task_block(sc.raw, sc.sym_id);
+    assert_non_null(b);
+    assert_true(block_frames_ok(b));
+    assert_null(strstr(b, "sym_static_waiter"));
+    assert_null(strstr(b, " at "));
+    free(b);
+    check_readable(sc.readable, &sc);
+    check_readable(sc.from_thread, &sc);
+    fprintf(stderr, "---- weft_dump ----\n%s---- weft_dump_ex ----\n%s---- end ----\n", sc.raw,
+            sc.readable);
+    free(sc.raw);
+    free(sc.readable);
+    free(sc.from_thread);
 }
 
 /* ------------------------------------------------------------------ */
@@ -360,9 +600,17 @@ static void test_dump_signal(void **state)
     assert_int_equal(obs_count(err, "'d-sleeper' [waiting, sleep, "), 2);
     assert_int_equal(obs_count(err, "'d-event' [waiting, event, "), 2);
     assert_int_equal(obs_count(err, "'d-join' [waiting, join, "), 2);
-    /* The first dump, from the raising coroutine: main is running. */
-    assert_non_null(strstr(err, "'main' [running, "));
+    assert_int_equal(obs_count(err, "'main' ["), 2);
     assert_true(obs_count(err, "weft_sleep") >= 2);
+#if WEFT_TEST_SYMBOLIZE
+    /* Written by sysmon after the hand-off: symbolized, the test's own
+     * frames with file and line. */
+    assert_true(t_lines_with(err, "(weft_sleep_until+0x", "] at /") >= 2);
+    assert_true(t_lines_with(err, "(long_sleep+0x", "test_dump.c:") >= 2);
+#else
+    /* Written by the handler: the raw form. */
+    assert_null(strstr(err, "] at "));
+#endif
     free(err);
 
     /* weft_run put the previous handler back. */
@@ -421,10 +669,12 @@ static _Atomic long race_dumps;
 
 static void *race_dumper(void *arg)
 {
-    (void)arg;
     int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    /* One thread raw, the other readable (its symbolizer session is
+     * dropped at the end of each run, under a dump that may be starting). */
+    unsigned flags = arg ? 0 : WEFT_DUMP_RAW;
     while (!atomic_load(&race_stop)) {
-        int rc = weft_dump(fd);
+        int rc = weft_dump_ex(fd, flags);
         if (rc == 0)
             atomic_fetch_add(&race_dumps, 1);
         else if (rc != -EPERM)
@@ -445,7 +695,7 @@ static void *race_main(void *arg)
     return NULL;   /* weft_run cancels the sleepers and frees everything */
 }
 
-/* weft_dump from plain threads racing the end of weft_run: the dump must
+/* weft_dump and weft_dump_ex from plain threads racing the end of weft_run: the dump must
  * keep the runtime alive while it reads task slabs (once it did not, and
  * ASan reported a heap-use-after-free in snapshot under
  * weft__reg_free_all). */
@@ -455,7 +705,7 @@ static void test_dump_racing_shutdown(void **state)
     atomic_store(&race_stop, 0);
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, race_dumper, NULL), 0);
+        assert_int_equal(pthread_create(&th[i], NULL, race_dumper, i ? (void *)1 : NULL), 0);
     for (int r = 0; r < 100; r++) {
         setenv("WEFT_WORKERS", "2", 1);
         assert_int_equal(weft_run(race_main, NULL, NULL), 0);
@@ -474,6 +724,7 @@ int main(void)
         OBS_TEST(test_dump_errors),
         OBS_TEST(test_dump_file_and_pipe),
         OBS_TEST(test_dump_one_worker),
+        OBS_TEST(test_dump_symbolized),
         OBS_TEST(test_dump_signal),
         OBS_TEST(test_dump_signal_bogus),
         OBS_TEST(test_dump_racing_shutdown),

@@ -135,6 +135,14 @@ static void test_slow_warning_and_timer_takeover(void **state)
     /* The slow coroutine's backtrace follows its name. */
     const char *after = strchr(p, '\n');
     assert_true(after && strstr(after, "[0x") != NULL);
+#if WEFT_TEST_SYMBOLIZE
+    /* Symbolized by sysmon after the handler's hand-off: the hog's own
+     * frame (a static function of this test) with its file and line. */
+    if (t_lines_with(after, "(hog+0x", "test_watchdog.c:") != 1) {
+        fprintf(stderr, "no symbolized frame of hog in:\n%s\n", after);
+        fail();
+    }
+#endif
     /* Nobody else is named (the sleeper and main suspend). */
     assert_int_equal(t_lines_with(err, "has run", NULL), 1);
     assert_null(strstr(err, "'sleeper'"));
