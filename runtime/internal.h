@@ -820,6 +820,12 @@ void weft__trace_blocking(weft__runtime *rt, weft_task *t, int64_t start);
 /* observe.c */
 int  weft__observe_start(weft__runtime *rt);
 void weft__observe_stop(weft__runtime *rt);
+void weft__stats_of(weft__runtime *rt, weft_stats *out);
+void weft__memory_stats_of(weft__runtime *rt, weft_memory_stats *out);
+
+/* metrics.c */
+struct weft__tb;
+void weft__stats_json(struct weft__tb *t, const weft_stats *s, const weft_memory_stats *m);
 
 /* arch/<cpu>/context.c: the resume address and frame pointer saved in a
  * switched-out context (for backtraces of suspended coroutines). */

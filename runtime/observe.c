@@ -373,16 +373,10 @@ static int count_alive(snap *s, void *arg)
     return 0;
 }
 
-int weft_stats_get(weft_stats *outp)
+/* Any thread, with rt kept alive by the caller: the figures of
+ * weft_stats_get. */
+void weft__stats_of(weft__runtime *rt, weft_stats *outp)
 {
-    if (!outp)
-        return -EINVAL;
-    if (!WEFT_OBSERVE)
-        return -ENOTSUP;  /* built with WEFT_OBSERVE=OFF: no counters */
-    weft__worker *cw = weft__cur_worker();
-    weft__runtime *rt = cw ? cw->rt : weft__rt_get();
-    if (!rt)
-        return -EPERM;
     memset(outp, 0, sizeof *outp);
     int64_t now = weft_now();
     outp->uptime_ns = (uint64_t)(now - rt->started_at);
@@ -426,9 +420,30 @@ int weft_stats_get(weft_stats *outp)
         outp->blocking_queued = weft__pool_queued(rt->pool);
     }
     walk(rt, count_alive, &outp->tasks_alive);
+}
+
+int weft_stats_get(weft_stats *outp)
+{
+    if (!outp)
+        return -EINVAL;
+    if (!WEFT_OBSERVE)
+        return -ENOTSUP;  /* built with WEFT_OBSERVE=OFF: no counters */
+    weft__worker *cw = weft__cur_worker();
+    weft__runtime *rt = cw ? cw->rt : weft__rt_get();
+    if (!rt)
+        return -EPERM;
+    weft__stats_of(rt, outp);
     if (!cw)
         weft__rt_put();
     return 0;
+}
+
+/* Any thread, with rt kept alive by the caller: weft_memory_stats_get's. */
+void weft__memory_stats_of(weft__runtime *rt, weft_memory_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    weft__stacks_stats(rt, out);
+    weft__slabs_stats(rt, out);
 }
 
 int weft_memory_stats_get(weft_memory_stats *out)
@@ -439,9 +454,7 @@ int weft_memory_stats_get(weft_memory_stats *out)
     weft__runtime *rt = cw ? cw->rt : weft__rt_get();
     if (!rt)
         return -EPERM;
-    memset(out, 0, sizeof *out);
-    weft__stacks_stats(rt, out);
-    weft__slabs_stats(rt, out);
+    weft__memory_stats_of(rt, out);
     if (!cw)
         weft__rt_put();
     return 0;
