@@ -499,6 +499,7 @@ typedef struct weft__settings {
     int aio;                    /* WEFT_IO_URING: WEFT__AIO_* (runtime/aio.h) */
     int dump_signal;            /* WEFT_DUMP_SIGNAL, 0 for none */
     const char *trace_path;     /* WEFT_TRACE, NULL for none */
+    const char *console_path;   /* WEFT_CONSOLE, NULL for none */
 } weft__settings;
 
 /* A segment of the injection queue (inject.c): n >= 1 tasks linked
@@ -583,6 +584,7 @@ struct weft__runtime {
     weft__pool *pool;                     /* blocking pool for users' calls */
     weft__pool *sys_pool;                 /* the runtime's own (names, files) */
     struct weft__fdtable *fds;            /* runtime/netpoll.c */
+    struct weft__console *console;        /* WEFT_CONSOLE (console.c), or NULL */
 
     /* The shared poller (runtime/poller.h; sched.c essay, 9): every descriptor,
      * driven by one parked worker at a time. */
@@ -822,6 +824,14 @@ int  weft__observe_start(weft__runtime *rt);
 void weft__observe_stop(weft__runtime *rt);
 void weft__stats_of(weft__runtime *rt, weft_stats *out);
 void weft__memory_stats_of(weft__runtime *rt, weft_memory_stats *out);
+int  weft__tasks_walk(weft__runtime *rt, int (*visit)(const weft_task_info *info, void *ctx),
+                      void *ctx);
+int  weft__task_backtrace(weft__runtime *rt, uint64_t id, weft_task_info *info, char *name,
+                          char *wait, void **pcs, int max);
+
+/* console.c: WEFT_CONSOLE (docs/debugging.md, "The live console") */
+int  weft__console_start(weft__runtime *rt);
+void weft__console_stop(weft__runtime *rt);
 
 /* metrics.c */
 struct weft__tb;

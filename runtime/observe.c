@@ -160,6 +160,14 @@ static int foreach_one(snap *s, void *arg)
     return f->visit(&s->info, f->ctx);
 }
 
+/* Any thread, with rt kept alive by the caller: weft_tasks_foreach's walk. */
+int weft__tasks_walk(weft__runtime *rt, int (*visit)(const weft_task_info *info, void *ctx),
+                     void *ctx)
+{
+    foreach_ctx f = {visit, ctx};
+    return walk(rt, foreach_one, &f);
+}
+
 int weft_tasks_foreach(int (*visit)(const weft_task_info *info, void *ctx), void *ctx)
 {
     if (!visit)
@@ -228,6 +236,39 @@ static int backtrace_of(snap *s, void **pcs, int max)
         fp = next;
     }
     return n;
+}
+
+typedef struct {
+    uint64_t id;
+    weft_task_info *info;
+    char *name, *wait;
+    void **pcs;
+    int max, n;
+} bt_ctx;
+
+static int bt_one(snap *s, void *arg)
+{
+    bt_ctx *c = arg;
+    if (s->info.id != c->id)
+        return 0;
+    *c->info = s->info;
+    c->info->name = s->info.name ? strcpy(c->name, s->info.name) : NULL;
+    c->info->wait = s->info.wait ? strcpy(c->wait, s->info.wait) : NULL;
+    if (s->info.state == WEFT_TASK_WAITING || s->info.state == WEFT_TASK_READY)
+        c->n = backtrace_of(s, c->pcs, c->max);
+    return 1;
+}
+
+/* Any thread, with rt kept alive by the caller: task id's entry (its
+ * strings copied to name[WEFT__NAME_MAX] and wait[48]) and the return
+ * addresses of its coroutine when it is suspended (none when it runs or
+ * is in the blocking pool).  The count of addresses, or -ESRCH when no
+ * unfinished task has that id. */
+int weft__task_backtrace(weft__runtime *rt, uint64_t id, weft_task_info *info, char *name,
+                         char *wait, void **pcs, int max)
+{
+    bt_ctx c = {id, info, name, wait, pcs, max, 0};
+    return walk(rt, bt_one, &c) ? c.n : -ESRCH;
 }
 
 static int dump_one(snap *s, void *arg)
