@@ -482,6 +482,9 @@ struct weft__worker {
     uint64_t dbg_id;
     char dbg_name[WEFT__NAME_MAX];
     bool dbg_warned;
+    /* weft_stats readers only (observe.c): the largest busy_ns reported,
+     * so that it never goes backwards.  Cold: away from the owner's lines. */
+    _Atomic uint64_t busy_seen;
 };
 
 /* ------------------------------------------------------------------ */

@@ -445,6 +445,19 @@ void weft__stats_of(weft__runtime *rt, weft_stats *outp)
         ws.timers = (uint64_t)w->timers.n;
         weft__spin_unlock(&w->timers.lock);
         ws.busy_ns = outp->uptime_ns > parked ? outp->uptime_ns - parked : 0;
+        /* A reader racing with a wake-up may take a park's time twice or
+         * miss it (the worker adds it to parked_ns and clears park_since
+         * with no lock, and now was read before); the error is bounded by
+         * the race, but busy_ns is documented never to go backwards, so
+         * the largest value reported stands until the true one passes it.
+         * relaxed: a monotone maximum, ordered with nothing else. */
+        uint64_t seen = atomic_load_explicit(&w->busy_seen, memory_order_relaxed);
+        while (ws.busy_ns > seen &&
+               !atomic_compare_exchange_weak_explicit(&w->busy_seen, &seen, ws.busy_ns,
+                                                      memory_order_relaxed, memory_order_relaxed))
+            ;
+        if (ws.busy_ns < seen)
+            ws.busy_ns = seen;
         outp->tasks_spawned += ws.tasks_spawned;
         outp->steals += ws.steals;
         outp->steal_attempts += ws.steal_attempts;
