@@ -66,17 +66,6 @@ struct weft__console {
     weft_stats stats;       /* the snapshot's (6 KiB) */
 };
 
-static const char *state_str(int st)
-{
-    switch (st) {
-    case WEFT_TASK_READY: return "ready";
-    case WEFT_TASK_RUNNING: return "running";
-    case WEFT_TASK_WAITING: return "waiting";
-    case WEFT_TASK_BLOCKING: return "blocking";
-    default: return "done";
-    }
-}
-
 /* ------------------------------------------------------------------ */
 /* Replies                                                             */
 /* ------------------------------------------------------------------ */
@@ -107,7 +96,7 @@ static int task_one(const weft_task_info *i, void *arg)
     weft__tb_printf(l->t, "%s{\"id\":%llu,\"name\":", l->n > 1 ? "," : "",
                     (unsigned long long)i->id);
     weft__tb_json_str(l->t, i->name);
-    weft__tb_printf(l->t, ",\"state\":\"%s\",\"wait\":", state_str(i->state));
+    weft__tb_printf(l->t, ",\"state\":\"%s\",\"wait\":", weft__state_name(i->state));
     weft__tb_json_str(l->t, i->wait);
     weft__tb_printf(l->t, ",\"worker\":%d,\"in_state_ns\":%lld}", i->worker,
                     (long long)in_state);
@@ -149,7 +138,7 @@ static void reply_backtrace(struct weft__console *k, client *c, uint64_t id)
     weft__tb *t = &c->out;
     weft__tb_printf(t, "{\"type\":\"backtrace\",\"id\":%llu,\"name\":", (unsigned long long)id);
     weft__tb_json_str(t, info.name);
-    weft__tb_printf(t, ",\"state\":\"%s\",\"wait\":", state_str(info.state));
+    weft__tb_printf(t, ",\"state\":\"%s\",\"wait\":", weft__state_name(info.state));
     weft__tb_json_str(t, info.wait);
     weft__tb_puts(t, ",\"frames\":[");
     char **sym = n > 0 ? backtrace_symbols(pcs, n) : NULL;

@@ -825,6 +825,7 @@ void weft__trace_blocking(weft__runtime *rt, weft_task *t, int64_t start);
 /* observe.c */
 int  weft__observe_start(weft__runtime *rt);
 void weft__observe_stop(weft__runtime *rt);
+const char *weft__state_name(int st);
 void weft__stats_of(weft__runtime *rt, weft_stats *out);
 void weft__memory_stats_of(weft__runtime *rt, weft_memory_stats *out);
 int  weft__tasks_walk(weft__runtime *rt, int (*visit)(const weft_task_info *info, void *ctx),

@@ -41,7 +41,8 @@ typedef struct {
     weft__stack *stack;
 } snap;
 
-static const char *state_name(int st)
+/* Any thread: a task state's name (the dump's, the console's). */
+const char *weft__state_name(int st)
 {
     switch (st) {
     case WEFT_TASK_READY: return "ready";
@@ -284,7 +285,7 @@ static int dump_one(snap *s, void *arg)
         n = put_s(b, n, sizeof b, "'");
     }
     n = put_s(b, n, sizeof b, " [");
-    n = put_s(b, n, sizeof b, state_name(s->info.state));
+    n = put_s(b, n, sizeof b, weft__state_name(s->info.state));
     if (s->info.wait) {
         n = put_s(b, n, sizeof b, ", ");
         n = put_s(b, n, sizeof b, s->info.wait);
@@ -449,15 +450,17 @@ void weft__stats_of(weft__runtime *rt, weft_stats *outp)
          * miss it (the worker adds it to parked_ns and clears park_since
          * with no lock, and now was read before); the error is bounded by
          * the race, but busy_ns is documented never to go backwards, so
-         * the largest value reported stands until the true one passes it.
+         * the largest value reported stands until the true one passes it
+         * (capped by this reading's uptime: a concurrent reader whose now
+         * came later may have reported more).
          * relaxed: a monotone maximum, ordered with nothing else. */
         uint64_t seen = atomic_load_explicit(&w->busy_seen, memory_order_relaxed);
         while (ws.busy_ns > seen &&
                !atomic_compare_exchange_weak_explicit(&w->busy_seen, &seen, ws.busy_ns,
                                                       memory_order_relaxed, memory_order_relaxed))
             ;
-        if (ws.busy_ns < seen)
-            ws.busy_ns = seen;
+        if (ws.busy_ns < seen)  /* but never past this reading's uptime: a reader */
+            ws.busy_ns = seen < outp->uptime_ns ? seen : outp->uptime_ns;  /* with a later now */
         outp->tasks_spawned += ws.tasks_spawned;
         outp->steals += ws.steals;
         outp->steal_attempts += ws.steal_attempts;
