@@ -458,6 +458,8 @@ int weft__console_start(weft__runtime *rt)
         snprintf(k->path, sizeof k->path, "%s", rt->cfg.console_path);
         k->efd = eventfd(0, EFD_CLOEXEC);
         rc = k->efd < 0 ? -errno : -pthread_create(&k->thread, NULL, console_main, k);
+        if (rc == 0)
+            pthread_setname_np(k->thread, "weft-console");  /* for top -H, gdb */
         if (rc < 0) {
             unlink(k->path);
             close(k->lfd);
