@@ -98,8 +98,7 @@ static int task_one(const weft_task_info *i, void *arg)
     weft__tb_json_str(l->t, i->name);
     weft__tb_printf(l->t, ",\"state\":\"%s\",\"wait\":", weft__state_name(i->state));
     weft__tb_json_str(l->t, i->wait);
-    weft__tb_printf(l->t, ",\"worker\":%d,\"in_state_ns\":%lld}", i->worker,
-                    (long long)in_state);
+    weft__tb_printf(l->t, ",\"worker\":%d,\"in_state_ns\":%lld}", i->worker, (long long)in_state);
     return 0;
 }
 
@@ -150,10 +149,13 @@ static void reply_backtrace(struct weft__console *k, client *c, uint64_t id)
     }
     free(sym);
     /* Why there are no frames, for a person reading the reply. */
-    const char *note = n > 0 ? NULL
-                       : info.state == WEFT_TASK_RUNNING  ? "running: no backtrace of a running coroutine"
-                       : info.state == WEFT_TASK_BLOCKING ? "in the blocking pool: its thread's stack, not a coroutine's"
-                                                          : "not started yet, or its frames were not readable";
+    const char *note = NULL;
+    if (n == 0 && info.state == WEFT_TASK_RUNNING)
+        note = "running: no backtrace of a running coroutine";
+    else if (n == 0 && info.state == WEFT_TASK_BLOCKING)
+        note = "in the blocking pool: its thread's stack, not a coroutine's";
+    else if (n == 0)
+        note = "not started yet, or its frames were not readable";
     weft__tb_puts(t, "],\"note\":");
     weft__tb_json_str(t, note);
     weft__tb_puts(t, "}\n");
@@ -340,8 +342,9 @@ static void *console_main(void *arg)
             if (c->watch_ns && (next < 0 || c->next_at < next))
                 next = c->next_at;
             who[n] = i;
-            p[n++] = (struct pollfd){
-                .fd = c->fd, .events = (short)(POLLIN | (c->sent < c->out.len ? POLLOUT : 0))};
+            p[n++] =
+                (struct pollfd){.fd = c->fd,
+                                .events = (short)(POLLIN | (c->sent < c->out.len ? POLLOUT : 0))};
         }
         int timeout = next < 0 ? -1 : (int)((next - now + WEFT_MS - 1) / WEFT_MS);
         if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR)
@@ -468,8 +471,8 @@ int weft__console_start(weft__runtime *rt)
         }
     }
     if (rc < 0) {
-        weft__log("weft: WEFT_CONSOLE=%s: %s%s%s; running without a console",
-                  rt->cfg.console_path, strerror(-rc), why ? ": " : "", why ? why : "");
+        weft__log("weft: WEFT_CONSOLE=%s: %s%s%s; running without a console", rt->cfg.console_path,
+                  strerror(-rc), why ? ": " : "", why ? why : "");
         free(k);
         return 0;
     }

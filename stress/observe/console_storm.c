@@ -38,8 +38,8 @@
 
 static char sock_path[108];
 static _Atomic int64_t live;        /* tasks spawned and not yet exited */
-static _Atomic uint64_t spawned, exited, lines_ok, snapshots, backtraces, errors, refused,
-    hangups, connects;
+static _Atomic uint64_t spawned, exited, lines_ok, snapshots, backtraces, errors, refused, hangups,
+    connects;
 static _Atomic bool clients_stop;
 static _Atomic uint64_t seen_id;    /* an id from a recent snapshot */
 static _Atomic uint64_t main_id;    /* main's: always there to backtrace */
@@ -53,7 +53,8 @@ static void dump_state(void)
             "  live %lld, spawned %llu, exited %llu, lines %llu, snapshots %llu, connects %llu\n",
             (long long)atomic_load(&live), (unsigned long long)atomic_load(&spawned),
             (unsigned long long)atomic_load(&exited), (unsigned long long)atomic_load(&lines_ok),
-            (unsigned long long)atomic_load(&snapshots), (unsigned long long)atomic_load(&connects));
+            (unsigned long long)atomic_load(&snapshots),
+            (unsigned long long)atomic_load(&connects));
     weft_dump(2);
 }
 
@@ -241,13 +242,15 @@ static void *client(void *arg)
         for (int r = 0; open && r < rounds && !atomic_load(&clients_stop); r++) {
             char cmd[64];
             switch (rng_below(&rng, 6)) {
-            case 0: case 1: snprintf(cmd, sizeof cmd, "snapshot\n"); break;
+            case 0:
+            case 1: snprintf(cmd, sizeof cmd, "snapshot\n"); break;
             case 2: snprintf(cmd, sizeof cmd, "watch 10\n"); break;
             case 3:
                 snprintf(cmd, sizeof cmd, "backtrace %llu\n",
-                         (unsigned long long)(rng_below(&rng, 3) == 0   ? atomic_load(&seen_id)
-                                              : rng_below(&rng, 2) == 0 ? atomic_load(&main_id)
-                                                                        : rng_below(&rng, 1u << 20)));
+                         (unsigned long long)(rng_below(&rng, 3) == 0 ? atomic_load(&seen_id)
+                                              : rng_below(&rng, 2) == 0
+                                                  ? atomic_load(&main_id)
+                                                  : rng_below(&rng, 1u << 20)));
                 break;
             case 4: snprintf(cmd, sizeof cmd, "w%cat\n", (char)(1 + rng_below(&rng, 255))); break;
             default: snprintf(cmd, sizeof cmd, "help\n"); break;
@@ -264,8 +267,7 @@ static void *client(void *arg)
                 open = false;
                 break;
             }
-            default:
-                open = read_lines(fd, &buf, &len, &cap, 200, 1 + (int)rng_below(&rng, 4));
+            default: open = read_lines(fd, &buf, &len, &cap, 200, 1 + (int)rng_below(&rng, 4));
             }
         }
         atomic_fetch_add(&hangups, 1);

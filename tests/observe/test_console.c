@@ -200,7 +200,7 @@ static void *snapshot_client(void *arg)
     uint64_t v;
     T_CHECK(l && json_u64(l, "workers", &v) && v == 2);
     T_CHECK(l && json_u64(l, "blocking_threads", &v) && v >= 1);
-    T_CHECK(l && json_u64(l, "tasks_total", &v) && v == 6);  /* main, 3 waiters, sleeper, blocking */
+    T_CHECK(l && json_u64(l, "tasks_total", &v) && v == 6); /* main, 3 waiters, sleeper, blocking */
     T_CHECK(has(l, "\"in_state_ns\":"));
     free(l);
 
@@ -210,7 +210,7 @@ static void *snapshot_client(void *arg)
     l = con_ask(&c, cmd);
     T_CHECK(has(l, "\"type\":\"backtrace\""));
     T_CHECK(has(l, "\"name\":\"con-waiter\""));
-    T_CHECK(has(l, "\"frames\":[\""));  /* at least one frame */
+    T_CHECK(has(l, "\"frames\":[\"")); /* at least one frame */
     T_CHECK(has(l, "weft_event_wait"));
     free(l);
     l = con_ask(&c, "backtrace 999999999");
@@ -229,7 +229,7 @@ static void *snapshot_client(void *arg)
         got++;
     }
     T_CHECK_EQ(got, 5);
-    T_CHECK(weft_now() - t0 >= 4 * 20 * WEFT_MS - 2 * WEFT_MS);  /* paced, not a flood */
+    T_CHECK(weft_now() - t0 >= 4 * 20 * WEFT_MS - 2 * WEFT_MS); /* paced, not a flood */
     T_CHECK(con_cmd(&c, "watch 0"));
     /* After watch 0 only what was already under way may come; then quiet. */
     l = con_ask(&c, "help");
@@ -240,7 +240,7 @@ static void *snapshot_client(void *arg)
     T_CHECK(has(l, "\"type\":\"help\""));
     free(l);
     l = con_line(&c, 100);
-    T_CHECK(l == NULL);  /* no more snapshots */
+    T_CHECK(l == NULL); /* no more snapshots */
     free(l);
     /* quit closes. */
     T_CHECK(con_cmd(&c, "quit"));
@@ -271,7 +271,7 @@ static void *snapshot_main(void *arg)
             break;
         weft_sleep(WEFT_MS);
     }
-    weft_sleep(50 * WEFT_MS);  /* every waiter waits */
+    weft_sleep(50 * WEFT_MS); /* every waiter waits */
     obs_in_thread(snapshot_client, NULL);
     atomic_store(&release_blocking, true);
     weft_event_set(&gate);
@@ -287,7 +287,7 @@ static void test_console_snapshot(void **state)
     set_console();
     setenv("WEFT_WORKERS", "2", 1);
     assert_int_equal(t_run(snapshot_main, NULL, NULL), 0);
-    assert_int_equal(access(sock_path, F_OK), -1);  /* removed */
+    assert_int_equal(access(sock_path, F_OK), -1); /* removed */
     assert_int_equal(errno, ENOENT);
 }
 
@@ -302,9 +302,19 @@ static void *garbage_client(void *arg)
     if (!T_CHECK(con_open(&c)))
         return NULL;
     static const char *const bad[] = {
-        "frobnicate", "snapshot now", "watch", "watch 5", "watch 60001", "watch -3",
-        "watch ten", "backtrace", "backtrace -1", "backtrace x", "backtrace 1 2",
-        "backtrace 99999999999999999999999", "\xff\xfe\x01\x02 \"quoted\" \\",
+        "frobnicate",
+        "snapshot now",
+        "watch",
+        "watch 5",
+        "watch 60001",
+        "watch -3",
+        "watch ten",
+        "backtrace",
+        "backtrace -1",
+        "backtrace x",
+        "backtrace 1 2",
+        "backtrace 99999999999999999999999",
+        "\xff\xfe\x01\x02 \"quoted\" \\",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *l = con_ask(&c, bad[i]);
@@ -380,7 +390,7 @@ static void *disconnect_client(void *arg)
         T_CHECK(con_cmd(&c, i % 2 ? "snapshot" : "watch 10"));
         if (i % 3 == 0) {
             char b[100];
-            T_CHECK(recv(c.fd, b, sizeof b, 0) > 0);  /* mid-line */
+            T_CHECK(recv(c.fd, b, sizeof b, 0) > 0); /* mid-line */
         }
         con_close(&c);
     }
@@ -392,7 +402,7 @@ static void *disconnect_client(void *arg)
         T_CHECK(has(l, "\"type\":\"help\""));
         free(l);
     }
-    T_CHECK(con_open(&cs[8]));  /* the kernel accepts; the console refuses */
+    T_CHECK(con_open(&cs[8])); /* the kernel accepts; the console refuses */
     char *l = con_line(&cs[8], 5000);
     T_CHECK(has(l, "too many clients") && json_valid(l));
     free(l);
@@ -521,10 +531,8 @@ int main(void)
     obs_init();
     t_warm_up();
     const struct CMUnitTest tests[] = {
-        OBS_TEST(test_console_snapshot),
-        OBS_TEST(test_console_garbage),
-        OBS_TEST(test_console_disconnect),
-        OBS_TEST(test_console_existing_path),
+        OBS_TEST(test_console_snapshot),   OBS_TEST(test_console_garbage),
+        OBS_TEST(test_console_disconnect), OBS_TEST(test_console_existing_path),
         OBS_TEST(test_console_bad_path),
     };
     return cmocka_run_group_tests_name("console", tests, NULL, NULL);

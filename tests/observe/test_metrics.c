@@ -53,25 +53,46 @@ typedef struct {
     bool counter;
 } expect;
 
-#define R(n, f, s) {"weft_" n, RT, offsetof(weft_stats, f), s, false}
-#define W(n, f, s) {"weft_" n, WK, offsetof(weft_worker_stats, f), s, false}
-#define M(n, f) {"weft_" n, MEM, offsetof(weft_memory_stats, f), false, false}
+#define R(n, f, s)                                                                                 \
+    {                                                                                              \
+        "weft_" n, RT, offsetof(weft_stats, f), s, false                                           \
+    }
+#define W(n, f, s)                                                                                 \
+    {                                                                                              \
+        "weft_" n, WK, offsetof(weft_worker_stats, f), s, false                                    \
+    }
+#define M(n, f)                                                                                    \
+    {                                                                                              \
+        "weft_" n, MEM, offsetof(weft_memory_stats, f), false, false                               \
+    }
 static const expect expects[] = {
-    R("uptime_seconds", uptime_ns, true), R("tasks_alive", tasks_alive, false),
-    R("tasks_spawned_total", tasks_spawned, false), R("inject_queue_tasks", inject_queue, false),
+    R("uptime_seconds", uptime_ns, true),
+    R("tasks_alive", tasks_alive, false),
+    R("tasks_spawned_total", tasks_spawned, false),
+    R("inject_queue_tasks", inject_queue, false),
     R("blocking_threads", blocking_threads, false),
     R("blocking_queued_calls", blocking_queued, false),
-    W("worker_busy_seconds_total", busy_ns, true), W("worker_tasks_run_total", tasks_run, false),
-    W("worker_tasks_spawned_total", tasks_spawned, false), W("worker_steals_total", steals, false),
-    W("worker_steal_attempts_total", steal_attempts, false), W("worker_parks_total", parks, false),
-    W("worker_wakeups_total", wakeups, false), W("worker_polls_total", polls, false),
-    W("worker_injected_total", injected, false), W("worker_queue_tasks", queue_depth, false),
+    W("worker_busy_seconds_total", busy_ns, true),
+    W("worker_tasks_run_total", tasks_run, false),
+    W("worker_tasks_spawned_total", tasks_spawned, false),
+    W("worker_steals_total", steals, false),
+    W("worker_steal_attempts_total", steal_attempts, false),
+    W("worker_parks_total", parks, false),
+    W("worker_wakeups_total", wakeups, false),
+    W("worker_polls_total", polls, false),
+    W("worker_injected_total", injected, false),
+    W("worker_queue_tasks", queue_depth, false),
     W("worker_timers", timers, false),
-    M("stack_size_bytes", stack_size), M("stacks_reserved", stacks_reserved),
-    M("stacks_idle_warm", stacks_idle_warm), M("stacks_idle_clean", stacks_idle_clean),
-    M("stacks_trimmed_total", stacks_trimmed), M("task_slabs", slabs),
-    M("task_slabs_idle", slabs_idle), M("task_slabs_clean", slabs_clean),
-    M("task_slabs_trimmed_total", slabs_trimmed), M("task_slot_size_bytes", task_slot_size),
+    M("stack_size_bytes", stack_size),
+    M("stacks_reserved", stacks_reserved),
+    M("stacks_idle_warm", stacks_idle_warm),
+    M("stacks_idle_clean", stacks_idle_clean),
+    M("stacks_trimmed_total", stacks_trimmed),
+    M("task_slabs", slabs),
+    M("task_slabs_idle", slabs_idle),
+    M("task_slabs_clean", slabs_clean),
+    M("task_slabs_trimmed_total", slabs_trimmed),
+    M("task_slot_size_bytes", task_slot_size),
 };
 #undef R
 #undef W
@@ -229,8 +250,9 @@ static void check_json(const char *t)
                 v <= S1.worker[w].busy_ns);
         T_CHECK(json_u64(p, "tasks_run", &v) && v >= S0.worker[w].tasks_run &&
                 v <= S1.worker[w].tasks_run);
-        static const char *const keys[] = {"tasks_spawned", "steals", "steal_attempts", "parks",
-                                           "wakeups", "polls", "injected", "queue_depth", "timers"};
+        static const char *const keys[] = {"tasks_spawned", "steals",      "steal_attempts",
+                                           "parks",         "wakeups",     "polls",
+                                           "injected",      "queue_depth", "timers"};
         const char *close = strchr(p, '}');
         for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
             char pat[48];
