@@ -299,8 +299,16 @@ static void readable(struct weft__console *k, client *c)
 static void accept_one(struct weft__console *k)
 {
     int fd = accept4(k->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0)
-        return;  /* gone already, or out of descriptors: the next one may fit */
+    if (fd < 0) {
+        /* Out of descriptors: the connection stays queued and the socket
+         * readable; a pause keeps this thread from spinning on it (the stop
+         * eventfd still ends the pause at once). */
+        if (errno == EMFILE || errno == ENFILE) {
+            struct pollfd e = {.fd = k->efd, .events = POLLIN};
+            poll(&e, 1, 10);
+        }
+        return;  /* otherwise gone already: nothing to do */
+    }
     for (int i = 0; i < CONSOLE_CLIENTS; i++) {
         client *c = &k->c[i];
         if (c->fd < 0) {

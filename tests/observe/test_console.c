@@ -18,11 +18,16 @@
  *    a stale socket is replaced;
  *  - a path that cannot be created (too long, missing directory): one line,
  *    the run goes on;
+ *  - out of descriptors (RLIMIT_NOFILE): the console's accept fails with
+ *    EMFILE and it does not spin on the queued connection; once
+ *    descriptors are back it serves it;
  *  - after every run the socket file is gone and no descriptor is left
  *    (t_run's leak check).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -513,6 +518,111 @@ static void test_console_existing_path(void **state)
     assert_int_equal(ran, 1);
 }
 
+/* ------------------------------------------------------------------ */
+/* Out of descriptors                                                  */
+/* ------------------------------------------------------------------ */
+
+/* The console thread's /proc stat file, opened (so that it can be read
+ * while the process is out of descriptors); -1 if not found. */
+static int console_stat_open(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int found = -1;
+    struct dirent *e;
+    while (d && found < 0 && (e = readdir(d))) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        buf[n > 0 ? n : 0] = '\0';
+        if (strstr(buf, "(weft-console)"))
+            found = fd;
+        else
+            close(fd);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* CPU ticks (user + system) of the thread whose stat fd is open; -1. */
+static long thread_ticks(int fd)
+{
+    char buf[512];
+    ssize_t n = fd < 0 ? -1 : pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
+     * majflt cmajflt utime stime */
+    if (!rp || sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (long)(ut + st);
+}
+
+static void *emfile_client(void *arg)
+{
+    (void)arg;
+    struct rlimit old, low;
+    T_CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    int stat_fd = console_stat_open();
+    T_CHECK(stat_fd >= 0);
+    /* Every descriptor below a lowered limit taken (by dups of stdin),
+     * but one: the client's own socket. */
+    low = old;
+    low.rlim_cur = 256;
+    T_CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    int fill[256], nfill = 0;
+    while (nfill < 256 && (fill[nfill] = dup(0)) >= 0)
+        nfill++;
+    T_CHECK(nfill > 0 && nfill < 256 && errno == EMFILE);
+    if (nfill > 0)
+        close(fill[--nfill]);
+    con c;
+    bool opened = con_open(&c); /* queued; the console's accept4 gets EMFILE */
+    t_nap_ms(20); /* the console meets the connection */
+    long t0 = thread_ticks(stat_fd);
+    t_nap_ms(300);
+    long t1 = thread_ticks(stat_fd);
+    while (nfill > 0)
+        close(fill[--nfill]);
+    T_CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+    T_CHECK(opened);
+    T_CHECK(t0 >= 0 && t1 >= 0);
+    /* A spinning thread would use ~30 ticks of 10 ms in 300 ms. */
+    if (!T_CHECK(t1 - t0 <= 8))
+        fprintf(stderr, "the console used %ld ticks in 300 ms while out of descriptors\n", t1 - t0);
+    if (stat_fd >= 0)
+        close(stat_fd);
+    if (opened) {
+        /* With descriptors back, the queued connection is served. */
+        char *l = con_ask(&c, "help");
+        T_CHECK(has(l, "\"type\":\"help\""));
+        free(l);
+        con_close(&c);
+    }
+    return NULL;
+}
+
+static void *emfile_main(void *arg)
+{
+    (void)arg;
+    obs_in_thread(emfile_client, NULL);
+    return NULL;
+}
+
+static void test_console_out_of_fds(void **state)
+{
+    OBS_BEGIN(30);
+    set_console();
+    assert_int_equal(t_run(emfile_main, NULL, NULL), 0);
+    assert_int_equal(access(sock_path, F_OK), -1);
+}
+
 static void test_console_bad_path(void **state)
 {
     OBS_BEGIN(30);
@@ -533,7 +643,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         OBS_TEST(test_console_snapshot),   OBS_TEST(test_console_garbage),
         OBS_TEST(test_console_disconnect), OBS_TEST(test_console_existing_path),
-        OBS_TEST(test_console_bad_path),
+        OBS_TEST(test_console_bad_path),   OBS_TEST(test_console_out_of_fds),
     };
     return cmocka_run_group_tests_name("console", tests, NULL, NULL);
 }
