@@ -6,6 +6,8 @@
  *    their names, states and waits; watch sends snapshots at its period and
  *    watch 0 stops them; backtrace of a waiting task has frames, of an
  *    unknown id an error;
+ *  - a stuck runtime (its only worker in a coroutine that never suspends)
+ *    still answers, and shows that coroutine running;
  *  - garbage: unknown commands, bad arguments, a NUL byte, binary junk get
  *    an error line and the connection stays; a line too long gets an error
  *    line and the connection is closed;
@@ -519,6 +521,75 @@ static void test_console_existing_path(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* A stuck runtime still answers                                       */
+/* ------------------------------------------------------------------ */
+
+static _Atomic bool spin_release;
+static uint64_t spinner_id;
+
+/* Never reaches a suspension point until released: its worker (the only
+ * one) is stuck. */
+static void *spinner(void *arg)
+{
+    (void)arg;
+    int64_t end = weft_now() + 10 * T_SLACK * WEFT_SEC;
+    while (!atomic_load(&spin_release) && weft_now() < end)
+        ;
+    return NULL;
+}
+
+static void *stuck_client(void *arg)
+{
+    (void)arg;
+    con c;
+    if (T_CHECK(con_open(&c))) {
+        char *l = NULL;
+        /* Until the spinner is seen running (it may not have started). */
+        for (int i = 0; i < 200; i++) {
+            free(l);
+            l = con_ask(&c, "snapshot");
+            if (!l || has(l, "\"name\":\"spinner\",\"state\":\"running\""))
+                break;
+            t_nap_ms(5);
+        }
+        T_CHECK(has(l, "\"name\":\"spinner\",\"state\":\"running\""));
+        free(l);
+        /* Its backtrace: none, and why. */
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "backtrace %llu", (unsigned long long)spinner_id);
+        l = con_ask(&c, cmd);
+        T_CHECK(has(l, "\"type\":\"backtrace\"") && has(l, "\"frames\":[]") &&
+                has(l, "no backtrace of a running coroutine"));
+        free(l);
+        con_close(&c);
+    }
+    atomic_store(&spin_release, true);
+    return NULL;
+}
+
+static void *stuck_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&spin_release, false);
+    weft_task *s = weft_spawn_named("spinner", spinner, NULL);
+    spinner_id = weft_task_id(s);
+    /* The client's thread runs while this coroutine waits on its event and
+     * the spinner holds the only worker. */
+    obs_in_thread(stuck_client, NULL);
+    T_CHECK_EQ(weft_join(s, NULL), 0);
+    return NULL;
+}
+
+static void test_console_stuck_runtime(void **state)
+{
+    OBS_BEGIN(30);
+    set_console();
+    setenv("WEFT_WORKERS", "1", 1);
+    assert_int_equal(t_run(stuck_main, NULL, NULL), 0);
+    assert_int_equal(access(sock_path, F_OK), -1);
+}
+
+/* ------------------------------------------------------------------ */
 /* Out of descriptors                                                  */
 /* ------------------------------------------------------------------ */
 
@@ -641,9 +712,10 @@ int main(void)
     obs_init();
     t_warm_up();
     const struct CMUnitTest tests[] = {
-        OBS_TEST(test_console_snapshot),   OBS_TEST(test_console_garbage),
-        OBS_TEST(test_console_disconnect), OBS_TEST(test_console_existing_path),
-        OBS_TEST(test_console_bad_path),   OBS_TEST(test_console_out_of_fds),
+        OBS_TEST(test_console_snapshot),      OBS_TEST(test_console_garbage),
+        OBS_TEST(test_console_stuck_runtime), OBS_TEST(test_console_disconnect),
+        OBS_TEST(test_console_existing_path), OBS_TEST(test_console_bad_path),
+        OBS_TEST(test_console_out_of_fds),
     };
     return cmocka_run_group_tests_name("console", tests, NULL, NULL);
 }
