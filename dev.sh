@@ -38,9 +38,10 @@ soak=$(awk -v s="${WEFT_STRESS_SECONDS:-0}" 'BEGIN { s += 0; n = 0; if (s > 0) n
 CTEST_TIMEOUT=${CTEST_TIMEOUT:-$((600 + soak))}
 BUILD_TYPE=RelWithDebInfo     # the project's release configuration (-O2 -g)
 PACKAGES=(cmake gcc make pkg-config libc6-dev libhwloc-dev libcmocka-dev valgrind libdw-dev)
-# The test suite also uses gdb (tools/weft-gdb.py's test) and runs the
-# aarch64 context switch under qemu-user with Debian's cross compiler.
-TEST_PACKAGES=(gdb gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+# The test suite also uses gdb (tools/weft-gdb.py's test), runs the
+# aarch64 context switch under qemu-user with Debian's cross compiler, and
+# drives tools/weft-top (Python 3's curses) in tmux.
+TEST_PACKAGES=(gdb gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user python3 tmux)
 DRY_RUN=0
 
 if [ -t 1 ]; then bold=$'\033[1m' red=$'\033[1;31m' green=$'\033[1;32m' off=$'\033[0m'

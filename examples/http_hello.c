@@ -5,6 +5,11 @@
  *   $ ./http_hello 8080 &
  *   $ wrk -t2 -c100 -d10s http://127.0.0.1:8080/
  *
+ * GET /metrics answers the runtime's figures in Prometheus's text format
+ * (weft_stats_format; the metric names are listed in docs/debugging.md):
+ *
+ *   $ curl http://127.0.0.1:8080/metrics
+ *
  * Usage: http_hello PORT [SECONDS]   (PORT 0 picks a free one; with SECONDS
  * the server closes itself after that long)
  *
@@ -51,19 +56,41 @@ static bool value_has(const char *v, const char *token)
     return false;
 }
 
-static void reply(weft_stream *s, int status, const char *reason, bool keep)
+static void reply_text(weft_stream *s, int status, const char *reason, const char *type,
+                       const char *text, bool keep)
 {
     char head[256];
-    const char *text = status == 200 ? body : reason;
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\n"
-                     "Content-Type: text/plain\r\n"
+                     "Content-Type: %s\r\n"
                      "Content-Length: %zu\r\n"
                      "%s"
                      "\r\n",
-                     status, reason, strlen(text), keep ? "" : "Connection: close\r\n");
+                     status, reason, type, strlen(text), keep ? "" : "Connection: close\r\n");
     weft_stream_write(s, head, (size_t)n);
     weft_stream_write(s, text, strlen(text));
+}
+
+static void reply(weft_stream *s, int status, const char *reason, bool keep)
+{
+    reply_text(s, status, reason, "text/plain", status == 200 ? body : reason, keep);
+}
+
+/* GET /metrics: the text is sized by asking first (with slack: the figures
+ * may grow a digit between the two calls). */
+static void reply_metrics(weft_stream *s, bool keep)
+{
+    int need = weft_stats_format(NULL, 0, WEFT_STATS_PROMETHEUS);
+    char *text = need >= 0 ? malloc((size_t)need + 256) : NULL;
+    int n = text ? weft_stats_format(text, (size_t)need + 256, WEFT_STATS_PROMETHEUS) : -ENOMEM;
+    if (n < 0) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "metrics unavailable: %s\n", strerror(-n));
+        reply_text(s, 503, "Service Unavailable", "text/plain", msg, keep);
+    } else {
+        reply_text(s, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, keep);
+    }
+    free(text);
 }
 
 static void handle(weft_stream *s, void *ctx)
@@ -126,7 +153,10 @@ static void handle(weft_stream *s, void *ctx)
             }
             content_length -= (long long)k;
         }
-        reply(s, 200, "OK", keep);
+        if (strcmp(method, "GET") == 0 && strcmp(target, "/metrics") == 0)
+            reply_metrics(s, keep);
+        else
+            reply(s, 200, "OK", keep);
         if (weft_stream_drain(s, weft_now() + KEEPALIVE) < 0 || !keep)
             break;
     }

@@ -242,6 +242,8 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
     }
     const char *tr = getenv("WEFT_TRACE");
     out->trace_path = tr && *tr ? tr : NULL;
+    const char *con = getenv("WEFT_CONSOLE");
+    out->console_path = con && *con ? con : NULL;
 
     const char *u = getenv("WEFT_IO_URING");
     out->aio = WEFT__AIO_AUTO;

@@ -490,6 +490,9 @@ struct weft__worker {
     uint64_t dbg_id;
     char dbg_name[WEFT__NAME_MAX];
     bool dbg_warned;
+    /* weft_stats readers only (observe.c): the largest busy_ns reported,
+     * so that it never goes backwards.  Cold: away from the owner's lines. */
+    _Atomic uint64_t busy_seen;
 };
 
 /* ------------------------------------------------------------------ */
@@ -513,6 +516,7 @@ typedef struct weft__settings {
     unsigned chaos;             /* WEFT_CHAOS: 0..3, injected yields (seed.c) */
     const char *faults;         /* WEFT_FAULTS, NULL for none (faults.c) */
     uint64_t fault_thr[6];      /* WEFT_FAULTS parsed: per WEFT__FAULT_*, out of 2^32 */
+    const char *console_path;   /* WEFT_CONSOLE, NULL for none */
 } weft__settings;
 
 /* A segment of the injection queue (inject.c): n >= 1 tasks linked
@@ -600,6 +604,7 @@ struct weft__runtime {
     weft__pool *pool;                     /* blocking pool for users' calls */
     weft__pool *sys_pool;                 /* the runtime's own (names, files) */
     struct weft__fdtable *fds;            /* runtime/netpoll.c */
+    struct weft__console *console;        /* WEFT_CONSOLE (console.c), or NULL */
 
     /* The shared poller (runtime/poller.h; sched.c essay, 9): every descriptor,
      * driven by one parked worker at a time. */
@@ -854,6 +859,21 @@ void weft__trace_blocking(weft__runtime *rt, weft_task *t, int64_t start);
 int  weft__observe_start(weft__runtime *rt);
 void weft__observe_stop(weft__runtime *rt);
 void weft__observe_serve(weft__runtime *rt);   /* sysmon: dumps signals asked for */
+const char *weft__state_name(int st);
+void weft__stats_of(weft__runtime *rt, weft_stats *out);
+void weft__memory_stats_of(weft__runtime *rt, weft_memory_stats *out);
+int  weft__tasks_walk(weft__runtime *rt, int (*visit)(const weft_task_info *info, void *ctx),
+                      void *ctx);
+int  weft__task_backtrace(weft__runtime *rt, uint64_t id, weft_task_info *info, char *name,
+                          char *wait, void **pcs, int max);
+
+/* console.c: WEFT_CONSOLE (docs/debugging.md, "The live console") */
+int  weft__console_start(weft__runtime *rt);
+void weft__console_stop(weft__runtime *rt);
+
+/* metrics.c */
+struct weft__tb;
+void weft__stats_json(struct weft__tb *t, const weft_stats *s, const weft_memory_stats *m);
 
 /* arch/<cpu>/context.c: the resume address and frame pointer saved in a
  * switched-out context (for backtraces of suspended coroutines). */

@@ -51,7 +51,8 @@ typedef struct {
     weft__stack *stack;
 } snap;
 
-static const char *state_name(int st)
+/* Any thread: a task state's name (the dump's, the console's). */
+const char *weft__state_name(int st)
 {
     switch (st) {
     case WEFT_TASK_READY: return "ready";
@@ -170,6 +171,14 @@ static int foreach_one(snap *s, void *arg)
     return f->visit(&s->info, f->ctx);
 }
 
+/* Any thread, with rt kept alive by the caller: weft_tasks_foreach's walk. */
+int weft__tasks_walk(weft__runtime *rt, int (*visit)(const weft_task_info *info, void *ctx),
+                     void *ctx)
+{
+    foreach_ctx f = {visit, ctx};
+    return walk(rt, foreach_one, &f);
+}
+
 int weft_tasks_foreach(int (*visit)(const weft_task_info *info, void *ctx), void *ctx)
 {
     if (!visit)
@@ -242,6 +251,39 @@ static int backtrace_of(snap *s, void **pcs, int max)
     return n;
 }
 
+typedef struct {
+    uint64_t id;
+    weft_task_info *info;
+    char *name, *wait;
+    void **pcs;
+    int max, n;
+} bt_ctx;
+
+static int bt_one(snap *s, void *arg)
+{
+    bt_ctx *c = arg;
+    if (s->info.id != c->id)
+        return 0;
+    *c->info = s->info;
+    c->info->name = s->info.name ? strcpy(c->name, s->info.name) : NULL;
+    c->info->wait = s->info.wait ? strcpy(c->wait, s->info.wait) : NULL;
+    if (s->info.state == WEFT_TASK_WAITING || s->info.state == WEFT_TASK_READY)
+        c->n = backtrace_of(s, c->pcs, c->max);
+    return 1;
+}
+
+/* Any thread, with rt kept alive by the caller: task id's entry (its
+ * strings copied to name[WEFT__NAME_MAX] and wait[48]) and the return
+ * addresses of its coroutine when it is suspended (none when it runs or
+ * is in the blocking pool).  The count of addresses, or -ESRCH when no
+ * unfinished task has that id. */
+int weft__task_backtrace(weft__runtime *rt, uint64_t id, weft_task_info *info, char *name,
+                         char *wait, void **pcs, int max)
+{
+    bt_ctx c = {id, info, name, wait, pcs, max, 0};
+    return walk(rt, bt_one, &c) ? c.n : -ESRCH;
+}
+
 static int dump_one(snap *s, void *arg)
 {
     dump_ctx *d = arg;
@@ -255,7 +297,7 @@ static int dump_one(snap *s, void *arg)
         n = put_s(b, n, sizeof b, "'");
     }
     n = put_s(b, n, sizeof b, " [");
-    n = put_s(b, n, sizeof b, state_name(s->info.state));
+    n = put_s(b, n, sizeof b, weft__state_name(s->info.state));
     if (s->info.wait) {
         n = put_s(b, n, sizeof b, ", ");
         n = put_s(b, n, sizeof b, s->info.wait);
@@ -467,16 +509,10 @@ static int count_alive(snap *s, void *arg)
     return 0;
 }
 
-int weft_stats_get(weft_stats *outp)
+/* Any thread, with rt kept alive by the caller: the figures of
+ * weft_stats_get. */
+void weft__stats_of(weft__runtime *rt, weft_stats *outp)
 {
-    if (!outp)
-        return -EINVAL;
-    if (!WEFT_OBSERVE)
-        return -ENOTSUP;  /* built with WEFT_OBSERVE=OFF: no counters */
-    weft__worker *cw = weft__cur_worker();
-    weft__runtime *rt = cw ? cw->rt : weft__rt_get();
-    if (!rt)
-        return -EPERM;
     memset(outp, 0, sizeof *outp);
     int64_t now = weft_now();
     outp->uptime_ns = (uint64_t)(now - rt->started_at);
@@ -504,6 +540,21 @@ int weft_stats_get(weft_stats *outp)
         ws.timers = (uint64_t)w->timers.n;
         weft__spin_unlock(&w->timers.lock);
         ws.busy_ns = outp->uptime_ns > parked ? outp->uptime_ns - parked : 0;
+        /* A reader racing with a wake-up may take a park's time twice or
+         * miss it (the worker adds it to parked_ns and clears park_since
+         * with no lock, and now was read before); the error is bounded by
+         * the race, but busy_ns is documented never to go backwards, so
+         * the largest value reported stands until the true one passes it
+         * (capped by this reading's uptime: a concurrent reader whose now
+         * came later may have reported more).
+         * relaxed: a monotone maximum, ordered with nothing else. */
+        uint64_t seen = atomic_load_explicit(&w->busy_seen, memory_order_relaxed);
+        while (ws.busy_ns > seen &&
+               !atomic_compare_exchange_weak_explicit(&w->busy_seen, &seen, ws.busy_ns,
+                                                      memory_order_relaxed, memory_order_relaxed))
+            ;
+        if (ws.busy_ns < seen)  /* but never past this reading's uptime: a reader */
+            ws.busy_ns = seen < outp->uptime_ns ? seen : outp->uptime_ns;  /* with a later now */
         outp->tasks_spawned += ws.tasks_spawned;
         outp->steals += ws.steals;
         outp->steal_attempts += ws.steal_attempts;
@@ -520,9 +571,30 @@ int weft_stats_get(weft_stats *outp)
         outp->blocking_queued = weft__pool_queued(rt->pool);
     }
     walk(rt, count_alive, &outp->tasks_alive);
+}
+
+int weft_stats_get(weft_stats *outp)
+{
+    if (!outp)
+        return -EINVAL;
+    if (!WEFT_OBSERVE)
+        return -ENOTSUP;  /* built with WEFT_OBSERVE=OFF: no counters */
+    weft__worker *cw = weft__cur_worker();
+    weft__runtime *rt = cw ? cw->rt : weft__rt_get();
+    if (!rt)
+        return -EPERM;
+    weft__stats_of(rt, outp);
     if (!cw)
         weft__rt_put();
     return 0;
+}
+
+/* Any thread, with rt kept alive by the caller: weft_memory_stats_get's. */
+void weft__memory_stats_of(weft__runtime *rt, weft_memory_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    weft__stacks_stats(rt, out);
+    weft__slabs_stats(rt, out);
 }
 
 int weft_memory_stats_get(weft_memory_stats *out)
@@ -533,9 +605,7 @@ int weft_memory_stats_get(weft_memory_stats *out)
     weft__runtime *rt = cw ? cw->rt : weft__rt_get();
     if (!rt)
         return -EPERM;
-    memset(out, 0, sizeof *out);
-    weft__stacks_stats(rt, out);
-    weft__slabs_stats(rt, out);
+    weft__memory_stats_of(rt, out);
     if (!cw)
         weft__rt_put();
     return 0;

@@ -293,6 +293,7 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
         weft__seed_stop(rt);
         goto fail_early;
     }
+    weft__console_start(rt);  /* never fails the run: docs/debugging.md */
     unsigned started = 0;
     for (; started < rt->nworkers; started++) {
         int e = pthread_create(&rt->workers[started]->thread, NULL, weft__worker_main,
@@ -318,6 +319,9 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     bool deadlocked = atomic_load_explicit(&rt->deadlocked, memory_order_seq_cst);
     if (started == rt->nworkers && !deadlocked)
         wait_none_live(rt);
+    /* The console answers until here (a shutdown that hangs can be looked
+     * at); it reads the pools, so it stops before they go. */
+    weft__console_stop(rt);
     /* Every task finished, so the pools are idle: join their threads. */
     weft__pool_free(rt->pool);
     weft__pool_free(rt->sys_pool);

@@ -118,4 +118,26 @@ typedef struct weft_memory_stats {
  * runtime runs. */
 WEFT_API int weft_memory_stats_get(weft_memory_stats *out);
 
+/* (extension) Metrics for scrapers: weft_stats_get and weft_memory_stats_get
+ * read once and written to buf as text, NUL-terminated.
+ *  WEFT_STATS_PROMETHEUS  Prometheus text exposition format 0.0.4 (HELP and
+ *                         TYPE lines, weft_ names, _total counters, seconds
+ *                         and bytes, a worker label on per-worker series);
+ *                         serve it with Content-Type "text/plain;
+ *                         version=0.0.4".
+ *  WEFT_STATS_JSON        one JSON object on one line (with its newline),
+ *                         keyed by the fields of weft_stats (worker[] as an
+ *                         array) and weft_memory_stats (under "memory").
+ * The names, types and units are listed in docs/debugging.md ("Metrics").
+ * Returns the length written (without the NUL).  buf NULL with len 0 asks
+ * for the length the text needs now, as snprintf does (allow some slack:
+ * the figures grow between two calls; 256 bytes is plenty).  -ENOSPC when
+ * the text and its NUL do not fit in len bytes: nothing past len is
+ * written, and buf holds an empty string (never a truncated text).
+ * -EINVAL for an unknown format or buf NULL with len > 0; -EPERM when no
+ * runtime runs; -ENOTSUP when libweft was built with -DWEFT_OBSERVE=OFF.
+ * Any thread; uses about 6 KiB of the caller's stack. */
+enum { WEFT_STATS_PROMETHEUS = 1, WEFT_STATS_JSON = 2 };
+WEFT_API int weft_stats_format(char *buf, size_t len, int format);
+
 #endif

@@ -40,6 +40,9 @@ static void *main_task(void *arg)
     (void)arg;
     weft_stats st;
     CHECK(weft_stats_get(&st) == -ENOTSUP);
+    char text[64];
+    CHECK(weft_stats_format(text, sizeof text, WEFT_STATS_PROMETHEUS) == -ENOTSUP);
+    CHECK(weft_stats_format(NULL, 0, WEFT_STATS_JSON) == -ENOTSUP);
     CHECK(weft_stats_get(NULL) == -EINVAL);
     weft_event_init(&ev);
     weft_task *t[8];
