@@ -601,6 +601,8 @@ static void run_timers(weft__worker *w)
  * or NULL. */
 static weft_task *local_next(weft__worker *w)
 {
+    if (WEFT__UNLIKELY(weft__excess(w)))
+        return NULL;  /* to the scheduler loop, which hands our queue off */
     w->ticks++;
     run_timers(w);
     weft_task *t;
@@ -706,8 +708,13 @@ static weft_task *steal_work(weft__worker *w)
     weft__runtime *rt = w->rt;
     if (rt->nworkers < 2)
         return NULL;
+    /* relaxed: excess workers are skipped as victims (their queues go to
+     * the injection queue, or to help_blocked below when they are stuck:
+     * the essay, 11); a stale limit costs one look too many or too few. */
+    unsigned active = atomic_load_explicit(&rt->active, memory_order_relaxed);
     if (!w->searching) {
-        unsigned busy = rt->nworkers - atomic_load_explicit(&rt->n_idle, memory_order_relaxed);
+        unsigned idle = atomic_load_explicit(&rt->n_idle, memory_order_relaxed);
+        unsigned busy = active > idle ? active - idle : 0;
         if (2 * atomic_load_explicit(&rt->n_searching, memory_order_relaxed) >= busy)
             return NULL;
         w->searching = true;
@@ -723,6 +730,8 @@ static weft_task *steal_work(weft__worker *w)
         bool last = round == WEFT__STEAL_ROUNDS - 1;
         for (unsigned k = 0; k + 1 < rt->nworkers; k++) {
             weft__worker *v = rt->workers[w->victims[k]];
+            if ((unsigned)v->id >= active)
+                continue;
             weft_task *t = NULL;
             bool runnext = last || atomic_load_explicit(&v->blocked, memory_order_relaxed);
             if (runnext && !atomic_load_explicit(&v->blocked, memory_order_relaxed) &&
@@ -762,6 +771,10 @@ static weft_task *find_runnable(weft__worker *w)
         atomic_store_explicit(&w->tick, (tk & ~UINT64_C(0xffff)) | ((tk + 1) & 0xffff),
                               memory_order_relaxed);
         weft_task *t;
+        if (WEFT__UNLIKELY(weft__excess(w))) {
+            weft__excess_park(w);
+            continue;
+        }
         if ((t = local_next(w)))
             goto found;
         if ((t = weft__inject_pop(w, WEFT__RUNQ_SIZE / 2)))
