@@ -193,7 +193,7 @@ static void test_junk_falls_back(void **state)
 static bool settle(unsigned n)
 {
     weft__runtime *rt = weft__cur_worker()->rt;
-    for (int i = 0; i < 2000 * T_SLACK; i++) {
+    for (int i = 0; i < 10000 * T_SLACK; i++) {  /* 10 s: a loaded machine */
         bool ok = weft_workers_active() == n;
         for (unsigned k = n; ok && k < rt->nworkers; k++)
             ok = atomic_load(&rt->workers[k]->excess);
