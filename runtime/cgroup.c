@@ -135,8 +135,8 @@ static bool unescape(const char *s, size_t len, char *out, size_t cap)
 /* The mount of the hierarchy (v1: a "cgroup" mount whose options name cpu;
  * v2: a "cgroup2" mount) that shows group: its mount point and the part of
  * group below the mount's root.  false when there is none. */
-static bool find_mount(const char *text, int version, const char *group, char *mnt,
-                       size_t mcap, const char **rel)
+static bool find_mount(const char *text, int version, const char *group, char *mnt, size_t mcap,
+                       const char **rel)
 {
     for (const char *l = text; *l;) {
         const char *nl = strchr(l, '\n');
@@ -210,7 +210,7 @@ int weft__cgroup_open(weft__cgroup *cg, const char *root)
     if (rc == -ENOMEM)
         return rc;
     if (rc < 0)
-        return 0;  /* no /proc, or no cgroups: no quota */
+        return 0; /* no /proc, or no cgroups: no quota */
     find_group(groups, &cg->version, group, sizeof group);
     free(groups);
     if (!cg->version)
@@ -380,7 +380,7 @@ int weft__cgroup_limit(const weft__cgroup *cg, unsigned *cpus, char *err, size_t
                 return junk(err, errlen, pp, pb, "a positive number of microseconds");
         }
         if (q < 0)
-            continue;  /* no limit at this level */
+            continue; /* no limit at this level */
         unsigned c = ceil_div(q, per);
         if (!best || c < best)
             best = c;

@@ -28,13 +28,13 @@ typedef struct weft__cgroup {
 /* Finds and opens the limit files of the process's cgroup, reading every
  * path under root ("" or NULL: the real system).  0 (cg->n may be 0: no
  * quota to follow) or -ENOMEM; anything missing means no quota. */
-int  weft__cgroup_open(weft__cgroup *cg, const char *root);
+int weft__cgroup_open(weft__cgroup *cg, const char *root);
 void weft__cgroup_close(weft__cgroup *cg);
 /* Re-reads the files: *cpus = the tightest quota along the path in CPUs,
  * rounded up (0: no limit).  0, or -EINVAL for junk / -errno for a file
  * that cannot be read, with one line (no newline) in err. */
-int  weft__cgroup_limit(const weft__cgroup *cg, unsigned *cpus, char *err, size_t errlen);
+int weft__cgroup_limit(const weft__cgroup *cg, unsigned *cpus, char *err, size_t errlen);
 /* open + limit + close, for tests. */
-int  weft__cgroup_quota(const char *root, unsigned *cpus, char *err, size_t errlen);
+int weft__cgroup_quota(const char *root, unsigned *cpus, char *err, size_t errlen);
 
 #endif

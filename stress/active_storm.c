@@ -34,8 +34,9 @@ static weft__runtime *the_rt;
 
 static void dump(void)
 {
-    fprintf(stderr, "  rounds %" PRIu64 ", tasks %" PRIu64 ", flips %" PRIu64 ", holds %" PRIu64
-                    ", limit %u\n",
+    fprintf(stderr,
+            "  rounds %" PRIu64 ", tasks %" PRIu64 ", flips %" PRIu64 ", holds %" PRIu64
+            ", limit %u\n",
             atomic_load(&rounds), atomic_load(&tasks_total), atomic_load(&flips),
             atomic_load(&holds), the_rt ? atomic_load(&the_rt->active) : 0);
     if (ran)
@@ -192,8 +193,8 @@ int main(void)
     CHECK(atomic_load(&holds) > 0 || atomic_load(&flips) < 200, "no hold checked");
     int rc = stress_finish("%" PRIu64 " rounds, %" PRIu64 " tasks each run once, %" PRIu64
                            " limit flips, %" PRIu64 " held limits checked",
-                           atomic_load(&rounds), atomic_load(&tasks_total),
-                           atomic_load(&flips), atomic_load(&holds));
+                           atomic_load(&rounds), atomic_load(&tasks_total), atomic_load(&flips),
+                           atomic_load(&holds));
     free(ran);
     return rc;
 }

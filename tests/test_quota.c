@@ -180,7 +180,8 @@ static void test_junk_falls_back(void **state)
     assert_int_equal(s.active, ncpus);
     assert_int_equal(t_count_lines(err), 1);
     assert_int_equal(t_lines_with(err, "/sys/fs/cgroup/app/cpu.max holds \"banana\"",
-                                  "CPU quota ignored"), 1);
+                                  "CPU quota ignored"),
+                     1);
     free(err);
 }
 
@@ -398,9 +399,8 @@ int main(void)
 {
     t_warm_up();
     const struct CMUnitTest tests[] = {
-        Q_TEST(test_default_count),   Q_TEST(test_explicit_wins),
-        Q_TEST(test_junk_falls_back), Q_TEST(test_follows_changes),
-        Q_TEST(test_drop_with_queued),
+        Q_TEST(test_default_count),   Q_TEST(test_explicit_wins),    Q_TEST(test_junk_falls_back),
+        Q_TEST(test_follows_changes), Q_TEST(test_drop_with_queued),
     };
     return cmocka_run_group_tests_name("quota", tests, NULL, NULL);
 }

@@ -178,8 +178,8 @@ static void test_real_quota(void **state)
     for (int step = 0; step < 3; step++) {
         if (read(sv[0], got[step], sizeof got[step]) != (ssize_t)sizeof got[step])
             break;
-        fprintf(stderr, "cgroup v%d quota %ld/100000: %u of %u workers active (want %u)\n",
-                version, quotas[step], got[step][0], got[step][1], want[step]);
+        fprintf(stderr, "cgroup v%d quota %ld/100000: %u of %u workers active (want %u)\n", version,
+                quotas[step], got[step][0], got[step][1], want[step]);
         if (step < 2) {
             assert_true(set_quota(quotas[step + 1]));
             assert_int_equal(write(sv[0], "q", 1), 1);

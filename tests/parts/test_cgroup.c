@@ -138,9 +138,9 @@ static void test_reread(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_v2),      cmocka_unit_test(test_v2_nested),
-        cmocka_unit_test(test_v1),      cmocka_unit_test(test_missing),
-        cmocka_unit_test(test_junk),    cmocka_unit_test(test_reread),
+        cmocka_unit_test(test_v2),   cmocka_unit_test(test_v2_nested),
+        cmocka_unit_test(test_v1),   cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_junk), cmocka_unit_test(test_reread),
     };
     return cmocka_run_group_tests_name("cgroup", tests, NULL, NULL);
 }
