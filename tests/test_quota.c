@@ -17,6 +17,9 @@
  *                           junk: one line, every worker; reads well again
  *   test_drop_with_queued   the limit drops under a worker with 200 tasks
  *                           queued: each runs exactly once, on the active one
+ *   test_drop_while_stuck   the same while the leaving worker stays in its
+ *                           task: the active one takes the queue (sysmon's
+ *                           blocked flag, help_blocked) before it returns
  * The real cgroup: tests/test_quota_real.c; the parser: tests/parts/test_cgroup.c.
  */
 #define _GNU_SOURCE
@@ -315,6 +318,8 @@ static void test_follows_changes(void **state)
 static _Atomic int queued_ran[QUEUED];
 static _Atomic int queued_where[QUEUED];
 static _Atomic bool dropped;
+static _Atomic int queued_done;
+static bool stuck;  /* the dropper holds its worker until the queue has run elsewhere */
 static weft_task *queued_h[QUEUED];
 
 static void *queued(void *arg)
@@ -325,6 +330,7 @@ static void *queued(void *arg)
     if (weft_worker_id() != 0)
         atomic_store(&queued_where[i], weft_worker_id());
     atomic_fetch_add(&queued_ran[i], 1);
+    atomic_fetch_add(&queued_done, 1);
     return NULL;
 }
 
@@ -334,6 +340,7 @@ static void *dropper(void *arg)
 {
     (void)arg;
     T_CHECK_EQ(weft_worker_id(), 1);
+    atomic_store(&queued_done, 0);
     for (int i = 0; i < QUEUED; i++) {
         atomic_store(&queued_ran[i], 0);
         atomic_store(&queued_where[i], -1);
@@ -342,6 +349,14 @@ static void *dropper(void *arg)
     T_CHECK(weft__runq_len(weft__cur_worker()) > QUEUED / 2);
     weft__active_set(weft__cur_worker()->rt, 1);
     atomic_store(&dropped, true);
+    if (stuck) {
+        /* No suspension point: the queue cannot be handed off by us; sysmon
+         * flags us blocked and worker 0 takes it (help_blocked). */
+        int64_t end = weft_now() + 10 * WEFT_SEC * T_SLACK;
+        while (atomic_load(&queued_done) < QUEUED && weft_now() < end)
+            ;
+        T_CHECK_EQ(atomic_load(&queued_done), QUEUED);
+    }
     return NULL;
 }
 
@@ -392,6 +407,15 @@ static void test_drop_with_queued(void **state)
 {
     (void)state;
     fixture("max 100000\n");
+    stuck = false;
+    assert_int_equal(t_run_workers(2, drop_main, NULL, NULL), 0);
+}
+
+static void test_drop_while_stuck(void **state)
+{
+    (void)state;
+    fixture("max 100000\n");
+    stuck = true;
     assert_int_equal(t_run_workers(2, drop_main, NULL, NULL), 0);
 }
 
@@ -401,6 +425,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         Q_TEST(test_default_count),   Q_TEST(test_explicit_wins),    Q_TEST(test_junk_falls_back),
         Q_TEST(test_follows_changes), Q_TEST(test_drop_with_queued),
+        Q_TEST(test_drop_while_stuck),
     };
     return cmocka_run_group_tests_name("quota", tests, NULL, NULL);
 }
