@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/stat.h>
@@ -25,6 +26,7 @@
 
 static char group[600];    /* the group made for the test */
 static int version;        /* 1 or 2 */
+static pid_t child = -1;   /* the child in the group, until it is reaped */
 
 static bool write_file(const char *dir, const char *name, const char *text)
 {
@@ -160,6 +162,7 @@ static void test_real_quota(void **state)
     fflush(stderr);
     pid_t pid = fork();
     assert_true(pid >= 0);
+    child = pid;
     if (pid == 0) {
         close(sv[0]);
         report_fd = sv[1];
@@ -187,6 +190,7 @@ static void test_real_quota(void **state)
     }
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
+    child = -1;
     close(sv[0]);
     assert_true(moved);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -205,6 +209,10 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {T_TEST(test_real_quota)};
     int rc = cmocka_run_group_tests_name("quota_real", tests, NULL, NULL);
+    if (child > 0) {  /* a failed check left it running: the group must be empty to go */
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+    }
     if (rmdir(group) < 0)
         fprintf(stderr, "cannot remove %s: %s\n", group, strerror(errno));
     return rc;
