@@ -116,6 +116,12 @@ enum { WEFT_CLOCK_ENV = 0, WEFT_CLOCK_REAL = 1, WEFT_CLOCK_VIRTUAL = 2 };
  * Out-of-range fields return -EINVAL with one line on stderr. */
 WEFT_API int      weft_run_config(const weft_config *cfg, weft_fn main, void *arg, void **result);
 WEFT_API unsigned weft_workers(void);   /* worker threads of the running runtime; 0 outside */
+/* Any thread.  The workers taking work now, ids 0..n-1 (0 outside a
+ * runtime): weft_workers() unless the default count follows a cgroup CPU
+ * quota, then the quota rounded up, changing when the quota does (Go's
+ * GOMAXPROCS(0)).  Size CPU-bound parallelism by this; arrays indexed by
+ * weft_worker_id() by weft_workers(). */
+WEFT_API unsigned weft_workers_active(void);
 WEFT_API int      weft_worker_id(void); /* 0..workers-1 on a worker thread; -1 elsewhere */
 WEFT_API int64_t  weft_now(void);       /* monotonic clock, ns (the virtual one under WEFT_CLOCK=virtual) */
 

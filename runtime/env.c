@@ -199,7 +199,9 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
         return -EINVAL;
     }
     out->pin = true;
+    out->pin_auto = false;
     if (c.pin == -1) {
+        out->pin_auto = !getenv("WEFT_PIN");
         if ((rc = env_bool("WEFT_PIN", &out->pin)) < 0)
             return rc;
     } else {

@@ -83,13 +83,17 @@ void weft__spread_check(weft__worker *w)
     weft__notify(w->rt);
 }
 
-/* Owner worker only.  Is there work anywhere? (pre-park re-check) */
+/* Owner worker only.  Is there work anywhere? (pre-park re-check)  The
+ * queues of excess workers are not looked at: they hand them off
+ * themselves, or help_blocked takes them (the essay, sched.c, 11). */
 bool weft__work_anywhere(weft__worker *w)
 {
     weft__runtime *rt = w->rt;
     if (atomic_load_explicit(&rt->inject_len, memory_order_seq_cst))
         return true;
-    for (unsigned i = 0; i < rt->nworkers; i++)
+    /* relaxed: see weft__excess. */
+    unsigned active = atomic_load_explicit(&rt->active, memory_order_relaxed);
+    for (unsigned i = 0; i < rt->nworkers && i < active; i++)
         if (!weft__runq_empty(rt->workers[i]))
             return true;
     return false;

@@ -23,7 +23,7 @@
  *    the previous tail, which the last pusher wrote (often this very thread:
  *    a plain thread's burst).  No allocation ever.
  *  - pop takes whole descriptors from the front while they fit its share
- *    (inject_len / nworkers + 1, capped at max; at most WEFT__INJECT_TAKE
+ *    (inject_len / active workers + 1, capped at max; at most WEFT__INJECT_TAKE
  *    of them, copied to the popper's stack).  When the next one does not
  *    fit, it takes that one whole too, unlocks, walks it keeping what its
  *    share still allows, and puts the rest back as a descriptor at the
@@ -144,7 +144,8 @@ weft_task *weft__inject_pop_slow(weft__worker *w, unsigned max)
     weft__spin_lock(&rt->inject_lock);
     /* relaxed: every write of inject_len is under the lock we hold. */
     size_t len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
-    size_t share = len / rt->nworkers + 1;
+    /* relaxed: the active limit as a hint for the share (active.c). */
+    size_t share = len / atomic_load_explicit(&rt->active, memory_order_relaxed) + 1;
     if (share > max)
         share = max;
     while (rt->inject_nseg && k < WEFT__INJECT_TAKE && taken < share) {

@@ -469,6 +469,7 @@ struct weft__worker {
      * symbolize and write: bt_n frames of bt_pcs, 0 while none waits. */
     _Atomic int bt_n;
     void *bt_pcs[32];
+    _Atomic bool excess;                  /* asleep as an excess worker (active.c) */
     /* Set by weft__wake_worker before it picks the channel to write; read
      * by the worker after it takes the driver (park_wait). */
     _Atomic bool wake_pending;
@@ -503,6 +504,7 @@ typedef struct weft__settings {
     size_t stack_size;
     unsigned blocking_threads;
     bool pin;
+    bool pin_auto;              /* pin not set explicitly: off under a CPU quota (active.c) */
     bool debug;
     int64_t slow_ns;
     int64_t trim_ns;            /* WEFT_TRIM_MS: the trimmer's window (trim.c); 0: never */
@@ -541,6 +543,11 @@ struct weft__runtime {
     weft__settings cfg;
     unsigned nworkers;
     weft__worker **workers;
+    /* Workers 0..active-1 take work, the rest are excess (active.c; the
+     * essay, sched.c, 11).  Written under quota->mu by weft__active_set;
+     * read-mostly, beside nworkers. */
+    _Atomic unsigned active;
+    struct weft__quota *quota;            /* active.c: the cgroup quota followed */
 
     /* Global injection queue (inject.c): plain-thread spawns and run-queue
      * overflow, as segments in a ring of descriptors.  inject_first and
@@ -891,6 +898,25 @@ bool weft__sym_available(void);          /* built with libdw */
  * dump, zeroed before its first call.  0 or -errno of write. */
 int  weft__sym_write(weft__sym_pass *pass, int fd, void *const *pcs, int n);
 void weft__sym_release(void);            /* weft_run, after its last dump */
+/* active.c: the active worker limit and the CPU quota it follows.  The two
+ * variables are hooks for white-box tests (tests/test_quota.c): where the
+ * cgroup files are read from (NULL: the real system) and how often sysmon
+ * re-reads them; set them before weft_run. */
+#define WEFT__QUOTA_PERIOD_NS (1000 * WEFT_MS)
+extern const char *weft__cgroup_root;
+extern int64_t weft__quota_period_ns;
+int  weft__active_init(weft__runtime *rt, bool explicit, unsigned *quota); /* weft_run */
+void weft__active_free(weft__runtime *rt);
+void weft__active_set(weft__runtime *rt, unsigned n);   /* any thread */
+void weft__active_tick(weft__runtime *rt, int64_t now); /* sysmon only */
+void weft__excess_park(weft__worker *w);                /* owner */
+/* Owner worker only (any thread for a hint): is w beyond the active limit?
+ * relaxed: a stale answer costs one schedule; the hand-off and the
+ * re-checks in active.c make the limit exact (the essay, 11). */
+static inline bool weft__excess(weft__worker *w)
+{
+    return (unsigned)w->id >= atomic_load_explicit(&w->rt->active, memory_order_relaxed);
+}
 
 /* sysmon.c */
 int  weft__sysmon_start(weft__runtime *rt);

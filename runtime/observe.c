@@ -31,6 +31,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
@@ -509,6 +510,12 @@ static int count_alive(snap *s, void *arg)
     return 0;
 }
 
+/* active_workers sits in what was padding after workers: the fields before
+ * it, the array and the struct's size are as they were (old binaries). */
+_Static_assert(offsetof(weft_stats, active_workers) == offsetof(weft_stats, workers) + 4 &&
+                   offsetof(weft_stats, worker) == 13 * sizeof(uint64_t),
+               "weft_stats: existing fields keep their offsets");
+
 /* Any thread, with rt kept alive by the caller: the figures of
  * weft_stats_get. */
 void weft__stats_of(weft__runtime *rt, weft_stats *outp)
@@ -518,6 +525,8 @@ void weft__stats_of(weft__runtime *rt, weft_stats *outp)
     outp->uptime_ns = (uint64_t)(now - rt->started_at);
     outp->tasks_spawned = atomic_load_explicit(&rt->spawned_plain, memory_order_relaxed);
     outp->workers = rt->nworkers < WEFT_STATS_MAX_WORKERS ? rt->nworkers : WEFT_STATS_MAX_WORKERS;
+    /* relaxed: a snapshot of the limit (active.c). */
+    outp->active_workers = atomic_load_explicit(&rt->active, memory_order_relaxed);
     for (unsigned i = 0; i < rt->nworkers; i++) {
         weft__worker *w = rt->workers[i];
         weft_worker_stats ws;

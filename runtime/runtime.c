@@ -150,6 +150,7 @@ static void runtime_free(weft__runtime *rt)
         for (unsigned i = 0; i < rt->nworkers; i++)
             worker_free(rt->workers[i]);
     free(rt->workers);
+    weft__active_free(rt);
     weft__trim_free(rt);
     weft__stacks_free(rt);
     weft__topo_free(rt);
@@ -241,12 +242,22 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     unsigned ncpus = 0;
     if ((rc = weft__topo_cpus(rt, &cpus, &ncpus)) < 0)
         goto fail_early;
+    /* Threads: one per CPU of the cpuset, or as many as asked for; of
+     * them, as many as the CPU quota allows take work (active.c). */
     rt->nworkers = set.workers ? set.workers : ncpus;
     rt->workers = calloc(rt->nworkers, sizeof *rt->workers);
     if (!rt->workers) {
         rc = -ENOMEM;
         goto fail_early;
     }
+    unsigned quota;
+    if ((rc = weft__active_init(rt, set.workers != 0, &quota)) < 0)
+        goto fail_early;
+    /* Under a quota below the cpuset, pinning by default is off: the quota
+     * is time on every CPU of the cpuset, and pins would crowd every such
+     * process onto the same first CPUs (docs/scheduler.md, section 1). */
+    if (set.pin_auto && quota && quota < ncpus)
+        set.pin = rt->cfg.pin = false;
     if ((rc = weft__poll_init(rt)) < 0)
         goto fail_early;
     for (unsigned i = 0; i < rt->nworkers; i++) {
@@ -366,4 +377,15 @@ fail_early:
 int weft_run(weft_fn main_fn, void *arg, void **result)
 {
     return weft_run_config(NULL, main_fn, arg, result);
+}
+
+unsigned weft_workers_active(void)
+{
+    weft__worker *w = weft__cur_worker();
+    weft__runtime *rt = w ? w->rt : weft__rt_get();
+    /* relaxed: a snapshot of a limit that may change at any time. */
+    unsigned n = rt ? atomic_load_explicit(&rt->active, memory_order_relaxed) : 0;
+    if (rt && !w)
+        weft__rt_put();
+    return n;
 }

@@ -10,7 +10,8 @@
  *  task     A coroutine with its own stack (weft_task).  It runs until it
  *           reaches a suspension point: yield, park (waiting for something)
  *           or exit.  A spawned task holds no stack until it first runs.
- *  worker   One OS thread per CPU (WEFT_WORKERS), optionally pinned.  Each is
+ *  worker   One OS thread per CPU (WEFT_WORKERS), optionally pinned; of
+ *           them, the first rt->active take work (section 11).  Each is
  *           an event loop: a run queue, a timer wheel and a wake-up channel
  *           of its own to sleep on; one parked worker at a time waits in the
  *           runtime's shared poller instead (section 9).
@@ -76,7 +77,8 @@
  *      inject_len never drops below the tasks owed to the queue, even
  *      while a popper splits a segment outside the lock (inject.c).
  *      A push to a worker's own ring pays no seq_cst operation: that worker
- *      is awake and will run what it pushed; sysmon covers it if it blocks.
+ *      is awake and will run what it pushed (or hand it off, section 11);
+ *      sysmon covers it if it blocks.
  *   d. It then waits until its earliest timer, in the shared poller or on
  *      its own wake-up channel (section 9).  On waking it
  *      removes itself from the idle list, or finds it was popped by a
@@ -188,6 +190,43 @@
  *     restored.
  *  6. Tasks never joined nor detached are reported (debug mode) and freed;
  *     stacks, timers, queues and descriptors are released.
+ *
+ * 11. The active worker limit (active.c)
+ *
+ *  Workers 0..rt->active-1 take work; the others are excess (a cgroup CPU
+ *  quota below the thread count, followed by sysmon: active.c, cgroup.c).
+ *   a. Leaving.  local_next gives an excess worker nothing, so at its next
+ *      schedule it reaches the scheduler loop (weft__excess_park), which
+ *      passes on a searching token a notifier gave it (drop_searching with
+ *      found: the last searcher notifies, 3b), fires its due timers, hands
+ *      its runnext and ring to the injection queue (inject_push notifies,
+ *      4a) and sleeps on its own channel until its earliest timer.  It is
+ *      not on the idle list (notify never picks it), never drives the
+ *      poller, and is skipped as a victim by steal_work and by the
+ *      parker's re-check (work_anywhere).
+ *   b. Why skipping it in the re-check loses nothing (4c): a task queued on
+ *      an excess worker was pushed by that worker itself (rings are owner-
+ *      only), and either (i) the worker is awake and hands it off at its
+ *      next schedule, a seq_cst inject push plus notify, after which 4c
+ *      holds as for any push; or (ii) it is stuck in one task: sysmon flags
+ *      it blocked within 2 ms and, its queue not being empty, wakes an idle
+ *      worker, whose help_blocked looks at every blocked worker, excess or
+ *      not (section 6); or (iii) it sleeps as excess, having emptied its
+ *      queues first; its timers it fires itself at their deadlines, and
+ *      hands their tasks off as in (i).
+ *   c. Returning.  weft__active_set stores the new limit (seq_cst) and then
+ *      wakes every worker whose side changed (weft__wake_worker: the flag,
+ *      then the channel; an excess worker never drives, so its own channel,
+ *      whose count stays until its sleep reads it).  The excess worker
+ *      clears wake_pending and then loads the limit (seq_cst both) before
+ *      it sleeps: it sees the new limit, or its sleep returns at once.
+ *      Workers made excess are woken the same way, so that one parked on
+ *      the idle list or in the poller leaves it and goes to (a).
+ *   d. A notifier may pop from the idle list a worker that is becoming
+ *      excess: that worker passes the token on (a), so the wake-up still
+ *      reaches an active worker if one is idle.
+ *  The limit is read relaxed on the hot path (local_next, steal_work): a
+ *  stale value costs one schedule on the wrong side, never a task.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -601,6 +640,8 @@ static void run_timers(weft__worker *w)
  * or NULL. */
 static weft_task *local_next(weft__worker *w)
 {
+    if (WEFT__UNLIKELY(weft__excess(w)))
+        return NULL;  /* to the scheduler loop, which hands our queue off */
     w->ticks++;
     run_timers(w);
     weft_task *t;
@@ -710,8 +751,13 @@ static weft_task *steal_work(weft__worker *w)
     weft__runtime *rt = w->rt;
     if (rt->nworkers < 2)
         return NULL;
+    /* relaxed: excess workers are skipped as victims (their queues go to
+     * the injection queue, or to help_blocked below when they are stuck:
+     * the essay, 11); a stale limit costs one look too many or too few. */
+    unsigned active = atomic_load_explicit(&rt->active, memory_order_relaxed);
     if (!w->searching) {
-        unsigned busy = rt->nworkers - atomic_load_explicit(&rt->n_idle, memory_order_relaxed);
+        unsigned idle = atomic_load_explicit(&rt->n_idle, memory_order_relaxed);
+        unsigned busy = active > idle ? active - idle : 0;
         if (2 * atomic_load_explicit(&rt->n_searching, memory_order_relaxed) >= busy)
             return NULL;
         w->searching = true;
@@ -731,6 +777,8 @@ static weft_task *steal_work(weft__worker *w)
         for (unsigned k = 0; k < nv; k++) {
             unsigned kk = k + off < nv ? k + off : k + off - nv;
             weft__worker *v = rt->workers[w->victims[kk]];
+            if ((unsigned)v->id >= active)
+                continue;
             weft_task *t = NULL;
             bool runnext = last || atomic_load_explicit(&v->blocked, memory_order_relaxed);
             if (runnext && !atomic_load_explicit(&v->blocked, memory_order_relaxed) &&
@@ -770,6 +818,10 @@ static weft_task *find_runnable(weft__worker *w)
         atomic_store_explicit(&w->tick, (tk & ~UINT64_C(0xffff)) | ((tk + 1) & 0xffff),
                               memory_order_relaxed);
         weft_task *t;
+        if (WEFT__UNLIKELY(weft__excess(w))) {
+            weft__excess_park(w);
+            continue;
+        }
         if ((t = local_next(w)))
             goto found;
         if (!w->det && (t = weft__inject_pop(w, WEFT__RUNQ_SIZE / 2)))

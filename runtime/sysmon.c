@@ -18,8 +18,10 @@
  * (observe.c).
  * When every worker is parked, sysmon backs off to 5 ms naps.  Each round
  * it also refreshes rt->clock, the timestamp of observability fields (since)
- * so that no hot path reads the clock, and runs the memory trimmer
- * (trim.c), which gives back what the stack and slot pools did not need.
+ * so that no hot path reads the clock, runs the memory trimmer
+ * (trim.c), which gives back what the stack and slot pools did not need,
+ * and, once a second, re-reads the cgroup's CPU quota (active.c), which
+ * moves the active worker limit when the quota changed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -157,6 +159,7 @@ static void *sysmon_main(void *arg)
         if (want_help)
             weft__notify(rt);
         weft__trim_tick(rt, now);
+        weft__active_tick(rt, now);
         nap = any_running ? WEFT_MS : 5 * WEFT_MS;
         pthread_mutex_lock(&rt->sysmon_mu);
     }

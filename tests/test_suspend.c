@@ -1014,7 +1014,8 @@ static const sp_row rows[] = {
  * A new declaration must go in one table or the other (test_header_scan). */
 static const char *const not_suspension_points[] = {
     /* weft.h: runtime */
-    "weft_run", "weft_run_config", "weft_workers", "weft_worker_id", "weft_now",
+    "weft_run", "weft_run_config", "weft_workers", "weft_workers_active", "weft_worker_id",
+    "weft_now",
     /* weft.h: tasks (spawn, detach, cancel from any thread; getters) */
     "weft_spawn", "weft_spawn_named", "weft_detach", "weft_cancel", "weft_self",
     "weft_task_name", "weft_task_done", "weft_cancelled", "weft_task_id",

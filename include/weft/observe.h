@@ -85,6 +85,9 @@ typedef struct weft_stats {
     uint64_t inject_queue;     /* tasks in the global injection queue now */
     uint64_t uptime_ns;        /* since weft_run started */
     unsigned workers;          /* entries of worker[] filled (at most 64) */
+    unsigned active_workers;   /* workers taking work now: ids 0..active_workers-1; the
+                                  others are idle threads kept for a CPU quota that may
+                                  rise (weft_workers_active; may exceed 64) */
     weft_worker_stats worker[WEFT_STATS_MAX_WORKERS];
 } weft_stats;
 

@@ -5,7 +5,7 @@
  * the timer wheel) directly and sees every field it touches.
  *
  * What the fakes satisfy, and why that is enough:
- *  - runtime: zeroed, nworkers and workers[] set, locks ranked as
+ *  - runtime: zeroed, nworkers, active (= nworkers) and workers[] set, locks ranked as
  *    runtime.c ranks them, no poller.  n_idle is 0, so
  *    weft__notify (called by weft__inject_push and weft__ready_on) returns
  *    at once: no worker to wake, hence no poller or eventfd needed.  The
@@ -90,6 +90,7 @@ static inline p_world *p_world_new(unsigned nworkers, size_t ntasks)
         pw->w[i] = w;
     }
     pw->rt->nworkers = nworkers;
+    atomic_init(&pw->rt->active, nworkers);  /* every worker active (runtime/active.c) */
     pw->rt->workers = pw->w;
     /* Ranked as runtime.c does, so that a checked build (WEFT_CHECKS: the
      * sanitizer builds) checks the lock order of what the tests drive:
