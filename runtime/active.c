@@ -188,7 +188,10 @@ void weft__excess_park(weft__worker *w)
         return;
     int64_t next = weft__timers_next(&w->timers);
     struct timespec ts, *tsp = NULL;
-    if (next != INT64_MAX) {
+    /* Virtual clock: its due timers are fired by whoever advances it
+     * (vclock.c), and a deadline is no real time to sleep until. */
+    bool virtual = rt->cfg.vclock;
+    if (next != INT64_MAX && !virtual) {
         int64_t d = next - weft_now();
         if (d < 0)
             d = 0;
@@ -199,12 +202,16 @@ void weft__excess_park(weft__worker *w)
     /* relaxed: observability and tests (weft_stats' busy time, sysmon's
      * "not running", the stress program's "parked as excess"). */
     atomic_store_explicit(&w->running, 0, memory_order_relaxed);
-    atomic_store_explicit(&w->excess, true, memory_order_relaxed);
-    int64_t t0 = weft_now();
+    /* seq_cst: the virtual clock counts the excess workers (vclock.c);
+     * with it on, an idle worker is told to look again. */
+    atomic_store_explicit(&w->excess, true, memory_order_seq_cst);
+    if (virtual)
+        weft__vclock_kick(rt);
+    int64_t t0 = weft__real_now();  /* busy time is real (vclock.c) */
     atomic_store_explicit(&w->park_since, t0, memory_order_relaxed);
     weft__poll_sleep(w, tsp);
-    WEFT__COUNT(w, parked_ns, (uint64_t)(weft_now() - t0));
+    WEFT__COUNT(w, parked_ns, (uint64_t)(weft__real_now() - t0));
     atomic_store_explicit(&w->park_since, 0, memory_order_relaxed);
-    atomic_store_explicit(&w->excess, false, memory_order_relaxed);
+    atomic_store_explicit(&w->excess, false, memory_order_seq_cst);
     atomic_store_explicit(&w->running, 1, memory_order_relaxed);
 }

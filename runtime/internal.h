@@ -603,7 +603,8 @@ struct weft__runtime {
     _Atomic int dump_requests;
 
     void *topo;                           /* hwloc topology (topo.c) */
-    int64_t started_at;                   /* weft_now() at start */
+    int64_t started_at;                   /* weft_now() at start (trace timestamps) */
+    int64_t started_real;                 /* weft__real_now() at start (uptime, busy time) */
     _Atomic int64_t clock;                /* weft_now(), refreshed by sysmon (1-5 ms) */
     struct weft__trace *pool_trace;       /* WEFT_TRACE: the pool threads' ring */
     pthread_mutex_t pool_trace_mu;
@@ -953,6 +954,7 @@ bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns);
 bool weft__poll_ready(weft__worker *w);
 void weft__vclock_hold(weft__runtime *rt);
 void weft__vclock_release(weft__runtime *rt);
+void weft__vclock_kick(weft__runtime *rt);
 /* Any thread.  Whether the caller's runtime runs on the virtual clock. */
 static inline bool weft__vclock_on(void)
 {

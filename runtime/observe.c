@@ -472,6 +472,7 @@ int weft__signal_number(const char *s)
 int weft__observe_start(weft__runtime *rt)
 {
     rt->started_at = weft_now();
+    rt->started_real = weft__real_now();
     dump_sig = rt->cfg.dump_signal;
     if (dump_sig > 0) {
         struct sigaction sa;
@@ -521,8 +522,10 @@ _Static_assert(offsetof(weft_stats, active_workers) == offsetof(weft_stats, work
 void weft__stats_of(weft__runtime *rt, weft_stats *outp)
 {
     memset(outp, 0, sizeof *outp);
-    int64_t now = weft_now();
-    outp->uptime_ns = (uint64_t)(now - rt->started_at);
+    /* Real time, as the busy figures (the virtual clock's jumps are no
+     * time the workers spent). */
+    int64_t now = weft__real_now();
+    outp->uptime_ns = (uint64_t)(now - rt->started_real);
     outp->tasks_spawned = atomic_load_explicit(&rt->spawned_plain, memory_order_relaxed);
     outp->workers = rt->nworkers < WEFT_STATS_MAX_WORKERS ? rt->nworkers : WEFT_STATS_MAX_WORKERS;
     /* relaxed: a snapshot of the limit (active.c). */

@@ -125,7 +125,7 @@ void weft__park_worker(weft__worker *w)
         }
         atomic_store_explicit(&w->running, 0, memory_order_relaxed);
         int64_t t0 = weft_now(), r0 = weft__real_now();
-        atomic_store_explicit(&w->park_since, t0, memory_order_relaxed);
+        atomic_store_explicit(&w->park_since, r0, memory_order_relaxed);
         park_wait(w, tsp);
         int64_t t1 = weft_now();
         WEFT__COUNT(w, parked_ns, (uint64_t)(weft__real_now() - r0));

@@ -11,9 +11,10 @@
  *
  *  1. Who advances.  A worker about to park (park.c) that finds no work
  *     calls weft__vclock_idle after it has joined the idle list.  Under
- *     vclock_mu it checks, in this order: every worker is idle (n_idle ==
- *     nworkers: the others are parked or about to be, and the last of them
- *     to arrive makes this check again); no pool job holds the clock
+ *     vclock_mu it checks, in this order: every worker is idle (on the idle
+ *     list, or asleep beyond the CPU quota's limit, active.c: the others are
+ *     parked or about to be, and the last of them to arrive makes this
+ *     check again, or kicks an idle one to); no pool job holds the clock
  *     (vholds == 0); no task is queued (weft__work_anywhere); the poller has
  *     no event ready (a zero-timeout poll; if another worker holds the
  *     driver token, it is woken to come back and check for itself).  Then
@@ -95,12 +96,29 @@ void weft__vclock_release(weft__runtime *rt)
         return;
     if (atomic_fetch_sub_explicit(&rt->vholds, 1, memory_order_seq_cst) != 1)
         return;
-    /* Point 3: the last hold; whoever is idle checks again. */
+    weft__vclock_kick(rt);  /* point 3: the last hold */
+}
+
+/* Any thread.  Something that kept the clock still is gone (the last hold,
+ * a worker that went to sleep as excess): an idle worker checks again. */
+void weft__vclock_kick(weft__runtime *rt)
+{
     weft__spin_lock(&rt->idle_lock);
     weft__worker *w = rt->idle;
     weft__spin_unlock(&rt->idle_lock);
     if (w)
         weft__wake_worker(w);
+}
+
+/* Under vclock_mu.  Workers parked: on the idle list, or asleep beyond the
+ * active limit (active.c), which are off that list. */
+static unsigned parked(weft__runtime *rt)
+{
+    /* seq_cst: the other halves are park.c (n_idle) and weft__excess_park. */
+    unsigned n = atomic_load_explicit(&rt->n_idle, memory_order_seq_cst);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        n += atomic_load_explicit(&rt->workers[i]->excess, memory_order_seq_cst);
+    return n;
 }
 
 /* Under vclock_mu, the runtime quiescent.  The earliest deadline of any
@@ -178,7 +196,7 @@ bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns)
         goto out;  /* reported by another worker meanwhile */
     /* seq_cst loads: the other halves are in park.c (n_idle), inject.c
      * (inject_len) and weft__vclock_release (vholds). */
-    if (atomic_load_explicit(&rt->n_idle, memory_order_seq_cst) != rt->nworkers ||
+    if (parked(rt) != rt->nworkers ||
         atomic_load_explicit(&rt->vholds, memory_order_seq_cst) > 0)
         goto out;
     if (weft__work_anywhere(w) || atomic_load_explicit(&rt->stop, memory_order_seq_cst)) {
