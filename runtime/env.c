@@ -98,7 +98,7 @@ static int resolve_testing(const weft_config *c, weft__settings *out)
     out->vclock = c->clock == WEFT_CLOCK_VIRTUAL;
     if (c->clock == WEFT_CLOCK_ENV) {
         const char *v = getenv("WEFT_CLOCK");
-        if (v && *v) {
+        if (v) {  /* set but empty is malformed, as for every variable */
             if (strcmp(v, "virtual") == 0)
                 out->vclock = true;
             else if (strcmp(v, "real") != 0)
@@ -114,7 +114,7 @@ static int resolve_testing(const weft_config *c, weft__settings *out)
     out->chaos = chaos;
 
     const char *sd = getenv("WEFT_SEED");
-    if (sd && *sd) {
+    if (sd) {
         unsigned long long x;
         if (strcmp(sd, "random") == 0) {
             out->seed = weft__seed_random();

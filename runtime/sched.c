@@ -227,6 +227,17 @@
  *      reaches an active worker if one is idle.
  *  The limit is read relaxed on the hot path (local_next, steal_work): a
  *  stale value costs one schedule on the wrong side, never a task.
+ *
+ * 12. Testing modes (docs/testing.md)
+ *
+ *  Under WEFT_CLOCK=virtual a worker about to park may move the clock
+ *  instead (park.c calls vclock.c, whose head comment is that protocol):
+ *  only when every worker is idle, nothing holds the clock and the poller
+ *  has nothing ready.  Under WEFT_SEED the choices of sections 2, 3 and 7
+ *  are drawn (local_next hands over to seed.c; steal_work draws its first
+ *  victim; timer.c shuffles each due batch); on one worker with the
+ *  virtual clock the injection queue is taken only where the seed says,
+ *  which is what makes such a run replayable (seed.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>

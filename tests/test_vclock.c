@@ -392,6 +392,8 @@ static void test_vclock_bad_input(void **state)
     (void)state;
     bad_env("WEFT_CLOCK", "fake");
     bad_env("WEFT_CLOCK", "Virtual");
+    bad_env("WEFT_CLOCK", "");
+    bad_env("WEFT_SEED", "");
     bad_env("WEFT_SEED", "abc");
     bad_env("WEFT_SEED", "-1");
     bad_env("WEFT_SEED", "18446744073709551616");
