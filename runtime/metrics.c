@@ -146,6 +146,9 @@ static void prometheus(weft__tb *t, const weft_stats *s, const weft_memory_stats
     weft__tb_puts(t, "# HELP weft_workers Worker threads of the runtime.\n"
                      "# TYPE weft_workers gauge\n");
     weft__tb_printf(t, "weft_workers %u\n", s->workers);
+    weft__tb_puts(t, "# HELP weft_workers_active Workers taking work (the CPU quota's limit).\n"
+                     "# TYPE weft_workers_active gauge\n");
+    weft__tb_printf(t, "weft_workers_active %u\n", s->active_workers);
     prom_table(t, runtime_metrics, COUNT(runtime_metrics), s);
     for (size_t i = 0; i < COUNT(worker_metrics); i++) {
         prom_head(t, &worker_metrics[i]);
@@ -171,7 +174,7 @@ static void json_table(weft__tb *t, const metric *tab, size_t n, const void *bas
 void weft__stats_json(weft__tb *t, const weft_stats *s, const weft_memory_stats *m)
 {
     bool first = false;
-    weft__tb_printf(t, "{\"workers\":%u", s->workers);
+    weft__tb_printf(t, "{\"workers\":%u,\"active_workers\":%u", s->workers, s->active_workers);
     json_table(t, runtime_metrics, COUNT(runtime_metrics), s, &first);
     weft__tb_puts(t, ",\"worker\":[");
     for (unsigned w = 0; w < s->workers; w++) {

@@ -194,6 +194,10 @@ static void check_prometheus(const char *t)
         double val = strtod(v + 1, &end);
         T_CHECK(end != v + 1 && *end == '\0');
         T_CHECK_EQ(strcmp(name, typed), 0);  /* samples follow their TYPE */
+        if (strcmp(name, "weft_workers_active") == 0) {
+            T_CHECK(val >= 1 && (unsigned)val <= S0.workers);
+            continue;
+        }
         if (strcmp(name, "weft_workers") == 0) {
             T_CHECK_EQ((unsigned)val, S0.workers);
             saw_workers = true;
@@ -234,6 +238,7 @@ static void check_json(const char *t)
     T_CHECK(json_valid(t));
     uint64_t v;
     T_CHECK(json_u64(t, "workers", &v) && v == S0.workers);
+    T_CHECK(json_u64(t, "active_workers", &v) && v >= 1 && v <= S0.workers);
     T_CHECK(json_u64(t, "tasks_alive", &v) && v == S0.tasks_alive && v == S1.tasks_alive);
     T_CHECK(json_u64(t, "tasks_spawned", &v) && v >= S0.tasks_spawned && v <= S1.tasks_spawned);
     T_CHECK(json_u64(t, "uptime_ns", &v) && v >= S0.uptime_ns && v <= S1.uptime_ns);
