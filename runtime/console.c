@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -121,6 +122,35 @@ static void reply_snapshot(struct weft__console *k, client *c)
                     (unsigned long long)l.n);
 }
 
+/* Console thread (8 MiB of stack: libdw needs a deep one).  The frames
+ * pcs[0..n) symbolized, one line each (malloc'd), or NULL: no libdw, or
+ * not one line per frame. */
+static char *symbolized(void *const *pcs, int n)
+{
+    if (!weft__sym_available())
+        return NULL;
+    int fd = memfd_create("weft-console-bt", MFD_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    weft__sym_pass pass = {0};
+    char *buf = NULL;
+    off_t len;
+    if (weft__sym_write(&pass, fd, pcs, n) == 0 && (len = lseek(fd, 0, SEEK_END)) > 0 &&
+        (buf = malloc((size_t)len + 1))) {
+        ssize_t got = pread(fd, buf, (size_t)len, 0);
+        buf[got > 0 ? got : 0] = '\0';
+        int lines = 0;
+        for (char *p = buf; (p = strchr(p, '\n')); p++)
+            lines++;
+        if (got != len || lines != n) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    close(fd);
+    return buf;
+}
+
 /* Console thread: a task's backtrace (docs/debugging.md, "backtrace"). */
 static void reply_backtrace(struct weft__console *k, client *c, uint64_t id)
 {
@@ -140,13 +170,25 @@ static void reply_backtrace(struct weft__console *k, client *c, uint64_t id)
     weft__tb_printf(t, ",\"state\":\"%s\",\"wait\":", weft__state_name(info.state));
     weft__tb_json_str(t, info.wait);
     weft__tb_puts(t, ",\"frames\":[");
-    char **sym = n > 0 ? backtrace_symbols(pcs, n) : NULL;
+    /* Function, file and line where libdw can tell (symbolize.c), else
+     * backtrace_symbols' form. */
+    char *lines = n > 0 ? symbolized(pcs, n) : NULL;
+    char **sym = n > 0 && !lines ? backtrace_symbols(pcs, n) : NULL;
+    char *next = lines;
     for (int i = 0; i < n; i++) {
         char raw[32];
         snprintf(raw, sizeof raw, "%p", pcs[i]);
         weft__tb_puts(t, i ? "," : "");
-        weft__tb_json_str(t, sym ? sym[i] : raw);
+        if (next) {
+            char *nl = strchr(next, '\n');
+            *nl = '\0';
+            weft__tb_json_str(t, next);
+            next = nl + 1;
+        } else {
+            weft__tb_json_str(t, sym ? sym[i] : raw);
+        }
     }
+    free(lines);
     free(sym);
     /* Why there are no frames, for a person reading the reply. */
     const char *note = NULL;
@@ -468,7 +510,11 @@ int weft__console_start(weft__runtime *rt)
     if (rc >= 0) {
         snprintf(k->path, sizeof k->path, "%s", rt->cfg.console_path);
         k->efd = eventfd(0, EFD_CLOEXEC);
-        rc = k->efd < 0 ? -errno : -pthread_create(&k->thread, NULL, console_main, k);
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setstacksize(&a, 8u << 20);  /* symbolized backtraces (libdw) */
+        rc = k->efd < 0 ? -errno : -pthread_create(&k->thread, &a, console_main, k);
+        pthread_attr_destroy(&a);
         if (rc == 0)
             pthread_setname_np(k->thread, "weft-console");  /* for top -H, gdb */
         if (rc < 0) {

@@ -219,6 +219,9 @@ static void *snapshot_client(void *arg)
     T_CHECK(has(l, "\"name\":\"con-waiter\""));
     T_CHECK(has(l, "\"frames\":[\"")); /* at least one frame */
     T_CHECK(has(l, "weft_event_wait"));
+#if WEFT_TEST_SYMBOLIZE
+    T_CHECK(has(l, "test_console.c:"));  /* the test's own frame, with its line */
+#endif
     free(l);
     l = con_ask(&c, "backtrace 999999999");
     T_CHECK(has(l, "\"type\":\"error\"") && has(l, "no unfinished task with id 999999999"));
