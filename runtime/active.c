@@ -78,7 +78,7 @@ int weft__active_init(weft__runtime *rt, bool explicit, unsigned *quota)
     }
     qs->last = *quota;
     qs->follow = !explicit && qs->cg.n;
-    qs->next = weft_now() + weft__quota_period_ns;
+    qs->next = weft__real_now() + weft__quota_period_ns;  /* sysmon's clock */
     atomic_init(&rt->active, qs->follow ? limit_for(*quota, rt->nworkers) : rt->nworkers);
     return 0;
 }

@@ -235,7 +235,7 @@ static void command(struct weft__console *k, client *c, char *line)
         c->watch_ns = (int64_t)ms * WEFT_MS;
         if (ms) {
             reply_snapshot(k, c);
-            c->next_at = weft_now() + c->watch_ns;
+            c->next_at = weft__real_now() + c->watch_ns;
         }
     } else if (strcmp(word, "backtrace") == 0) {
         errno = 0;
@@ -373,7 +373,7 @@ static void *console_main(void *arg)
     struct pollfd p[2 + CONSOLE_CLIENTS];
     int who[2 + CONSOLE_CLIENTS];
     for (;;) {
-        int64_t now = weft_now(), next = -1;
+        int64_t now = weft__real_now(), next = -1;  /* watches run on real time */
         int n = 0;
         p[n++] = (struct pollfd){.fd = k->efd, .events = POLLIN};
         p[n++] = (struct pollfd){.fd = k->lfd, .events = POLLIN};

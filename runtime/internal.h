@@ -619,6 +619,7 @@ struct weft__runtime {
     struct weft__poller *poller;          /* the backend's (runtime/poller.h) */
     _Atomic(weft__worker *) driver WEFT__ALIGNED; /* holds the poller, or NULL */
     _Atomic unsigned nfds;                /* descriptors in the shared poller */
+    _Atomic unsigned nrings;              /* of which the workers' io_uring rings */
 
     /* The virtual clock (vclock.c; WEFT_CLOCK=virtual). */
     pthread_mutex_t vclock_mu;            /* one advance at a time */

@@ -173,17 +173,19 @@ static void wait_main(weft__runtime *rt)
 }
 
 /* The thread in weft_run, at shutdown: cancels, and waits until no task is
- * unfinished.  The check runs without done_mu (finishing tasks take it to
- * signal us); a 10 ms timed wait covers a signal sent between the two. */
-static void wait_none_live(weft__runtime *rt)
+ * unfinished, or (limit_ns > 0) that long of real time has passed.  The
+ * check runs without done_mu (finishing tasks take it to signal us); a 10 ms
+ * timed wait covers a signal sent between the two. */
+static void wait_none_live(weft__runtime *rt, int64_t limit_ns)
 {
+    int64_t end = limit_ns ? weft__real_now() + limit_ns : 0;
     for (;;) {
         /* Cancel again on every look: a task whose spawn raced with the
          * first walk may have missed both it and the cancel-at-birth flag. */
         weft__reg_cancel_all(rt);
         weft__pool_drop_all(rt->pool);
         weft__pool_drop_all(rt->sys_pool);
-        if (weft__reg_live(rt) == 0 || atomic_load_explicit(&rt->deadlocked, memory_order_seq_cst))
+        if (weft__reg_live(rt) == 0 || (end && weft__real_now() > end))
             return;
         pthread_mutex_lock(&rt->done_mu);
         struct timespec ts;
@@ -325,11 +327,14 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
      * longer spawn (EPERM); coroutines still can, cancelled at birth. */
     withdraw(rt);
     atomic_store_explicit(&rt->shutdown, true, memory_order_seq_cst);
-    /* A deadlock (vclock.c) leaves its blocked tasks where they are: they
-     * would never finish.  They are freed with the rest (step 6). */
+    /* After a deadlock (vclock.c) the blocked tasks are cancelled like any
+     * others, so that those in cancellable waits leave the wait lists of
+     * the objects they waited on; those that cannot finish (an
+     * uncancellable wait, another deadlock) are given up after a second
+     * and freed with the rest (step 6). */
     bool deadlocked = atomic_load_explicit(&rt->deadlocked, memory_order_seq_cst);
-    if (started == rt->nworkers && !deadlocked)
-        wait_none_live(rt);
+    if (started == rt->nworkers)
+        wait_none_live(rt, deadlocked ? WEFT_SEC : 0);
     /* The console answers until here (a shutdown that hangs can be looked
      * at); it reads the pools, so it stops before they go. */
     weft__console_stop(rt);

@@ -15,8 +15,9 @@
  *   4. under WEFT_CHAOS=1..3, a yield at the API's suspension points with
  *      chance 1/8, 1/4, 1/2 (weft__chaos_point);
  *   5. the fault injector's draws (faults.c) and, on one worker with the
- *      virtual clock, where blocking-pool completions are delivered
- *      (blocking.c).
+ *      virtual clock, the order in which blocking-pool completions are
+ *      delivered (blocking.c), which happens when the worker runs out of
+ *      other work.
  * With one worker and the virtual clock nothing else varies, so a seed
  * replays a run exactly; with more workers the OS interleaves the threads
  * and a seed only shakes the schedule (chaos mode; not replayable).
@@ -58,17 +59,21 @@ uint64_t weft__seed_random(void)
 }
 
 /* Signal handler: writes the rerun line, then leaves the signal to the
- * action that was there before (re-raised on return, as it is blocked
- * while this handler runs). */
-static void on_fatal(int sig)
+ * action that was there before.  A fault (si_code > 0: the instruction
+ * faulted) repeats on return and meets that action with its own siginfo;
+ * a sent signal (abort's, kill's) is raised again, delivered on return as
+ * it is blocked while this handler runs. */
+static void on_fatal(int sig, siginfo_t *info, void *uc)
 {
+    (void)uc;
     int e = errno;
     ssize_t r = write(2, rerun_line, rerun_len);
     (void)r;
     for (size_t i = 0; i < NFATAL; i++)
         if (fatal[i] == sig)
             sigaction(sig, &fatal_old[i], NULL);
-    raise(sig);
+    if (!info || info->si_code <= 0)
+        raise(sig);
     errno = e;
 }
 
@@ -88,9 +93,9 @@ int weft__seed_start(weft__runtime *rt)
     rerun_len = n < 0 ? 0 : (size_t)n < sizeof rerun_line ? (size_t)n : sizeof rerun_line - 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_fatal;
+    sa.sa_sigaction = on_fatal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_ONSTACK;
+    sa.sa_flags = SA_ONSTACK | SA_SIGINFO;
     for (size_t i = 0; i < NFATAL; i++)
         sigaction(fatal[i], &sa, &fatal_old[i]);
     fatal_installed = true;
@@ -239,7 +244,12 @@ weft_task *weft__seed_next(weft__worker *w)
         weft__runtime *rt = w->rt;
         if (atomic_load_explicit(&rt->det_pending, memory_order_relaxed) > 0 ||
             atomic_load_explicit(&rt->inject_len, memory_order_relaxed) > 0) {
-            if (weft__runq_empty(w) || weft__rng_below(&w->rng, 8) == 0)
+            /* Only when out of other work: the worker waits for every job
+             * there, and a job may be waiting for one of those tasks (a
+             * pipe it reads that a task writes).  With nothing runnable,
+             * waiting is what the virtual clock does anyway (vclock.c,
+             * point 2: jobs hold the clock).  The seed decides the order. */
+            if (weft__runq_empty(w))
                 det_deliver(w);
         }
     }

@@ -216,7 +216,7 @@ static struct weft__stack_extent *map_extent(weft__runtime *rt, unsigned want, s
 static void refused(weft__runtime *rt, unsigned want)
 {
     static _Atomic int64_t last_log;
-    int64_t now = weft_now();
+    int64_t now = weft__real_now();
     /* relaxed: a rate limit for a log line, nothing more. */
     if (now - atomic_load_explicit(&last_log, memory_order_relaxed) < WEFT_SEC)
         return;
@@ -284,7 +284,7 @@ weft__stack *weft__stack_get(weft__worker *w)
         size_t budget = 0;
         /* After a refusal, wait 10 ms before asking the kernel again: the
          * task goes back in line and runs once a stack is freed. */
-        if (!got && p->refused_at && weft_now() - p->refused_at < 10 * WEFT_MS) {
+        if (!got && p->refused_at && weft__real_now() - p->refused_at < 10 * WEFT_MS) {
             weft__spin_unlock(&rt->stack_lock);
             return NULL;
         }
@@ -309,7 +309,7 @@ weft__stack *weft__stack_get(weft__worker *w)
                     warn = !e->st[i].guarded && !rt->guard_warned;
                 rt->guard_warned |= warn;
             } else {
-                p->refused_at = weft_now();
+                p->refused_at = weft__real_now();
                 /* Another worker may have given stacks back meanwhile. */
                 refill(p, w, WEFT__CACHE_MAX / 2);
             }

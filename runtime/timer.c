@@ -250,10 +250,23 @@ void weft__timer_del(weft__timer *tm)
          * its thread was preempted.  acquire: as above. */
         for (unsigned i = 0; firing && !atomic_load_explicit(&tm->fired, memory_order_acquire);
              i++) {
-            if (i < 64)
+            if (i < 64) {
                 weft__cpu_relax();
-            else
-                sched_yield();
+                continue;
+            }
+            sched_yield();
+            /* The virtual clock's exact run (weft__timers_run_exact) takes
+             * a tick's timers and puts back those not due yet: QUEUED
+             * again, never fired. */
+            weft__spin_lock(&ts->lock);
+            if (tm->state == WEFT__TIMER_QUEUED) {
+                wheel_unlink(ts, tm);
+                tm->state = WEFT__TIMER_IDLE;
+                ts->n--;
+                publish_next(ts);
+                firing = false;
+            }
+            weft__spin_unlock(&ts->lock);
         }
     }
     tm->wheel = NULL;
@@ -384,48 +397,51 @@ unsigned weft__timers_run_exact(weft__worker *w, weft__worker *owner, int64_t no
 {
     weft__timers *ts = &owner->timers;
     uint64_t t = due_tick(now);
+    weft__timer *due = NULL, *back = NULL;  /* taken off the wheel, FIRING */
     unsigned fired = 0;
-    weft__timer *back = NULL;  /* taken but not due yet: placed again below */
-    for (;;) {
+    bool more;
+    do {
         weft__timer *batch[BATCH];
-        unsigned nb, keep = 0;
+        unsigned nb;
         weft__spin_lock(&ts->lock);
-        bool more = collect(ts, t, batch, &nb);
-        publish_next(ts);
+        more = collect(ts, t, batch, &nb);
         weft__spin_unlock(&ts->lock);
         for (unsigned i = 0; i < nb; i++) {
             weft__timer *tm = batch[i];
-            if (tm->when > now) {
-                tm->next = back;
-                back = tm;
-            } else {
-                batch[keep++] = tm;
-            }
+            weft__timer **list = tm->when > now ? &back : &due;
+            tm->next = *list;
+            *list = tm;
+        }
+    } while (more);
+    /* The ones not due yet go back before anything is woken: a woken task
+     * may run at once elsewhere and wake the owner of one of them, whose
+     * timer_del must find it queued (or wait only while it is FIRING). */
+    weft__spin_lock(&ts->lock);
+    while (back) {
+        weft__timer *tm = back;
+        back = tm->next;
+        place(ts, tm);  /* its tick is elapsed's: level 0 */
+        tm->state = WEFT__TIMER_QUEUED;
+        ts->n++;
+    }
+    publish_next(ts);
+    weft__spin_unlock(&ts->lock);
+    while (due) {
+        weft__timer *batch[BATCH];
+        unsigned nb = 0;
+        while (due && nb < BATCH) {
+            batch[nb++] = due;
+            due = due->next;
         }
         if (w->seeded)
-            weft__seed_shuffle(w, (void **)batch, keep);
-        for (unsigned i = 0; i < keep; i++) {
+            weft__seed_shuffle(w, (void **)batch, nb);
+        for (unsigned i = 0; i < nb; i++) {
             weft__timer *tm = batch[i];
             weft__wake(TASK_OF(tm));
             /* release: as in weft__timers_run. */
             atomic_store_explicit(&tm->fired, true, memory_order_release);
         }
-        fired += keep;
-        if (!more)
-            break;
-    }
-    if (back) {
-        /* Nobody else touches them: the runtime is quiescent. */
-        weft__spin_lock(&ts->lock);
-        while (back) {
-            weft__timer *tm = back;
-            back = tm->next;
-            place(ts, tm);  /* its tick is elapsed's: level 0 */
-            tm->state = WEFT__TIMER_QUEUED;
-            ts->n++;
-        }
-        publish_next(ts);
-        weft__spin_unlock(&ts->lock);
+        fired += nb;
     }
     return fired;
 }

@@ -25,13 +25,14 @@
  *  2. What holds the clock.  A job on the blocking pools, from submission
  *     until its task has been queued again (Tokio's rule for spawn_blocking,
  *     after tokio#4614: a blocking call takes real time that the clock must
- *     not skip).  A descriptor with an event to deliver (the zero-timeout
+ *     not skip); a file operation in flight on a worker's io_uring, the
+ *     same way (aio_uring.c).  A descriptor with an event to deliver (the zero-timeout
  *     poll above).  A task that waits on a descriptor with nothing ready
  *     does not: timers may fire first.  Plain threads do not: whatever they
  *     do to the runtime (spawn, set an event) lands whenever it lands.
  *  3. The last hold dropped wakes one idle worker, which checks again.
  *  4. Deadlock.  Quiescent with no timer armed anywhere, no hold, no
- *     descriptor watched, and main not returned (after it returns, the
+ *     socket watched (the workers' rings are no sockets), and main not returned (after it returns, the
  *     shutdown's cancellations are on their way): only a plain thread can
  *     still wake a task.  The checker gives them a grace of 100 ms of real
  *     time in which no task runs (a plain thread holding a mutex for a
@@ -218,7 +219,8 @@ bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns)
     if (next == INT64_MAX) {
         /* After main returned, weft_run's thread cancels what is left: a
          * thread outside the workers that will wake them (point 2). */
-        if (!atomic_load_explicit(&rt->nfds, memory_order_seq_cst) &&
+        if (atomic_load_explicit(&rt->nfds, memory_order_seq_cst) ==
+                atomic_load_explicit(&rt->nrings, memory_order_seq_cst) &&
             atomic_load_explicit(&rt->main->state, memory_order_acquire) != WEFT_TASK_DONE &&
             !atomic_load_explicit(&rt->shutdown, memory_order_seq_cst))
             *sleep_ns = deadlock_grace(rt);

@@ -201,9 +201,13 @@ static bool reap_locked(struct weft__aio *a, aio_req *mine)
             continue;
         }
         weft_task *t = r->task;
+        weft__runtime *rt = t->rt;
         /* seq_cst: pairs with the load in aio_commit (after ARMING). */
         atomic_store_explicit(&r->done, 1, memory_order_seq_cst);
         weft__wake(t);
+        /* After the task is queued: the operation held the virtual clock
+         * (vclock.c, point 2). */
+        weft__vclock_release(rt);
     }
     /* release: the entries are read before the kernel may reuse them. */
     atomic_store_explicit(a->cq_head, head, memory_order_release);
@@ -303,10 +307,16 @@ ssize_t weft__aio_rw(bool write, int fd, void *buf, size_t n, off_t off)
     if (!a || atomic_load_explicit(&a->inflight, memory_order_acquire) >= a->cq_entries)
         return -ENOSYS;
     aio_req r = {.task = self};
+    /* An operation in flight holds the virtual clock, as a pool job does
+     * (vclock.c, point 2); released where its completion is reaped. */
+    weft__runtime *rt = w->rt;
+    weft__vclock_hold(rt);
     int rc = submit(a, write ? IORING_OP_WRITE : IORING_OP_READ, fd, buf,
                     n > MAX_IO ? MAX_IO : (unsigned)n, off, &r, w->rt->cfg.aio == WEFT__AIO_ASYNC);
-    if (rc < 0)
+    if (rc < 0) {
+        weft__vclock_release(rt);
         return rc == -EAGAIN || rc == -EBUSY ? -ENOSYS : rc;
+    }
     /* Most often done already: the kernel did it inside io_uring_enter.
      * trylock: a busy lock is held by a reaper that a poll report sent
      * (the owner is the only other reaper, and that is us); its report
@@ -320,6 +330,7 @@ ssize_t weft__aio_rw(bool write, int fd, void *buf, size_t n, off_t off)
     }
     bool cancelled = false;
     if (got) {
+        weft__vclock_release(rt);  /* reaped here, by us */
         /* Done inline: still a suspension point, as the header promises
          * and as the pool's hand-off is.  Without this, a coroutine that
          * reads cached data in a loop would never let its worker's other

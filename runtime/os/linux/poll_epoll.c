@@ -159,6 +159,8 @@ int weft__poll_add_ring(weft__runtime *rt, int fd, unsigned worker)
     /* relaxed: a hint for busy workers and sysmon (a completion may come
      * while nobody drives), as netpoll's count of sockets. */
     atomic_fetch_add_explicit(&rt->nfds, 1, memory_order_relaxed);
+    /* seq_cst: the virtual clock tells rings from sockets (vclock.c). */
+    atomic_fetch_add_explicit(&rt->nrings, 1, memory_order_seq_cst);
     return 0;
 }
 
