@@ -952,7 +952,7 @@ int64_t weft__real_now(void);
 int  weft__vclock_start(weft__runtime *rt);
 void weft__vclock_stop(weft__runtime *rt);
 bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns);
-bool weft__poll_ready(weft__worker *w);
+int  weft__poll_ready(weft__worker *w);
 void weft__vclock_hold(weft__runtime *rt);
 void weft__vclock_release(weft__runtime *rt);
 void weft__vclock_kick(weft__runtime *rt);

@@ -60,12 +60,13 @@ void weft__poll_now(weft__worker *w)
 }
 
 /* Owner worker only, idle, under the virtual clock's lock (vclock.c): a
- * zero-timeout poll; true when it made something ready.  False as well when
- * another worker holds the driver token. */
-bool weft__poll_ready(weft__worker *w)
+ * zero-timeout poll.  1 when it made something ready, 0 when nothing was,
+ * -1 when another worker holds the driver token (it may be about to wait
+ * in the poller with events pending: it must look, not us). */
+int weft__poll_ready(weft__worker *w)
 {
     if (!take_driver(w))
-        return false;
+        return -1;
     static const struct timespec zero = {0, 0};
     drive(w, &zero);
     return !weft__runq_empty(w);

@@ -205,12 +205,18 @@ bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns)
         goto out;
     }
     if (atomic_load_explicit(&rt->nfds, memory_order_seq_cst)) {
-        weft__worker *d = atomic_load_explicit(&rt->driver, memory_order_seq_cst);
-        if (d) {
-            weft__wake_worker(d);  /* it returns, parks, and checks itself */
+        /* Another worker drives (or took the token just now, on its way
+         * into the poller): it returns, parks, and checks itself. */
+        int ready = weft__poll_ready(w);
+        if (ready < 0) {
+            weft__worker *d = atomic_load_explicit(&rt->driver, memory_order_seq_cst);
+            if (d)
+                weft__wake_worker(d);
+            else
+                again = true;  /* let go meanwhile: look again */
             goto out;
         }
-        if (weft__poll_ready(w)) {
+        if (ready) {
             again = true;
             goto out;
         }
