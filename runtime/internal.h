@@ -466,7 +466,8 @@ struct weft__worker {
     _Atomic int64_t run_since;            /* sysmon: when its tick last moved (1 ms) */
     _Atomic bool want_bt;                 /* sysmon asks its signal handler for a backtrace */
     /* The handler's backtrace of the stuck coroutine, handed to sysmon to
-     * symbolize and write: bt_n frames of bt_pcs, 0 while none waits. */
+     * symbolize and write: bt_n frames of bt_pcs, 0 while none waits, -1
+     * while a reader holds it (sysmon.c, write_stuck_bt). */
     _Atomic int bt_n;
     void *bt_pcs[32];
     _Atomic bool excess;                  /* asleep as an excess worker (active.c) */

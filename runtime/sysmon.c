@@ -64,9 +64,14 @@ static void on_bt_signal(int sig)
  * worker's handler captured, if any, to stderr. */
 static void write_stuck_bt(weft__worker *w)
 {
-    /* acquire: pairs with the release in on_bt_signal. */
+    /* acquire: pairs with the release in on_bt_signal.  The buffer is
+     * claimed (-1) while it is read, so the handler, which fills it only
+     * at 0, never writes under a reader, and a second reader (a test)
+     * takes it only by the same claim. */
     int n = atomic_load_explicit(&w->bt_n, memory_order_acquire);
-    if (n <= 0)
+    if (n <= 0 || !atomic_compare_exchange_strong_explicit(&w->bt_n, &n, -1,
+                                                           memory_order_acquire,
+                                                           memory_order_relaxed))
         return;
     static const char hdr[] = "weft: backtrace of the stuck coroutine:\n";
     ssize_t r = write(2, hdr, sizeof hdr - 1);

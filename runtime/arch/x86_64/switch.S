@@ -13,6 +13,18 @@
  *   +32 r12  +40 rbx  +48 rbp  +56 return address
  * weft__ctx_make (context.c) builds the same frame for a new coroutine with
  * the return address pointing at weft__ctx_entry.
+ *
+ * Unwind information (CFI) describes every instruction, because an unwinder
+ * may start anywhere in here: debug mode's stuck-coroutine backtrace is
+ * taken by a signal handler on the interrupted thread (sysmon.c), and a
+ * profiler's or debugger's unwinder stops wherever it stops.  Once the
+ * pushes are done the canonical frame address is rsp + 64 whichever stack
+ * rsp is on (both frames have the layout above), so the rsp load needs no
+ * rule of its own: before it the unwinder walks out to our caller, after it
+ * to the resumed context's caller (weft__ctx_entry for a new coroutine,
+ * whose undefined return address ends the walk).  Without these rules a
+ * signal landing after the pushes made the unwinder take the MXCSR slot
+ * for a return address and fault.
  */
     .text
     .globl  weft__ctx_switch
@@ -22,12 +34,25 @@
 weft__ctx_switch:
     .cfi_startproc
     pushq   %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset %rbp, 0
     pushq   %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset %rbx, 0
     pushq   %r12
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset %r12, 0
     pushq   %r13
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset %r13, 0
     pushq   %r14
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset %r14, 0
     pushq   %r15
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset %r15, 0
     subq    $8, %rsp
+    .cfi_adjust_cfa_offset 8
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
     movq    %rsp, (%rdi)
@@ -44,14 +69,30 @@ weft__ctx_switch:
     movzwl  4(%rsp), %ecx
     cmpl    %ecx, %eax
     jne     4f
+    /* The out-of-line loads below run with the frame still in place. */
+    .cfi_remember_state
 2:  addq    $8, %rsp
+    .cfi_adjust_cfa_offset -8
     popq    %r15
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %r15
     popq    %r14
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %r14
     popq    %r13
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %r13
     popq    %r12
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %r12
     popq    %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %rbx
     popq    %rbp
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %rbp
     ret
+    .cfi_restore_state
 3:  ldmxcsr (%rsp)
     jmp     1b
 4:  fldcw   4(%rsp)
