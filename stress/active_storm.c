@@ -29,7 +29,7 @@
 static _Atomic uint32_t *ran;
 static _Atomic uint32_t next_id;
 static _Atomic uint64_t flips, holds, tasks_total, rounds;
-static _Atomic bool flipper_stop;
+static _Atomic bool flipper_stop, flipper_done;
 static weft__runtime *the_rt;
 
 static void dump(void)
@@ -153,6 +153,7 @@ static void *flipper(void *arg)
         stress_os_sleep_ns((int64_t)rng_below(&r, 300) * 1000);
     }
     weft__active_set(the_rt, NWORKERS);
+    atomic_store(&flipper_done, true);
     return NULL;
 }
 
@@ -184,6 +185,12 @@ static void *main_task(void *arg)
     } while (!stress_time_up() && !stress_failed());
     free(h);
     atomic_store(&flipper_stop, true);
+    /* Not pthread_join at once: that would block this worker, and a hold
+     * under way waits for this very worker to sleep as excess (it did:
+     * "worker 2 not asleep as excess after 10 s", main's backtrace in
+     * pthread_join).  Sleep as a coroutine until the flipper is done. */
+    while (!atomic_load(&flipper_done))
+        weft_sleep(WEFT_MS);
     pthread_join(th, NULL);
     return NULL;
 }
