@@ -14,7 +14,9 @@
  *   burst N R IDLE   R rounds of N tasks that each sleep 100 ms, IDLE ms of
  *                    idle after each; prints the resident set after the
  *                    last idle pause (is memory given back?) and the peak
- *   echo PORT        line echo server on 127.0.0.1:PORT (streams), until killed
+ *   echo PORT [SECS] line echo server on 127.0.0.1:PORT (streams), until killed,
+ *                    or for SECS seconds, then closed (so that WEFT_TRACE is
+ *                    written: bench/echo-affinity.sh)
  *   blocking N C     N blocking 1 ms sleeps offloaded with weft_to_thread,
  *                    C in flight (C driver coroutines share the N calls)
  *   file PATH N C    N weft_pread calls of 4 KiB at pseudo-random aligned
@@ -388,7 +390,7 @@ static void echo_handler(weft_stream *s, void *ctx)
     free(line);
 }
 
-static void bench_echo(long port)
+static void bench_echo(long port, long secs)
 {
     char p[16];
     snprintf(p, sizeof p, "%ld", port);
@@ -397,7 +399,10 @@ static void bench_echo(long port)
         fprintf(stderr, "weft-bench: echo: %s\n", strerror(errno));
         exit(1);
     }
-    weft_serve_forever(srv);
+    if (secs > 0)
+        weft_sleep(secs * WEFT_SEC);
+    else
+        weft_serve_forever(srv);
     weft_server_close(srv);
 }
 
@@ -421,7 +426,7 @@ static void *bench_main(void *arg)
     else if (!strcmp(workload, "burst"))
         bench_burst(args[0], args[1], args[2]);
     else if (!strcmp(workload, "echo"))
-        bench_echo(args[0]);
+        bench_echo(args[0], args[1]);
     else if (!strcmp(workload, "file"))
         bench_file(args[0], args[1]);
     return NULL;
@@ -429,7 +434,7 @@ static void *bench_main(void *arg)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS | blocking N C | timeouts P R | burst N R IDLE_MS | echo PORT | file PATH N C\n");
+    fprintf(stderr, "usage: weft-bench spawn N | yield T Y | pingpong P R | chain D I | sleepers N MS | blocking N C | timeouts P R | burst N R IDLE_MS | echo PORT [SECS] | file PATH N C\n");
     return 2;
 }
 
@@ -457,6 +462,12 @@ int main(int argc, char **argv)
         char *end;
         args[i] = strtol(argv[2 + i], &end, 10);
         if (*end || args[i] <= 0)
+            return usage();
+    }
+    if (!strcmp(workload, "echo") && argc > 3) {  /* optional SECS */
+        char *end;
+        args[1] = strtol(argv[3], &end, 10);
+        if (*end || args[1] <= 0)
             return usage();
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
