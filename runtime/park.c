@@ -111,21 +111,29 @@ void weft__park_worker(weft__worker *w)
     if (!recheck && virtual)
         recheck = weft__vclock_idle(w, &grace);
     if (!recheck) {
+        int64_t r0 = weft__real_now();
+        /* Its caches' unused part goes back to the pools (trim.c); while
+         * they hold anything, it parks no longer than until it would give
+         * that back (in real time, so not under the virtual clock, whose
+         * parks end by other means; there the next park does it). */
+        int64_t trim_at = weft__trim_caches(w, r0);
         int64_t next = weft__timers_next(&w->timers);
         struct timespec ts, *tsp = NULL;
         if (grace) {
             ts.tv_sec = grace / WEFT_SEC;
             ts.tv_nsec = grace % WEFT_SEC;
             tsp = &ts;
-        } else if (next != INT64_MAX && !virtual) {
-            int64_t d = next - weft_now();
+        } else if (!virtual && (next != INT64_MAX || trim_at != INT64_MAX)) {
+            int64_t d = next == INT64_MAX ? INT64_MAX : next - weft_now();
+            if (trim_at - r0 < d)
+                d = trim_at - r0;
             if (d < 0) d = 0;
             ts.tv_sec = d / WEFT_SEC;
             ts.tv_nsec = d % WEFT_SEC;
             tsp = &ts;
         }
         atomic_store_explicit(&w->running, 0, memory_order_relaxed);
-        int64_t t0 = weft_now(), r0 = weft__real_now();
+        int64_t t0 = weft_now();
         atomic_store_explicit(&w->park_since, r0, memory_order_relaxed);
         park_wait(w, tsp);
         int64_t t1 = weft_now();

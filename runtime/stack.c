@@ -78,6 +78,8 @@ struct weft__stack_extent {
 struct weft__stack_pool {
     weft__stack *warm_head, *warm_tail;  /* given back; head: most recent */
     weft__lowwater warm;                 /* how many; fewest since lowwater() */
+    size_t credit;                       /* warm stacks given back as idle for a
+                                          * window (cache trims), not yet told */
     weft__stack *clean;                  /* trimmed: no page present */
     size_t clean_n;
     struct weft__stack_extent *extents;  /* newest first */
@@ -265,7 +267,8 @@ static unsigned refill(struct weft__stack_pool *p, weft__worker *w, unsigned max
         e->used += k;
         got += k;
     }
-    w->stacks.n += got;
+    /* relaxed: a statistic (weft__cache_n). */
+    atomic_store_explicit(&w->stacks.n, weft__cache_n(&w->stacks.n) + got, memory_order_relaxed);
     return got;
 }
 
@@ -327,7 +330,7 @@ weft__stack *weft__stack_get(weft__worker *w)
             return NULL;
     }
     w->stacks.free = s->next;
-    w->stacks.n--;
+    weft__cache_set(&w->stacks.n, &w->stacks.low, weft__cache_n(&w->stacks.n) - 1);
     return s;
 }
 
@@ -349,7 +352,10 @@ void weft__stack_put(weft__worker *w, weft__stack *s)
 {
     s->next = w->stacks.free;
     w->stacks.free = s;
-    if (WEFT__UNLIKELY(++w->stacks.n > WEFT__CACHE_MAX)) {
+    unsigned n = weft__cache_n(&w->stacks.n) + 1;
+    /* relaxed: a statistic (weft__cache_n). */
+    atomic_store_explicit(&w->stacks.n, n, memory_order_relaxed);
+    if (WEFT__UNLIKELY(n > WEFT__CACHE_MAX)) {
         weft__runtime *rt = w->rt;
         /* The older half goes back: the most recent stay warm here.  Walk
          * to it before taking the lock. */
@@ -358,7 +364,7 @@ void weft__stack_put(weft__worker *w, weft__stack *s)
             keep = keep->next;
         weft__stack *give = keep->next;
         keep->next = NULL;
-        w->stacks.n = WEFT__CACHE_MAX / 2;
+        weft__cache_set(&w->stacks.n, &w->stacks.low, WEFT__CACHE_MAX / 2);
         weft__spin_lock(&rt->stack_lock);
         while (give) {
             weft__stack *nx = give->next;
@@ -379,16 +385,55 @@ void weft__stack_cache_flush(weft__worker *w)
         w->stacks.free = x->next;
         warm_push(rt->stack_pool, x);
     }
-    w->stacks.n = 0;
+    weft__cache_set(&w->stacks.n, &w->stacks.low, 0);
+    weft__spin_unlock(&rt->stack_lock);
+}
+
+/* Owner worker only (no system call).  The k coldest stacks of w's cache,
+ * its bottom ones, were not used for a whole trim window (trim.c): they go
+ * to the cold end of the pool's warm list, counted as idle since the
+ * window began (the low-water mark of this quarter, and a credit for the
+ * trimmer's earlier quarters), so that sysmon's next trim gives their
+ * pages back without waiting another window. */
+void weft__stack_cache_trim(weft__worker *w, unsigned k)
+{
+    if (!k || k > weft__cache_n(&w->stacks.n))
+        return;
+    weft__runtime *rt = w->rt;
+    struct weft__stack_pool *p = rt->stack_pool;
+    unsigned keep = weft__cache_n(&w->stacks.n) - k;
+    weft__stack **link = &w->stacks.free;
+    for (unsigned i = 0; i < keep; i++)
+        link = &(*link)->next;
+    weft__stack *give = *link;
+    *link = NULL;
+    weft__cache_set(&w->stacks.n, &w->stacks.low, keep);
+    weft__spin_lock(&rt->stack_lock);
+    while (give) {
+        weft__stack *nx = give->next;
+        give->next = NULL;
+        give->prev = p->warm_tail;
+        if (p->warm_tail)
+            p->warm_tail->next = give;
+        else
+            p->warm_head = give;
+        p->warm_tail = give;
+        give = nx;
+    }
+    p->warm.n += k;
+    p->warm.low += k;
+    p->credit += k;
     weft__spin_unlock(&rt->stack_lock);
 }
 
 /* Any thread (sysmon). */
-void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now)
+void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now, size_t *credit)
 {
     struct weft__stack_pool *p = rt->stack_pool;
     weft__spin_lock(&rt->stack_lock);
     weft__lw_take(&p->warm, low, now);
+    *credit = p->credit;
+    p->credit = 0;
     weft__spin_unlock(&rt->stack_lock);
 }
 

@@ -84,8 +84,12 @@ void weft__trim_tick(weft__runtime *rt, int64_t now)
     if (!tr || quarter <= 0 || now < tr->next_at)
         return;
     tr->next_at = now + quarter;
-    size_t low, cur;
-    weft__stacks_lowwater(rt, &low, &cur);
+    size_t low, cur, credit;
+    weft__stacks_lowwater(rt, &low, &cur, &credit);
+    /* Stacks that a worker's cache gave back as idle for a whole window
+     * (weft__trim_caches) were idle in the earlier quarters too. */
+    for (unsigned i = 0; i < QUARTERS; i++)
+        tr->stacks[i] += credit;
     tr->stacks[tr->at] = low;
     weft__slabs_lowwater(rt, &low, &cur);
     tr->slabs[tr->at] = low;
@@ -113,4 +117,56 @@ void weft__trim_tick(weft__runtime *rt, int64_t now)
         ring_sub(tr->slabs, k);
         atomic_fetch_add_explicit(&rt->trimmed_slabs, k, memory_order_relaxed);
     }
+}
+
+static unsigned uring_min(const unsigned *r)
+{
+    unsigned m = r[0];
+    for (unsigned i = 1; i < QUARTERS; i++)
+        if (r[i] < m)
+            m = r[i];
+    return m;
+}
+
+/* Owner worker only, about to park (weft__park_worker): takes the pools'
+ * spinlocks when it gives something back, makes no system call. */
+int64_t weft__trim_caches(weft__worker *w, int64_t now)
+{
+    weft__cache_trim *ct = &w->ctrim;
+    int64_t quarter = w->rt->cfg.trim_ns / QUARTERS;
+    if (quarter <= 0)
+        return INT64_MAX;
+    if (now >= ct->next_at) {
+        /* The marks cover the time since the last record, however many
+         * quarters that spans: each of them gets the same (the first call,
+         * with marks from the start, fills the ring). */
+        int64_t k = ct->next_at ? 1 + (now - ct->next_at) / quarter : QUARTERS;
+        for (k = k < QUARTERS ? k : QUARTERS; k > 0; k--) {
+            ct->stacks[ct->at] = w->stacks.low;
+            ct->slots[ct->at] = w->tasks.low;
+            ct->at = (ct->at + 1) % QUARTERS;
+        }
+        w->stacks.low = weft__cache_n(&w->stacks.n);
+        w->tasks.low = weft__cache_n(&w->tasks.n);
+        ct->next_at = now + quarter;
+        /* What the cache held at every moment of the window, its bottom
+         * part (LIFO), was not used: all of it goes back. */
+        unsigned cold = uring_min(ct->stacks);
+        if (cold) {
+            weft__stack_cache_trim(w, cold);
+            for (unsigned i = 0; i < QUARTERS; i++)
+                ct->stacks[i] -= cold;
+        }
+        cold = uring_min(ct->slots);
+        if (cold) {
+            weft__task_cache_trim(w, cold);
+            for (unsigned i = 0; i < QUARTERS; i++)
+                ct->slots[i] -= cold;
+        }
+    }
+    /* Parked with nothing changing, the ring holds the caches' present
+     * counts three quarters after this one ends: look again then. */
+    if (weft__cache_n(&w->stacks.n) || weft__cache_n(&w->tasks.n))
+        return ct->next_at + (QUARTERS - 1) * quarter;
+    return INT64_MAX;
 }

@@ -144,7 +144,7 @@ static void *idle_main(void *arg)
             bool done = m2.stacks_trimmed >= m0.stacks_trimmed + (uint64_t)BURST / 2 &&
                         m2.stacks_idle_clean >= (uint64_t)BURST / 2 &&
                         m2.stacks_idle_warm <= 64 && m2.slabs_trimmed > m0.slabs_trimmed &&
-                        m2.slabs_idle <= 1;
+                        m2.slabs_idle <= 1 && m2.stacks_cached == 0 && m2.task_slots_cached == 0;
             if (done || weft_now() >= deadline)
                 break;
             weft_sleep(20 * WEFT_MS);
@@ -154,6 +154,10 @@ static void *idle_main(void *arg)
         T_CHECK(m2.stacks_idle_warm <= 64);          /* the floor */
         T_CHECK(m2.slabs_trimmed > m0.slabs_trimmed);
         T_CHECK(m2.slabs_idle <= 1);
+        /* The workers' caches gave back what the burst left in them. */
+        T_CHECK(m1.stacks_cached > 0 && m1.task_slots_cached > 0);
+        T_CHECK_EQ(m2.stacks_cached, 0);
+        T_CHECK_EQ(m2.task_slots_cached, 0);
         /* The second round reuses what the first gave back: no new stacks. */
         if (round == 1)
             T_CHECK_EQ(m1.stacks_reserved, m0.stacks_reserved);
