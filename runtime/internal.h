@@ -543,7 +543,7 @@ typedef struct weft__settings {
     uint64_t seed;              /* WEFT_SEED's value, or the one chosen for "random" */
     unsigned chaos;             /* WEFT_CHAOS: 0..3, injected yields (seed.c) */
     const char *faults;         /* WEFT_FAULTS, NULL for none (faults.c) */
-    uint64_t fault_thr[6];      /* WEFT_FAULTS parsed: per WEFT__FAULT_*, out of 2^32 */
+    uint64_t fault_thr[7];      /* WEFT_FAULTS parsed: per WEFT__FAULT_*, out of 2^32 */
     const char *console_path;   /* WEFT_CONSOLE, NULL for none */
 } weft__settings;
 
@@ -605,6 +605,9 @@ struct weft__runtime {
     bool madv_guard;                      /* MADV_GUARD_INSTALL works */
     size_t guard_budget;                  /* mprotect guards left (fallback) */
     bool guard_warned;
+    /* Tasks waiting in the pool's line for a stack (stack.c): written under
+     * stack_lock, read without it to decide whether to offer stacks. */
+    _Atomic size_t stack_waiting;
 
     /* The trimmer (trim.c): run by sysmon only.  trim_mu: held while slabs
      * are trimmed, and by reg_cancel_all (registry.c). */
@@ -783,8 +786,10 @@ static inline int64_t weft__timers_next(weft__timers *ts)
 /* stack.c */
 int  weft__stacks_init(weft__runtime *rt);
 void weft__stacks_free(weft__runtime *rt);
-weft__stack *weft__stack_get(weft__worker *w);
+weft__stack *weft__stack_get(weft__worker *w, weft_task *t);
 void weft__stack_put(weft__worker *w, weft__stack *s);
+void weft__stack_offer(weft__worker *w);                 /* owner worker */
+void weft__stacks_tick(weft__runtime *rt, int64_t now);  /* sysmon */
 void weft__stack_cache_flush(weft__worker *w);
 /* Owner worker only: gives the k coldest stacks of w's cache back to the
  * pool as idle for a whole trim window (trim.c). */
@@ -1033,6 +1038,7 @@ enum {
     WEFT__FAULT_RESET,
     WEFT__FAULT_ACCEPT,
     WEFT__FAULT_ENOMEM,
+    WEFT__FAULT_STACKS,
     WEFT__NFAULTS
 };
 _Static_assert(WEFT__NFAULTS == sizeof ((weft__settings *)0)->fault_thr /

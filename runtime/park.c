@@ -110,6 +110,12 @@ void weft__park_worker(weft__worker *w)
     int64_t grace = 0;
     if (!recheck && virtual)
         recheck = weft__vclock_idle(w, &grace);
+    /* relaxed: see weft__stack_put; sysmon covers a miss. */
+    if (WEFT__UNLIKELY(atomic_load_explicit(&rt->stack_waiting, memory_order_relaxed)) &&
+        w->stacks.free) {
+        weft__stack_offer(w);
+        recheck = true;  /* it may have queued work */
+    }
     if (!recheck) {
         int64_t r0 = weft__real_now();
         /* Its caches' unused part goes back to the pools (trim.c); while

@@ -4,13 +4,17 @@
  *  - weft_memory_stats_get: arguments, and figures that follow a burst;
  *  - after a burst and a pause longer than WEFT_TRIM_MS, the stacks and
  *    slabs the burst took are given back (counted; and, outside sanitizers,
- *    the resident set falls), and a new burst reuses them;
+ *    the resident set falls), the workers' own caches too, and a new burst
+ *    reuses them;
  *  - bursts that come closer together than the window are not trimmed,
  *    however many; the same process trims once they stop;
  *  - WEFT_TRIM_MS=0 never trims; a bad WEFT_TRIM_MS is refused;
  *  - the guard fallback (WEFT_GUARD=mprotect) trims alike;
  *  - address space refused (RLIMIT_AS, as vm.overcommit_memory=2 would):
- *    one clear line, tasks wait for a stack and all finish (forked child).
+ *    one clear line, tasks wait for a stack and all finish (forked child);
+ *  - the same refusal faked (WEFT_FAULTS=stacks:1, so under sanitizers
+ *    too): tasks without a stack wait without the workers spinning, and
+ *    start as stacks are freed; one line for repeated refusals.
  * Each test ends with the leak check (descriptors, mappings).
  */
 #define _GNU_SOURCE
@@ -340,6 +344,85 @@ static void test_reservation_refused(void **state)
                              "vm.overcommit_memory") >= 1);
 }
 
+/* ------------------------------------------------------------------ */
+/* Waiting for a stack (WEFT_FAULTS=stacks:1: the first 64 stacks only) */
+/* ------------------------------------------------------------------ */
+
+#define HOLDERS 100
+
+typedef struct {
+    weft_event go;
+    _Atomic int started, finished;
+} hold_ctx;
+
+static void *holder(void *arg)
+{
+    hold_ctx *h = arg;
+    atomic_fetch_add(&h->started, 1);
+    T_CHECK(weft_event_wait(&h->go, WEFT_FOREVER) == 0);
+    atomic_fetch_add(&h->finished, 1);
+    return NULL;
+}
+
+static long csw(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_nvcsw + ru.ru_nivcsw;
+}
+
+/* More tasks than stacks: the ones without a stack wait for one, without
+ * the workers spinning meanwhile, and start as the others finish. */
+static void *stack_wait_main(void *arg)
+{
+    (void)arg;
+    hold_ctx h;
+    weft_event_init(&h.go);
+    atomic_init(&h.started, 0);
+    atomic_init(&h.finished, 0);
+    weft_task *t[HOLDERS];
+    for (int i = 0; i < HOLDERS; i++)
+        T_CHECK((t[i] = weft_spawn(holder, &h)) != NULL);
+    /* main has one of the 64 stacks: 63 holders start, the rest wait. */
+    int64_t deadline = weft_now() + 2 * WEFT_SEC * T_SLACK;
+    while (atomic_load(&h.started) < 63 && weft_now() < deadline)
+        weft_sleep(WEFT_MS);
+    T_CHECK_EQ(atomic_load(&h.started), 63);
+    long c0 = csw();
+    weft_sleep(300 * WEFT_MS);
+    long c1 = csw();
+    T_CHECK_EQ(atomic_load(&h.started), 63);
+    weft_memory_stats m = mem();
+    T_CHECK_EQ(m.stacks_reserved, 64);
+    /* Asleep while they wait: sysmon's naps (5 ms) and its back-off
+     * retries, not a worker re-queueing them every millisecond. */
+    fprintf(stderr, "context switches while %d tasks waited 300 ms: %ld\n", HOLDERS - 63,
+            c1 - c0);
+    T_CHECK(c1 - c0 < 200);
+    weft_event_set(&h.go);
+    for (int i = 0; i < HOLDERS; i++)
+        T_CHECK(weft_join(t[i], NULL) == 0);
+    T_CHECK_EQ(atomic_load(&h.finished), HOLDERS);
+    weft_event_destroy(&h.go);
+    return NULL;
+}
+
+static void test_stack_wait(void **state)
+{
+    (void)state;
+    setenv("WEFT_FAULTS", "stacks:1", 1);
+    setenv("WEFT_SEED", "1", 1);
+    t_capture c;
+    t_capture_begin(&c);
+    run_main(stack_wait_main);
+    char *err = t_capture_end(&c);
+    unsetenv("WEFT_FAULTS");
+    unsetenv("WEFT_SEED");
+    /* Refused again at each back-off (10 ms, doubling): said once a second. */
+    assert_int_equal(t_lines_with(err, "refused address space for coroutine stacks", NULL), 1);
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +433,7 @@ int main(void)
         T_TEST(test_trim_off),
         T_TEST(test_trim_env_bad),
         T_TEST(test_reservation_refused),
+        T_TEST(test_stack_wait),
     };
     t_warm_up();
     return cmocka_run_group_tests_name("memory", tests, NULL, NULL);
