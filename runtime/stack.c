@@ -37,10 +37,22 @@
  * as clean.  A stack is trimmed only while it is in the pool, so no
  * coroutine runs on it; weft_dump reads only the stacks of live tasks.
  *
+ * Refusal.  When the kernel refuses even one stack, a task about to run
+ * first waits in the pool's line (wait_head, under stack_lock; its count
+ * rt->stack_waiting readable without the lock).  Freeing a stack while
+ * some wait (stack_put), or parking with stacks cached, gives the worker's
+ * cache to the pool and queues as many of them (weft__stack_offer); sysmon
+ * (weft__stacks_tick) queues as many as the pool has stacks for, and, once
+ * the back-off after the last refusal has passed (10 ms, doubling to 1 s
+ * while refusals go on), the first in line, whose stack_get asks the
+ * kernel again.  A stack that reaches a busy worker's cache just as a task
+ * begins to wait is seen at that worker's next free or park, or by sysmon:
+ * a delay, never a task left waiting with stacks free in the pool.
+ *
  * Operations and the threads they run on:
- *   stack_get, stack_put, stack_cache_flush    owner worker (its cache;
- *                                              the pool under stack_lock)
- *   stacks_lowwater, stacks_trim               sysmon, concurrently with
+ *   stack_get, stack_put, stack_cache_flush,   owner worker (its cache;
+ *   stack_offer, stack_cache_trim              the pool under stack_lock)
+ *   stacks_lowwater, stacks_trim, stacks_tick  sysmon, concurrently with
  *                                              the above
  *   stacks_init, stacks_free                   weft_run, workers stopped
  * Address space is unmapped only by stacks_free.

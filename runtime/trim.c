@@ -16,15 +16,30 @@
  * So a server whose bursts come closer together than the window keeps their
  * memory (the low-water mark of a window with a burst in it is near zero),
  * and a pause longer than the window gives it back within a quarter window
- * of its end.  The floors (WEFT__TRIM_KEEP_*) are small: each worker's own
- * caches (64 stacks, 64 task slots) are never trimmed either.
+ * of its end.  The floors (WEFT__TRIM_KEEP_*) are small.
+ *
+ * Each worker's own caches (up to 64 stacks and 64 task slots) follow the
+ * same rule, applied by the owner, the only thread that may touch them
+ * (weft__trim_caches, called as it is about to park): it keeps each
+ * cache's low-water mark, records it per quarter (all the quarters that
+ * passed since its last record get the same mark: conservative), and gives
+ * back what the cache held through the window, its bottom part.  Stacks go
+ * to the cold end of the pool's warm list counted as idle for the window
+ * (weft__stack_cache_trim: this quarter's mark and a credit for the
+ * earlier ones, which trim_tick adds to its ring), so sysmon gives their
+ * pages back at its next quarter; slots go back to their slabs, which the
+ * slabs' rule trims a window later.  A worker parked with anything cached
+ * sets its park's deadline to when its marks would cover a window, so an
+ * idle process keeps only the pools' floors.  No shared flag is needed: a
+ * parked worker could not see one without being woken anyway.
  *
  * Giving back is MADV_DONTNEED, not MADV_FREE: MADV_FREE leaves the pages
  * counted in the resident set until the kernel is short of memory, which
  * is what operators watch (Go went back to DONTNEED for that reason).  The
  * system calls run in sysmon with no spinlock held (stack.c, registry.c).
  *
- * Executed by sysmon only; the state below is sysmon's.
+ * trim_tick is executed by sysmon only, and the state below is sysmon's;
+ * weft__trim_caches by each worker on its own caches and its ctrim.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
