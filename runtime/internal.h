@@ -954,6 +954,9 @@ void weft__active_free(weft__runtime *rt);
 void weft__active_set(weft__runtime *rt, unsigned n);   /* any thread */
 void weft__active_tick(weft__runtime *rt, int64_t now); /* sysmon only */
 void weft__excess_park(weft__worker *w);                /* owner */
+struct timespec;
+struct timespec *weft__park_timeout(struct timespec *ts, int64_t next, int64_t trim_at,
+                                    int64_t now);            /* park.c */
 /* Owner worker only (any thread for a hint): is w beyond the active limit?
  * relaxed: a stale answer costs one schedule; the hand-off and the
  * re-checks in active.c make the limit exact (the essay, 11). */

@@ -87,6 +87,25 @@ static void park_wait(weft__worker *w, const struct timespec *tsp)
     }
 }
 
+/* Owner worker only.  How long a park may last, in *ts (returned), or NULL
+ * for no bound: until next (w's earliest timer, weft_now's clock) and
+ * trim_at (weft__trim_caches, the real clock, read as now), INT64_MAX each
+ * for none. */
+struct timespec *weft__park_timeout(struct timespec *ts, int64_t next, int64_t trim_at,
+                                    int64_t now)
+{
+    if (next == INT64_MAX && trim_at == INT64_MAX)
+        return NULL;
+    int64_t d = next == INT64_MAX ? INT64_MAX : next - weft_now();
+    if (trim_at - now < d)
+        d = trim_at - now;
+    if (d < 0)
+        d = 0;
+    ts->tv_sec = d / WEFT_SEC;
+    ts->tv_nsec = d % WEFT_SEC;
+    return ts;
+}
+
 /* Owner worker only.  Parks w until notified or its earliest timer. */
 void weft__park_worker(weft__worker *w)
 {
@@ -129,14 +148,8 @@ void weft__park_worker(weft__worker *w)
             ts.tv_sec = grace / WEFT_SEC;
             ts.tv_nsec = grace % WEFT_SEC;
             tsp = &ts;
-        } else if (!virtual && (next != INT64_MAX || trim_at != INT64_MAX)) {
-            int64_t d = next == INT64_MAX ? INT64_MAX : next - weft_now();
-            if (trim_at - r0 < d)
-                d = trim_at - r0;
-            if (d < 0) d = 0;
-            ts.tv_sec = d / WEFT_SEC;
-            ts.tv_nsec = d % WEFT_SEC;
-            tsp = &ts;
+        } else if (!virtual) {
+            tsp = weft__park_timeout(&ts, next, trim_at, r0);
         }
         atomic_store_explicit(&w->running, 0, memory_order_relaxed);
         int64_t t0 = weft_now();
