@@ -50,6 +50,9 @@
 #define WEFT__TRIM_KEEP_STACKS 64  /* in the pool, beyond the workers' caches */
 #define WEFT__TRIM_KEEP_SLABS 1
 
+_Static_assert(sizeof ((weft__cache_trim *)0)->stacks / sizeof(unsigned) == QUARTERS,
+               "a worker's cache rings hold one mark per quarter");
+
 struct weft__trim {
     int64_t next_at;               /* end of the current quarter */
     unsigned filled;               /* quarters recorded, up to QUARTERS */
