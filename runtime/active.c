@@ -187,18 +187,15 @@ void weft__excess_park(weft__worker *w)
         atomic_load_explicit(&rt->stop, memory_order_seq_cst))
         return;
     int64_t next = weft__timers_next(&w->timers);
+    /* Its caches' unused part goes back as in any park (trim.c). */
+    int64_t r0 = weft__real_now();
+    int64_t trim_at = weft__trim_caches(w, r0);
     struct timespec ts, *tsp = NULL;
     /* Virtual clock: its due timers are fired by whoever advances it
      * (vclock.c), and a deadline is no real time to sleep until. */
     bool virtual = rt->cfg.vclock;
-    if (next != INT64_MAX && !virtual) {
-        int64_t d = next - weft_now();
-        if (d < 0)
-            d = 0;
-        ts.tv_sec = d / WEFT_SEC;
-        ts.tv_nsec = d % WEFT_SEC;
-        tsp = &ts;
-    }
+    if (!virtual)
+        tsp = weft__park_timeout(&ts, next, trim_at, r0);
     /* relaxed: observability and tests (weft_stats' busy time, sysmon's
      * "not running", the stress program's "parked as excess"). */
     atomic_store_explicit(&w->running, 0, memory_order_relaxed);

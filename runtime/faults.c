@@ -25,6 +25,11 @@
  *                own acceptor (io/server.c) retries at once.
  *   enomem       weft_spawn, weft_spawn_named and weft_group_spawn return
  *                NULL with errno ENOMEM before allocating anything.
+ *   stacks       a new extent of coroutine stacks, beyond the first, is
+ *                refused as the kernel refuses one it cannot reserve
+ *                (stack.c): tasks wait for a stack to be freed, and the
+ *                once-a-second line is printed.  stacks:1 holds the runtime
+ *                to its first 64 stacks.
  *
  * Datagram calls (weft_recvfrom, weft_sendto, and weft_read / weft_write on
  * a datagram or seqpacket socket) get eintr only: a short datagram is
@@ -55,6 +60,7 @@ static const char *const fault_names[WEFT__NFAULTS] = {
     [WEFT__FAULT_SHORT_READ] = "short_read", [WEFT__FAULT_SHORT_WRITE] = "short_write",
     [WEFT__FAULT_EINTR] = "eintr",           [WEFT__FAULT_RESET] = "reset",
     [WEFT__FAULT_ACCEPT] = "accept",         [WEFT__FAULT_ENOMEM] = "enomem",
+    [WEFT__FAULT_STACKS] = "stacks",
 };
 
 /* A rate, "0", "1", "0.25", ".5", "1.000", as a threshold out of 2^32;
@@ -88,7 +94,7 @@ static int parse_rate(const char *s, size_t len, uint64_t *thr)
 static int bad_faults(const char *spec, const char *item, size_t len)
 {
     weft__log("weft: WEFT_FAULTS=%s is invalid: expected NAME:RATE,... with NAME one of "
-              "short_read, short_write, eintr, reset, accept, enomem (each once) and RATE a "
+              "short_read, short_write, eintr, reset, accept, enomem, stacks (each once) and RATE a "
               "decimal in [0, 1]; \"%.*s\" is not",
               spec, (int)len, item);
     return -EINVAL;

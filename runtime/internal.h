@@ -309,9 +309,13 @@ _Static_assert(sizeof(struct weft__task_slab) <= WEFT__SLAB_BYTES, "slab header 
 /* A task slot that is not in use (registry.c). */
 #define WEFT__TASK_FREE (-1)
 
+/* A worker's cache of free task slots or stacks: the owner's alone, but
+ * for n, which weft_memory_stats reads from any thread (relaxed stores
+ * and loads: a statistic, plain moves on x86; weft__cache_n/_set). */
 typedef struct weft__task_cache {
     weft_task *free;
-    unsigned n;
+    _Atomic unsigned n;
+    unsigned low;               /* fewest since the last quarter (trim.c) */
 } weft__task_cache;
 
 /* ------------------------------------------------------------------ */
@@ -358,8 +362,29 @@ struct weft__stack {
 
 typedef struct weft__stack_cache {
     weft__stack *free;
-    unsigned n;
+    _Atomic unsigned n;
+    unsigned low;               /* fewest since the last quarter (trim.c) */
 } weft__stack_cache;
+
+static inline unsigned weft__cache_n(const _Atomic unsigned *n)
+{
+    return atomic_load_explicit(n, memory_order_relaxed);
+}
+/* Owner worker only: sets the count, and the low-water mark below it. */
+static inline void weft__cache_set(_Atomic unsigned *n, unsigned *low, unsigned v)
+{
+    atomic_store_explicit(n, v, memory_order_relaxed);
+    if (v < *low)
+        *low = v;
+}
+
+/* A worker's record of its caches' low-water marks, one per quarter of the
+ * trim window (trim.c, weft__trim_caches).  Owner only. */
+typedef struct weft__cache_trim {
+    int64_t next_at;            /* real clock: end of the current quarter, 0: none yet */
+    unsigned at;                /* next entry of the rings */
+    unsigned stacks[4], slots[4];
+} weft__cache_trim;
 
 /* ------------------------------------------------------------------ */
 /* Counters (observe.c): written by their worker only, read by anyone.  */
@@ -479,6 +504,7 @@ struct weft__worker {
 
     weft__timers timers;
     weft__task_cache tasks;               /* owner only: free task slots */
+    weft__cache_trim ctrim;               /* owner only: the caches' trim (trim.c) */
     weft__counters c WEFT__ALIGNED;
     struct weft__trace *trace;            /* WEFT_TRACE: owner-only ring, or NULL */
     int64_t trace_start;                  /* when the current run began */
@@ -518,7 +544,7 @@ typedef struct weft__settings {
     uint64_t seed;              /* WEFT_SEED's value, or the one chosen for "random" */
     unsigned chaos;             /* WEFT_CHAOS: 0..3, injected yields (seed.c) */
     const char *faults;         /* WEFT_FAULTS, NULL for none (faults.c) */
-    uint64_t fault_thr[6];      /* WEFT_FAULTS parsed: per WEFT__FAULT_*, out of 2^32 */
+    uint64_t fault_thr[7];      /* WEFT_FAULTS parsed: per WEFT__FAULT_*, out of 2^32 */
     const char *console_path;   /* WEFT_CONSOLE, NULL for none */
 } weft__settings;
 
@@ -580,6 +606,9 @@ struct weft__runtime {
     bool madv_guard;                      /* MADV_GUARD_INSTALL works */
     size_t guard_budget;                  /* mprotect guards left (fallback) */
     bool guard_warned;
+    /* Tasks waiting in the pool's line for a stack (stack.c): written under
+     * stack_lock, read without it to decide whether to offer stacks. */
+    _Atomic size_t stack_waiting;
 
     /* The trimmer (trim.c): run by sysmon only.  trim_mu: held while slabs
      * are trimmed, and by reg_cancel_all (registry.c). */
@@ -758,9 +787,14 @@ static inline int64_t weft__timers_next(weft__timers *ts)
 /* stack.c */
 int  weft__stacks_init(weft__runtime *rt);
 void weft__stacks_free(weft__runtime *rt);
-weft__stack *weft__stack_get(weft__worker *w);
+weft__stack *weft__stack_get(weft__worker *w, weft_task *t);
 void weft__stack_put(weft__worker *w, weft__stack *s);
+void weft__stack_offer(weft__worker *w);                 /* owner worker */
+void weft__stacks_tick(weft__runtime *rt, int64_t now);  /* sysmon */
 void weft__stack_cache_flush(weft__worker *w);
+/* Owner worker only: gives the k coldest stacks of w's cache back to the
+ * pool as idle for a whole trim window (trim.c). */
+void weft__stack_cache_trim(weft__worker *w, unsigned k);
 bool weft__stack_guard_hit(const void *addr, const weft__stack *s);
 /* A pool's count of idle items and the fewest it held since the trimmer
  * last took the mark (trim.c).  Under the pool's lock. */
@@ -780,9 +814,10 @@ static inline void weft__lw_take(weft__lowwater *l, size_t *low, size_t *now)
     l->low = l->n;
 }
 
-/* Warm pooled stacks: the fewest since the last call (then restarted), and
- * now.  Any thread (sysmon). */
-void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now);
+/* Warm pooled stacks: the fewest since the last call (then restarted), now,
+ * and how many of them were given back by cache trims as idle for a whole
+ * window since the last call.  Any thread (sysmon). */
+void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now, size_t *credit);
 /* Any thread: the stack figures of weft_memory_stats (observe.c). */
 void weft__stacks_stats(weft__runtime *rt, weft_memory_stats *out);
 /* Releases the memory of up to n of the coldest warm pooled stacks; returns
@@ -793,6 +828,9 @@ size_t weft__stacks_trim(weft__runtime *rt, size_t n);
 weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w);
 void weft__task_dealloc(weft_task *t);
 void weft__task_cache_flush(weft__worker *w);
+/* Owner worker only: gives the k coldest slots of w's cache back to their
+ * slabs (trim.c). */
+void weft__task_cache_trim(weft__worker *w, unsigned k);
 /* Slabs with every slot free and resident: as weft__stacks_lowwater. */
 void weft__slabs_lowwater(weft__runtime *rt, size_t *low, size_t *now);
 /* Any thread: the slab figures of weft_memory_stats (observe.c). */
@@ -806,6 +844,10 @@ int  weft__slabs_init(weft__runtime *rt);
 int  weft__trim_init(weft__runtime *rt);
 void weft__trim_free(weft__runtime *rt);
 void weft__trim_tick(weft__runtime *rt, int64_t now);     /* sysmon only */
+/* Owner worker only, about to park: records its caches' low-water marks and
+ * gives back what stayed unused for a window; returns when (real clock) it
+ * wants to park no longer than, INT64_MAX for no bound. */
+int64_t weft__trim_caches(weft__worker *w, int64_t now);
 void weft__reg_cancel_all(weft__runtime *rt);
 size_t weft__reg_live(weft__runtime *rt);
 void weft__reg_free_all(weft__runtime *rt);
@@ -913,6 +955,9 @@ void weft__active_free(weft__runtime *rt);
 void weft__active_set(weft__runtime *rt, unsigned n);   /* any thread */
 void weft__active_tick(weft__runtime *rt, int64_t now); /* sysmon only */
 void weft__excess_park(weft__worker *w);                /* owner */
+struct timespec;
+struct timespec *weft__park_timeout(struct timespec *ts, int64_t next, int64_t trim_at,
+                                    int64_t now);            /* park.c */
 /* Owner worker only (any thread for a hint): is w beyond the active limit?
  * relaxed: a stale answer costs one schedule; the hand-off and the
  * re-checks in active.c make the limit exact (the essay, 11). */
@@ -997,6 +1042,7 @@ enum {
     WEFT__FAULT_RESET,
     WEFT__FAULT_ACCEPT,
     WEFT__FAULT_ENOMEM,
+    WEFT__FAULT_STACKS,
     WEFT__NFAULTS
 };
 _Static_assert(WEFT__NFAULTS == sizeof ((weft__settings *)0)->fault_thr /

@@ -103,6 +103,10 @@ static const metric memory_metrics[] = {
      "Slabs whose pages the trimmer gave back."},
     {"task_slot_size_bytes", "task_slot_size", MEM(task_slot_size), GAUGE, 1,
      "Bytes per task slot."},
+    {"stacks_cached", "stacks_cached", MEM(stacks_cached), GAUGE, 1,
+     "Stacks in the workers' own caches (pages present)."},
+    {"task_slots_cached", "task_slots_cached", MEM(task_slots_cached), GAUGE, 1,
+     "Free task slots in the workers' own caches."},
 };
 #undef MEM
 

@@ -607,6 +607,11 @@ void weft__memory_stats_of(weft__runtime *rt, weft_memory_stats *out)
     memset(out, 0, sizeof *out);
     weft__stacks_stats(rt, out);
     weft__slabs_stats(rt, out);
+    /* relaxed loads (weft__cache_n): a statistic, each count on its own. */
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        out->stacks_cached += weft__cache_n(&rt->workers[i]->stacks.n);
+        out->task_slots_cached += weft__cache_n(&rt->workers[i]->tasks.n);
+    }
 }
 
 int weft_memory_stats_get(weft_memory_stats *out)

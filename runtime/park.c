@@ -87,6 +87,25 @@ static void park_wait(weft__worker *w, const struct timespec *tsp)
     }
 }
 
+/* Owner worker only.  How long a park may last, in *ts (returned), or NULL
+ * for no bound: until next (w's earliest timer, weft_now's clock) and
+ * trim_at (weft__trim_caches, the real clock, read as now), INT64_MAX each
+ * for none. */
+struct timespec *weft__park_timeout(struct timespec *ts, int64_t next, int64_t trim_at,
+                                    int64_t now)
+{
+    if (next == INT64_MAX && trim_at == INT64_MAX)
+        return NULL;
+    int64_t d = next == INT64_MAX ? INT64_MAX : next - weft_now();
+    if (trim_at - now < d)
+        d = trim_at - now;
+    if (d < 0)
+        d = 0;
+    ts->tv_sec = d / WEFT_SEC;
+    ts->tv_nsec = d % WEFT_SEC;
+    return ts;
+}
+
 /* Owner worker only.  Parks w until notified or its earliest timer. */
 void weft__park_worker(weft__worker *w)
 {
@@ -110,22 +129,30 @@ void weft__park_worker(weft__worker *w)
     int64_t grace = 0;
     if (!recheck && virtual)
         recheck = weft__vclock_idle(w, &grace);
+    /* relaxed: see weft__stack_put; sysmon covers a miss. */
+    if (WEFT__UNLIKELY(atomic_load_explicit(&rt->stack_waiting, memory_order_relaxed)) &&
+        w->stacks.free) {
+        weft__stack_offer(w);
+        recheck = true;  /* it may have queued work */
+    }
     if (!recheck) {
+        int64_t r0 = weft__real_now();
+        /* Its caches' unused part goes back to the pools (trim.c); while
+         * they hold anything, it parks no longer than until it would give
+         * that back (in real time, so not under the virtual clock, whose
+         * parks end by other means; there the next park does it). */
+        int64_t trim_at = weft__trim_caches(w, r0);
         int64_t next = weft__timers_next(&w->timers);
         struct timespec ts, *tsp = NULL;
         if (grace) {
             ts.tv_sec = grace / WEFT_SEC;
             ts.tv_nsec = grace % WEFT_SEC;
             tsp = &ts;
-        } else if (next != INT64_MAX && !virtual) {
-            int64_t d = next - weft_now();
-            if (d < 0) d = 0;
-            ts.tv_sec = d / WEFT_SEC;
-            ts.tv_nsec = d % WEFT_SEC;
-            tsp = &ts;
+        } else if (!virtual) {
+            tsp = weft__park_timeout(&ts, next, trim_at, r0);
         }
         atomic_store_explicit(&w->running, 0, memory_order_relaxed);
-        int64_t t0 = weft_now(), r0 = weft__real_now();
+        int64_t t0 = weft_now();
         atomic_store_explicit(&w->park_since, r0, memory_order_relaxed);
         park_wait(w, tsp);
         int64_t t1 = weft_now();

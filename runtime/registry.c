@@ -240,7 +240,7 @@ weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
         weft_task *t = w->tasks.free;
         if (WEFT__LIKELY(t)) {
             w->tasks.free = t->next;
-            w->tasks.n--;
+            weft__cache_set(&w->tasks.n, &w->tasks.low, weft__cache_n(&w->tasks.n) - 1);
             return t;
         }
     } else {
@@ -262,7 +262,8 @@ weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
             weft_task *x = slab_take(p, s);
             x->next = w->tasks.free;
             w->tasks.free = x;
-            w->tasks.n++;
+            atomic_store_explicit(&w->tasks.n, weft__cache_n(&w->tasks.n) + 1,
+                                  memory_order_relaxed);  /* a statistic */
         }
         weft__spin_unlock(&rt->task_lock);
         return t;
@@ -326,7 +327,10 @@ void weft__task_dealloc(weft_task *t)
     if (w && w->rt == rt) {
         t->next = w->tasks.free;
         w->tasks.free = t;
-        if (++w->tasks.n <= 2 * WEFT__TASK_BATCH)
+        unsigned n = weft__cache_n(&w->tasks.n) + 1;
+        /* relaxed: a statistic (weft__cache_n). */
+        atomic_store_explicit(&w->tasks.n, n, memory_order_relaxed);
+        if (n <= 2 * WEFT__TASK_BATCH)
             return;
         /* Give a batch back to the pool for other workers' spawns. */
         weft_task *give = w->tasks.free;
@@ -334,7 +338,7 @@ void weft__task_dealloc(weft_task *t)
         for (int i = 1; i < WEFT__TASK_BATCH; i++)
             last = last->next;
         w->tasks.free = last->next;
-        w->tasks.n -= WEFT__TASK_BATCH;
+        weft__cache_set(&w->tasks.n, &w->tasks.low, n - WEFT__TASK_BATCH);
         last->next = NULL;
         weft__spin_lock(&rt->task_lock);
         while (give) {
@@ -360,7 +364,31 @@ void weft__task_cache_flush(weft__worker *w)
         w->tasks.free = x->next;
         slab_put(rt->slab_pool, x);
     }
-    w->tasks.n = 0;
+    weft__cache_set(&w->tasks.n, &w->tasks.low, 0);
+    weft__spin_unlock(&rt->task_lock);
+}
+
+/* Owner worker only (no system call).  The k coldest slots of w's cache,
+ * its bottom ones, go back to their slabs: unused for a trim window, they
+ * would keep those slabs from emptying (trim.c). */
+void weft__task_cache_trim(weft__worker *w, unsigned k)
+{
+    if (!k || k > weft__cache_n(&w->tasks.n))
+        return;
+    weft__runtime *rt = w->rt;
+    unsigned keep = weft__cache_n(&w->tasks.n) - k;
+    weft_task **link = &w->tasks.free;
+    for (unsigned i = 0; i < keep; i++)
+        link = &(*link)->next;
+    weft_task *give = *link;
+    *link = NULL;
+    weft__cache_set(&w->tasks.n, &w->tasks.low, keep);
+    weft__spin_lock(&rt->task_lock);
+    while (give) {
+        weft_task *nx = give->next;
+        slab_put(rt->slab_pool, give);
+        give = nx;
+    }
     weft__spin_unlock(&rt->task_lock);
 }
 

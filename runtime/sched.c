@@ -594,20 +594,17 @@ __attribute__((noinline, cold)) static void trace_run_end(weft__worker *w, weft_
 }
 
 /* Owner worker only.  Makes t the current task of w, giving it a stack on
- * its first run.  false (t handed back to the injection queue) when no stack
- * can be had.  hooked: w->hooks may be set (debug mode, tracing); leave()
+ * its first run.  false when no stack can be had (t then waits in the
+ * stack pool's line, stack.c, and is queued again when one is).  hooked: w->hooks may be set (debug mode, tracing); leave()
  * passes false when it has seen them clear, so the hot path tests them once
  * per switch, not twice. */
 static inline __attribute__((always_inline)) bool prepare_as(weft__worker *w, weft_task *t,
                                                              bool hooked)
 {
     if (WEFT__UNLIKELY(!t->stack)) {
-        weft__stack *s = weft__stack_get(w);
-        if (!s) {
-            /* stack.c said why; t runs when a stack is freed or can be mapped. */
-            weft__inject_push(w->rt, t, t, 1);
-            return false;
-        }
+        weft__stack *s = weft__stack_get(w, t);
+        if (!s)
+            return false;  /* stack.c said why; t waits there for a stack */
         /* release: the stack's descriptor (stack.c) is visible to weft_dump,
          * which loads t->stack with acquire on another thread. */
         __atomic_store_n(&t->stack, s, __ATOMIC_RELEASE);
@@ -862,11 +859,8 @@ void *weft__worker_main(void *arg)
         weft_task *t = find_runnable(w);
         if (!t)
             break;
-        if (!prepare(w, t)) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);  /* out of stacks: let memory come back */
-            continue;
-        }
+        if (!prepare(w, t))
+            continue;  /* out of stacks: t waits for one (stack.c) */
         weft__fiber_switch(w, NULL, false, t);
         weft__ctx_switch(&w->sched_sp, t->sp);
         weft__fiber_landed(w, NULL);

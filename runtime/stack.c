@@ -37,10 +37,22 @@
  * as clean.  A stack is trimmed only while it is in the pool, so no
  * coroutine runs on it; weft_dump reads only the stacks of live tasks.
  *
+ * Refusal.  When the kernel refuses even one stack, a task about to run
+ * first waits in the pool's line (wait_head, under stack_lock; its count
+ * rt->stack_waiting readable without the lock).  Freeing a stack while
+ * some wait (stack_put), or parking with stacks cached, gives the worker's
+ * cache to the pool and queues as many of them (weft__stack_offer); sysmon
+ * (weft__stacks_tick) queues as many as the pool has stacks for, and, once
+ * the back-off after the last refusal has passed (10 ms, doubling to 1 s
+ * while refusals go on), the first in line, whose stack_get asks the
+ * kernel again.  A stack that reaches a busy worker's cache just as a task
+ * begins to wait is seen at that worker's next free or park, or by sysmon:
+ * a delay, never a task left waiting with stacks free in the pool.
+ *
  * Operations and the threads they run on:
- *   stack_get, stack_put, stack_cache_flush    owner worker (its cache;
- *                                              the pool under stack_lock)
- *   stacks_lowwater, stacks_trim               sysmon, concurrently with
+ *   stack_get, stack_put, stack_cache_flush,   owner worker (its cache;
+ *   stack_offer, stack_cache_trim              the pool under stack_lock)
+ *   stacks_lowwater, stacks_trim, stacks_tick  sysmon, concurrently with
  *                                              the above
  *   stacks_init, stacks_free                   weft_run, workers stopped
  * Address space is unmapped only by stacks_free.
@@ -78,11 +90,15 @@ struct weft__stack_extent {
 struct weft__stack_pool {
     weft__stack *warm_head, *warm_tail;  /* given back; head: most recent */
     weft__lowwater warm;                 /* how many; fewest since lowwater() */
+    size_t credit;                       /* warm stacks given back as idle for a
+                                          * window (cache trims), not yet told */
     weft__stack *clean;                  /* trimmed: no page present */
     size_t clean_n;
     struct weft__stack_extent *extents;  /* newest first */
     unsigned next_n;                     /* stacks in the next extent */
     int64_t refused_at;                  /* when the kernel last refused one */
+    int64_t backoff;                     /* then, how long before asking again */
+    weft_task *wait_head, *wait_tail;    /* waiting for a stack (t->next), FIFO */
 };
 
 static size_t page_size(void)
@@ -265,14 +281,59 @@ static unsigned refill(struct weft__stack_pool *p, weft__worker *w, unsigned max
         e->used += k;
         got += k;
     }
-    w->stacks.n += got;
+    /* relaxed: a statistic (weft__cache_n). */
+    atomic_store_explicit(&w->stacks.n, weft__cache_n(&w->stacks.n) + got, memory_order_relaxed);
     return got;
 }
 
+/* Under stack_lock.  t waits for a stack, last in line. */
+static void wait_push(weft__runtime *rt, weft_task *t)
+{
+    struct weft__stack_pool *p = rt->stack_pool;
+    t->next = NULL;
+    if (p->wait_tail)
+        p->wait_tail->next = t;
+    else
+        p->wait_head = t;
+    p->wait_tail = t;
+    /* relaxed: under stack_lock; the lock-free readers (stack_put,
+     * weft__stack_offer) only decide whether to take it. */
+    atomic_store_explicit(&rt->stack_waiting,
+                          atomic_load_explicit(&rt->stack_waiting, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* Under stack_lock.  Up to n waiting tasks, first in line first, as a list
+ * (t->next) for weft__inject_push; *tail its last, *k how many. */
+static weft_task *wait_pop(weft__runtime *rt, size_t n, weft_task **tail, size_t *k)
+{
+    struct weft__stack_pool *p = rt->stack_pool;
+    weft_task *head = p->wait_head, *last = NULL;
+    size_t got = 0;
+    for (weft_task *t = head; t && got < n; t = t->next) {
+        last = t;
+        got++;
+    }
+    if (!got)
+        return NULL;
+    p->wait_head = last->next;
+    if (!p->wait_head)
+        p->wait_tail = NULL;
+    last->next = NULL;
+    atomic_store_explicit(&rt->stack_waiting,
+                          atomic_load_explicit(&rt->stack_waiting, memory_order_relaxed) - got,
+                          memory_order_relaxed);
+    *tail = last;
+    *k = got;
+    return head;
+}
+
 /* Owner worker only (may block the thread: a new extent is mapped with no
- * lock held).  A stack for a task about to run first; NULL when the
- * kernel refuses the address space (the caller says so and retries later). */
-weft__stack *weft__stack_get(weft__worker *w)
+ * lock held).  A stack for t, a task about to run first; NULL when the
+ * kernel refuses the address space: t then waits in the pool's line, until
+ * a stack is given back (weft__stack_offer) or sysmon's back-off lets it
+ * ask the kernel again (weft__stacks_tick), and is queued to run again. */
+weft__stack *weft__stack_get(weft__worker *w, weft_task *t)
 {
     weft__stack *s = w->stacks.free;
     if (WEFT__UNLIKELY(!s)) {
@@ -282,12 +343,15 @@ weft__stack *weft__stack_get(weft__worker *w)
         unsigned got = refill(p, w, WEFT__CACHE_MAX / 2);
         unsigned want = p->next_n;
         size_t budget = 0;
-        /* After a refusal, wait 10 ms before asking the kernel again: the
-         * task goes back in line and runs once a stack is freed. */
-        if (!got && p->refused_at && weft__real_now() - p->refused_at < 10 * WEFT_MS) {
+        /* After a refusal the kernel is asked again once the back-off has
+         * passed (sysmon then sends the first task in line back to ask:
+         * weft__stacks_tick); until then a task without a stack waits. */
+        if (!got && p->refused_at && weft__real_now() - p->refused_at < p->backoff) {
+            wait_push(rt, t);
             weft__spin_unlock(&rt->stack_lock);
             return NULL;
         }
+        bool first = !p->extents;
         if (!got) {
             if (p->next_n < EXTENT_MAX)
                 p->next_n *= 2;
@@ -297,23 +361,39 @@ weft__stack *weft__stack_get(weft__worker *w)
         weft__spin_unlock(&rt->stack_lock);
         if (!got) {
             size_t used = 0;
-            struct weft__stack_extent *e = map_extent(rt, want, budget, &used);
+            /* WEFT_FAULTS=stacks (faults.c): refused, beyond the first. */
+            struct weft__stack_extent *e = !first && weft__fault(WEFT__FAULT_STACKS)
+                                               ? NULL
+                                               : map_extent(rt, want, budget, &used);
             weft__spin_lock(&rt->stack_lock);
             rt->guard_budget += budget - used;
             bool warn = false;
+            weft_task *wake = NULL, *wake_tail = NULL;
+            size_t nwake = 0;
             if (e) {
                 e->next = p->extents;
                 p->extents = e;
+                p->refused_at = 0;
                 refill(p, w, WEFT__CACHE_MAX / 2);
+                /* Those in line run on the rest of the new extent. */
+                wake = wait_pop(rt, e->n - e->used, &wake_tail, &nwake);
                 for (unsigned i = 0; i < e->n && !warn; i++)
                     warn = !e->st[i].guarded && !rt->guard_warned;
                 rt->guard_warned |= warn;
             } else {
-                p->refused_at = weft__real_now();
+                /* Ask again after 10 ms, then doubling up to a second
+                 * while the kernel keeps refusing. */
+                int64_t now = weft__real_now();
+                p->backoff = !p->refused_at ? 10 * WEFT_MS
+                             : p->backoff < WEFT_SEC / 2 ? 2 * p->backoff : WEFT_SEC;
+                p->refused_at = now;
                 /* Another worker may have given stacks back meanwhile. */
-                refill(p, w, WEFT__CACHE_MAX / 2);
+                if (!refill(p, w, WEFT__CACHE_MAX / 2))
+                    wait_push(rt, t);
             }
             weft__spin_unlock(&rt->stack_lock);
+            if (wake)
+                weft__inject_push(rt, wake, wake_tail, nwake);
             if (!e)
                 refused(rt, want);
             if (warn)
@@ -327,7 +407,7 @@ weft__stack *weft__stack_get(weft__worker *w)
             return NULL;
     }
     w->stacks.free = s->next;
-    w->stacks.n--;
+    weft__cache_set(&w->stacks.n, &w->stacks.low, weft__cache_n(&w->stacks.n) - 1);
     return s;
 }
 
@@ -344,12 +424,41 @@ static void warm_push(struct weft__stack_pool *p, weft__stack *s)
     p->warm.n++;
 }
 
+/* Owner worker only.  Gives every stack of w's cache to the pool and
+ * queues as many tasks waiting for one (weft__stack_get), first in line
+ * first; called when stack_waiting says some wait: from stack_put, so that
+ * a stack freed goes to whoever waits, and when w parks, for a stack that
+ * reached w's cache as a task began to wait. */
+void weft__stack_offer(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    weft_task *wake = NULL, *tail = NULL;
+    size_t k = 0;
+    weft__spin_lock(&rt->stack_lock);
+    unsigned n = 0;
+    while (w->stacks.free) {
+        weft__stack *x = w->stacks.free;
+        w->stacks.free = x->next;
+        warm_push(rt->stack_pool, x);
+        n++;
+    }
+    weft__cache_set(&w->stacks.n, &w->stacks.low, 0);
+    if (n)
+        wake = wait_pop(rt, n, &tail, &k);
+    weft__spin_unlock(&rt->stack_lock);
+    if (wake)
+        weft__inject_push(rt, wake, tail, k);
+}
+
 /* Owner worker only.  Returns the stack of a finished task. */
 void weft__stack_put(weft__worker *w, weft__stack *s)
 {
     s->next = w->stacks.free;
     w->stacks.free = s;
-    if (WEFT__UNLIKELY(++w->stacks.n > WEFT__CACHE_MAX)) {
+    unsigned n = weft__cache_n(&w->stacks.n) + 1;
+    /* relaxed: a statistic (weft__cache_n). */
+    atomic_store_explicit(&w->stacks.n, n, memory_order_relaxed);
+    if (WEFT__UNLIKELY(n > WEFT__CACHE_MAX)) {
         weft__runtime *rt = w->rt;
         /* The older half goes back: the most recent stay warm here.  Walk
          * to it before taking the lock. */
@@ -358,7 +467,7 @@ void weft__stack_put(weft__worker *w, weft__stack *s)
             keep = keep->next;
         weft__stack *give = keep->next;
         keep->next = NULL;
-        w->stacks.n = WEFT__CACHE_MAX / 2;
+        weft__cache_set(&w->stacks.n, &w->stacks.low, WEFT__CACHE_MAX / 2);
         weft__spin_lock(&rt->stack_lock);
         while (give) {
             weft__stack *nx = give->next;
@@ -367,6 +476,11 @@ void weft__stack_put(weft__worker *w, weft__stack *s)
         }
         weft__spin_unlock(&rt->stack_lock);
     }
+    /* relaxed: a task that began to wait after this load finds s when w
+     * parks (weft__park_worker offers its cache) or when sysmon sends it
+     * back to ask the kernel (weft__stacks_tick). */
+    if (WEFT__UNLIKELY(atomic_load_explicit(&w->rt->stack_waiting, memory_order_relaxed)))
+        weft__stack_offer(w);
 }
 
 /* Owner worker only, at exit: gives the cache back to the pool. */
@@ -379,16 +493,80 @@ void weft__stack_cache_flush(weft__worker *w)
         w->stacks.free = x->next;
         warm_push(rt->stack_pool, x);
     }
-    w->stacks.n = 0;
+    weft__cache_set(&w->stacks.n, &w->stacks.low, 0);
     weft__spin_unlock(&rt->stack_lock);
 }
 
+/* Owner worker only (no system call).  The k coldest stacks of w's cache,
+ * its bottom ones, were not used for a whole trim window (trim.c): they go
+ * to the cold end of the pool's warm list, counted as idle since the
+ * window began (the low-water mark of this quarter, and a credit for the
+ * trimmer's earlier quarters), so that sysmon's next trim gives their
+ * pages back without waiting another window. */
+void weft__stack_cache_trim(weft__worker *w, unsigned k)
+{
+    if (!k || k > weft__cache_n(&w->stacks.n))
+        return;
+    weft__runtime *rt = w->rt;
+    struct weft__stack_pool *p = rt->stack_pool;
+    unsigned keep = weft__cache_n(&w->stacks.n) - k;
+    weft__stack **link = &w->stacks.free;
+    for (unsigned i = 0; i < keep; i++)
+        link = &(*link)->next;
+    weft__stack *give = *link;
+    *link = NULL;
+    weft__cache_set(&w->stacks.n, &w->stacks.low, keep);
+    weft__spin_lock(&rt->stack_lock);
+    while (give) {
+        weft__stack *nx = give->next;
+        give->next = NULL;
+        give->prev = p->warm_tail;
+        if (p->warm_tail)
+            p->warm_tail->next = give;
+        else
+            p->warm_head = give;
+        p->warm_tail = give;
+        give = nx;
+    }
+    p->warm.n += k;
+    p->warm.low += k;
+    p->credit += k;
+    weft__spin_unlock(&rt->stack_lock);
+}
+
+/* Any thread (sysmon).  Sends tasks waiting for a stack back to run: as
+ * many as the pool has stacks for (one given back to a cache as they began
+ * to wait, then offered by a parking worker), and, once the back-off after
+ * the kernel's last refusal has passed, the first in line, which asks it
+ * again. */
+void weft__stacks_tick(weft__runtime *rt, int64_t now)
+{
+    /* relaxed: see stack_put; a task missed now is seen at the next tick. */
+    if (!atomic_load_explicit(&rt->stack_waiting, memory_order_relaxed))
+        return;
+    struct weft__stack_pool *p = rt->stack_pool;
+    weft_task *wake, *tail = NULL;
+    size_t k = 0;
+    weft__spin_lock(&rt->stack_lock);
+    size_t n = p->warm.n + p->clean_n;
+    for (struct weft__stack_extent *e = p->extents; e; e = e->next)
+        n += e->n - e->used;
+    if (!n && p->wait_head && now - p->refused_at >= p->backoff)
+        n = 1;
+    wake = wait_pop(rt, n, &tail, &k);
+    weft__spin_unlock(&rt->stack_lock);
+    if (wake)
+        weft__inject_push(rt, wake, tail, k);
+}
+
 /* Any thread (sysmon). */
-void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now)
+void weft__stacks_lowwater(weft__runtime *rt, size_t *low, size_t *now, size_t *credit)
 {
     struct weft__stack_pool *p = rt->stack_pool;
     weft__spin_lock(&rt->stack_lock);
     weft__lw_take(&p->warm, low, now);
+    *credit = p->credit;
+    p->credit = 0;
     weft__spin_unlock(&rt->stack_lock);
 }
 

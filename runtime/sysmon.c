@@ -164,6 +164,7 @@ static void *sysmon_main(void *arg)
         if (want_help)
             weft__notify(rt);
         weft__trim_tick(rt, now);
+        weft__stacks_tick(rt, now);
         weft__active_tick(rt, now);
         nap = any_running ? WEFT_MS : 5 * WEFT_MS;
         pthread_mutex_lock(&rt->sysmon_mu);

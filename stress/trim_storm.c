@@ -15,6 +15,10 @@
  *    window lets the trimmer give back what the burst took);
  *  - two plain threads and a coroutine loop over weft_tasks_foreach,
  *    weft_dump (to /dev/null) and weft_memory_stats_get.
+ * A worker that parks gives back what its own caches of stacks and slots
+ * did not use over the window (trim.c, weft__trim_caches): mid-burst when
+ * one worker runs dry before the other, during the pauses, and while the
+ * other worker spawns, steals and finishes tasks.
  * Invariants:
  *  - every task ran exactly once, and found its stack pattern intact (a
  *    stack trimmed or handed out while in use would read zeros or another
@@ -23,10 +27,14 @@
  *    WAITING or BLOCKING and a worker -1, 0 or 1 (a trimmed slot must read
  *    as free, never as a task); every call returns 0;
  *  - the memory figures hold together (idle stacks never more than the
- *    reserved ones, idle and clean slabs never more than the slabs);
+ *    reserved ones, idle and clean slabs never more than the slabs, the
+ *    workers' caches never above their bound of 64 stacks and 64 slots
+ *    each);
  *  - by the end the trimmer gave back stacks and slabs (else this program
  *    tested nothing), and a burst ran on stacks it had given back (it
- *    needed more than the warm ones, and none was reserved anew).
+ *    needed more than the warm ones, and none was reserved anew), and the
+ *    workers' caches gave back what a burst had left in them during a
+ *    pause (their figures fell to zero).
  *
  * Default 4 s; WEFT_STRESS_SECONDS for longer.
  */
@@ -39,7 +47,7 @@
 #define NWALKERS 2
 
 static _Atomic uint32_t *ran;     /* per task of the current round */
-static _Atomic uint64_t round_no, tasks_done, walks, entries, dumps, bad_pattern;
+static _Atomic uint64_t round_no, tasks_done, walks, entries, dumps, bad_pattern, caches_emptied;
 static _Atomic int stop;
 static int devnull = -1;
 
@@ -118,6 +126,9 @@ static void walk_once(void)
           m.stacks_idle_clean, m.stacks_reserved);
     CHECK(m.slabs_idle + m.slabs_clean <= m.slabs, "idle slabs %" PRIu64 " + %" PRIu64
           " > slabs %" PRIu64, m.slabs_idle, m.slabs_clean, m.slabs);
+    CHECK(m.stacks_cached <= 2 * 64 && m.task_slots_cached <= 2 * 64,
+          "the workers' caches hold %" PRIu64 " stacks and %" PRIu64 " slots (64 each at most)",
+          m.stacks_cached, m.task_slots_cached);
     if (atomic_fetch_add(&walks, 1) % 8 == 0) {
         CHECK(weft_dump(devnull) == 0, "weft_dump failed");
         atomic_fetch_add(&dumps, 1);
@@ -182,6 +193,11 @@ static void *main_task(void *arg)
         atomic_fetch_add(&round_no, 1);
         uint64_t pause = rng_below(&rng, 31);
         weft_sleep((int64_t)pause * WEFT_MS);
+        weft_memory_stats later;
+        weft_memory_stats_get(&later);
+        if (after.stacks_cached + after.task_slots_cached > 0 && later.stacks_cached == 0 &&
+            later.task_slots_cached == 0)
+            atomic_fetch_add(&caches_emptied, 1);
     }
     atomic_store(&stop, 1);
     for (int i = 0; i < NWALKERS; i++)
@@ -194,8 +210,12 @@ static void *main_task(void *arg)
     CHECK(m.stacks_trimmed > 0, "the trimmer gave back no stack");
     CHECK(m.slabs_trimmed > 0, "the trimmer gave back no slab");
     CHECK(reused_after_trim, "no burst ran on stacks given back by the trimmer");
-    fprintf(stderr, "stress_trim_storm: %" PRIu64 " stacks and %" PRIu64 " slabs trimmed\n",
-            m.stacks_trimmed, m.slabs_trimmed);
+    CHECK(atomic_load(&caches_emptied) > 0,
+          "no pause saw the workers' caches give back what a burst left in them");
+    fprintf(stderr,
+            "stress_trim_storm: %" PRIu64 " stacks and %" PRIu64 " slabs trimmed, caches "
+            "emptied in %" PRIu64 " pauses\n",
+            m.stacks_trimmed, m.slabs_trimmed, atomic_load(&caches_emptied));
     free(t);
     free(ran);
     return NULL;

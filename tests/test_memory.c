@@ -4,13 +4,17 @@
  *  - weft_memory_stats_get: arguments, and figures that follow a burst;
  *  - after a burst and a pause longer than WEFT_TRIM_MS, the stacks and
  *    slabs the burst took are given back (counted; and, outside sanitizers,
- *    the resident set falls), and a new burst reuses them;
+ *    the resident set falls), the workers' own caches too, and a new burst
+ *    reuses them;
  *  - bursts that come closer together than the window are not trimmed,
  *    however many; the same process trims once they stop;
  *  - WEFT_TRIM_MS=0 never trims; a bad WEFT_TRIM_MS is refused;
  *  - the guard fallback (WEFT_GUARD=mprotect) trims alike;
  *  - address space refused (RLIMIT_AS, as vm.overcommit_memory=2 would):
- *    one clear line, tasks wait for a stack and all finish (forked child).
+ *    one clear line, tasks wait for a stack and all finish (forked child);
+ *  - the same refusal faked (WEFT_FAULTS=stacks:1, so under sanitizers
+ *    too): tasks without a stack wait without the workers spinning, and
+ *    start as stacks are freed; one line for repeated refusals.
  * Each test ends with the leak check (descriptors, mappings).
  */
 #define _GNU_SOURCE
@@ -144,7 +148,7 @@ static void *idle_main(void *arg)
             bool done = m2.stacks_trimmed >= m0.stacks_trimmed + (uint64_t)BURST / 2 &&
                         m2.stacks_idle_clean >= (uint64_t)BURST / 2 &&
                         m2.stacks_idle_warm <= 64 && m2.slabs_trimmed > m0.slabs_trimmed &&
-                        m2.slabs_idle <= 1;
+                        m2.slabs_idle <= 1 && m2.stacks_cached == 0 && m2.task_slots_cached == 0;
             if (done || weft_now() >= deadline)
                 break;
             weft_sleep(20 * WEFT_MS);
@@ -154,6 +158,10 @@ static void *idle_main(void *arg)
         T_CHECK(m2.stacks_idle_warm <= 64);          /* the floor */
         T_CHECK(m2.slabs_trimmed > m0.slabs_trimmed);
         T_CHECK(m2.slabs_idle <= 1);
+        /* The workers' caches gave back what the burst left in them. */
+        T_CHECK(m1.stacks_cached > 0 && m1.task_slots_cached > 0);
+        T_CHECK_EQ(m2.stacks_cached, 0);
+        T_CHECK_EQ(m2.task_slots_cached, 0);
         /* The second round reuses what the first gave back: no new stacks. */
         if (round == 1)
             T_CHECK_EQ(m1.stacks_reserved, m0.stacks_reserved);
@@ -336,6 +344,93 @@ static void test_reservation_refused(void **state)
                              "vm.overcommit_memory") >= 1);
 }
 
+/* ------------------------------------------------------------------ */
+/* Waiting for a stack (WEFT_FAULTS=stacks:1: the first 64 stacks only) */
+/* ------------------------------------------------------------------ */
+
+#define HOLDERS 100
+
+typedef struct {
+    weft_event go;
+    _Atomic int started, finished;
+} hold_ctx;
+
+static void *holder(void *arg)
+{
+    hold_ctx *h = arg;
+    atomic_fetch_add(&h->started, 1);
+    T_CHECK(weft_event_wait(&h->go, WEFT_FOREVER) == 0);
+    atomic_fetch_add(&h->finished, 1);
+    return NULL;
+}
+
+static uint64_t injected(void)
+{
+    weft_stats st;
+    T_CHECK(weft_stats_get(&st) == 0);
+    return st.injected;
+}
+
+/* More tasks than stacks: the ones without a stack wait for one, without
+ * the workers taking them round and round meanwhile, and start as the
+ * others finish. */
+static void *stack_wait_main(void *arg)
+{
+    (void)arg;
+    hold_ctx h;
+    weft_event_init(&h.go);
+    atomic_init(&h.started, 0);
+    atomic_init(&h.finished, 0);
+    weft_task *t[HOLDERS];
+    for (int i = 0; i < HOLDERS; i++)
+        T_CHECK((t[i] = weft_spawn(holder, &h)) != NULL);
+    /* main has one of the 64 stacks: 63 holders start, the rest wait. */
+    int64_t deadline = weft_now() + 2 * WEFT_SEC * T_SLACK;
+    while (atomic_load(&h.started) < 63 && weft_now() < deadline)
+        weft_sleep(WEFT_MS);
+    T_CHECK_EQ(atomic_load(&h.started), 63);
+    uint64_t i0 = injected();
+    weft_sleep(300 * WEFT_MS);
+    uint64_t i1 = injected();
+    T_CHECK_EQ(atomic_load(&h.started), 63);
+    weft_memory_stats m = mem();
+    T_CHECK_EQ(m.stacks_reserved, 64);
+    /* They wait in line: sent back to run only by sysmon's back-off (10,
+     * 20, 40, ... ms: a handful), not re-queued through the injection
+     * queue each time a worker finds no stack for them. */
+    fprintf(stderr, "tasks taken from the injection queue while %d waited 300 ms: %llu\n",
+            HOLDERS - 63, (unsigned long long)(i1 - i0));
+    T_CHECK(i1 - i0 < 20);
+    weft_event_set(&h.go);
+    for (int i = 0; i < HOLDERS; i++)
+        T_CHECK(weft_join(t[i], NULL) == 0);
+    T_CHECK_EQ(atomic_load(&h.finished), HOLDERS);
+    weft_event_destroy(&h.go);
+    return NULL;
+}
+
+static void test_stack_wait(void **state)
+{
+    (void)state;
+    setenv("WEFT_FAULTS", "stacks:1", 1);
+    setenv("WEFT_SEED", "1", 1);
+    weft_config cfg = WEFT_CONFIG_DEFAULT;
+    cfg.workers = 2;
+    leak_snap snap = leak_snapshot();
+    t_capture c;
+    t_capture_begin(&c);
+    int rc = weft_run_config(&cfg, stack_wait_main, NULL, NULL);
+    char *err = t_capture_end(&c);
+    unsetenv("WEFT_FAULTS");
+    unsetenv("WEFT_SEED");
+    assert_int_equal(rc, 0);
+    t_assert_checks();
+    leak_check(&snap);
+    /* Refused again at each back-off (10 ms, doubling): said once a second. */
+    assert_int_equal(t_lines_with(err, "refused address space for coroutine stacks", NULL), 1);
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +441,7 @@ int main(void)
         T_TEST(test_trim_off),
         T_TEST(test_trim_env_bad),
         T_TEST(test_reservation_refused),
+        T_TEST(test_stack_wait),
     };
     t_warm_up();
     return cmocka_run_group_tests_name("memory", tests, NULL, NULL);

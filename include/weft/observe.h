@@ -114,6 +114,8 @@ typedef struct weft_memory_stats {
     uint64_t slabs_clean;         /* slabs with every slot free, pages given back */
     uint64_t slabs_trimmed;       /* slabs whose pages the trimmer gave back, in all */
     uint64_t task_slot_size;      /* bytes per task slot */
+    uint64_t stacks_cached;       /* in the workers' own caches (idle, pages present) */
+    uint64_t task_slots_cached;   /* free slots in the workers' own caches */
 } weft_memory_stats;
 
 /* Any thread while a runtime runs: a snapshot of the above (each pool's

@@ -93,6 +93,8 @@ static const expect expects[] = {
     M("task_slabs_clean", slabs_clean),
     M("task_slabs_trimmed_total", slabs_trimmed),
     M("task_slot_size_bytes", task_slot_size),
+    M("stacks_cached", stacks_cached),
+    M("task_slots_cached", task_slots_cached),
 };
 #undef R
 #undef W
