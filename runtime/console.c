@@ -107,7 +107,7 @@ static int task_one(const weft_task_info *i, void *arg)
 static void reply_snapshot(struct weft__console *k, client *c)
 {
     weft_stats *s = &k->stats;
-    weft_memory_stats m;
+    weft__memory_figures m;
     weft__tb *t = &c->out;
     int64_t now = weft_now();
     weft__stats_of(k->rt, s);

@@ -913,7 +913,13 @@ void weft__observe_stop(weft__runtime *rt);
 void weft__observe_serve(weft__runtime *rt);   /* sysmon: dumps signals asked for */
 const char *weft__state_name(int st);
 void weft__stats_of(weft__runtime *rt, weft_stats *out);
-void weft__memory_stats_of(weft__runtime *rt, weft_memory_stats *out);
+/* weft_memory_stats and the workers' caches (weft_memory_cached_get), read
+ * together for the metrics and the console. */
+typedef struct {
+    weft_memory_stats pub;
+    uint64_t stacks_cached, task_slots_cached;
+} weft__memory_figures;
+void weft__memory_stats_of(weft__runtime *rt, weft__memory_figures *out);
 int  weft__tasks_walk(weft__runtime *rt, int (*visit)(const weft_task_info *info, void *ctx),
                       void *ctx);
 int  weft__task_backtrace(weft__runtime *rt, uint64_t id, weft_task_info *info, char *name,
@@ -925,7 +931,7 @@ void weft__console_stop(weft__runtime *rt);
 
 /* metrics.c */
 struct weft__tb;
-void weft__stats_json(struct weft__tb *t, const weft_stats *s, const weft_memory_stats *m);
+void weft__stats_json(struct weft__tb *t, const weft_stats *s, const weft__memory_figures *m);
 
 /* arch/<cpu>/context.c: the resume address and frame pointer saved in a
  * switched-out context (for backtraces of suspended coroutines). */

@@ -81,7 +81,8 @@ static const metric worker_metrics[] = {
 };
 #undef WK
 
-#define MEM(f) offsetof(weft_memory_stats, f)
+#define MEM(f) offsetof(weft__memory_figures, pub.f)
+#define CACHED(f) offsetof(weft__memory_figures, f)
 static const metric memory_metrics[] = {
     {"stack_size_bytes", "stack_size", MEM(stack_size), GAUGE, 1,
      "Usable bytes of each coroutine stack (plus a guard page)."},
@@ -103,12 +104,13 @@ static const metric memory_metrics[] = {
      "Slabs whose pages the trimmer gave back."},
     {"task_slot_size_bytes", "task_slot_size", MEM(task_slot_size), GAUGE, 1,
      "Bytes per task slot."},
-    {"stacks_cached", "stacks_cached", MEM(stacks_cached), GAUGE, 1,
+    {"stacks_cached", "stacks_cached", CACHED(stacks_cached), GAUGE, 1,
      "Stacks in the workers' own caches (pages present)."},
-    {"task_slots_cached", "task_slots_cached", MEM(task_slots_cached), GAUGE, 1,
+    {"task_slots_cached", "task_slots_cached", CACHED(task_slots_cached), GAUGE, 1,
      "Free task slots in the workers' own caches."},
 };
 #undef MEM
+#undef CACHED
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -145,7 +147,7 @@ static void prom_table(weft__tb *t, const metric *tab, size_t n, const void *bas
     }
 }
 
-static void prometheus(weft__tb *t, const weft_stats *s, const weft_memory_stats *m)
+static void prometheus(weft__tb *t, const weft_stats *s, const weft__memory_figures *m)
 {
     weft__tb_puts(t, "# HELP weft_workers Worker threads of the runtime.\n"
                      "# TYPE weft_workers gauge\n");
@@ -175,7 +177,7 @@ static void json_table(weft__tb *t, const metric *tab, size_t n, const void *bas
 
 /* Any thread: s and m as one JSON object, no newline (docs/debugging.md,
  * "Metrics"). */
-void weft__stats_json(weft__tb *t, const weft_stats *s, const weft_memory_stats *m)
+void weft__stats_json(weft__tb *t, const weft_stats *s, const weft__memory_figures *m)
 {
     bool first = false;
     weft__tb_printf(t, "{\"workers\":%u,\"active_workers\":%u", s->workers, s->active_workers);
@@ -204,7 +206,7 @@ int weft_stats_format(char *buf, size_t len, int format)
     if (!rt)
         return -EPERM;
     weft_stats s;            /* about 6 KiB: fine on a coroutine's stack */
-    weft_memory_stats m;
+    weft__memory_figures m;
     weft__stats_of(rt, &s);
     weft__memory_stats_of(rt, &m);
     if (!cw)

@@ -602,11 +602,11 @@ int weft_stats_get(weft_stats *outp)
 }
 
 /* Any thread, with rt kept alive by the caller: weft_memory_stats_get's. */
-void weft__memory_stats_of(weft__runtime *rt, weft_memory_stats *out)
+void weft__memory_stats_of(weft__runtime *rt, weft__memory_figures *out)
 {
     memset(out, 0, sizeof *out);
-    weft__stacks_stats(rt, out);
-    weft__slabs_stats(rt, out);
+    weft__stacks_stats(rt, &out->pub);
+    weft__slabs_stats(rt, &out->pub);
     /* relaxed loads (weft__cache_n): a statistic, each count on its own. */
     for (unsigned i = 0; i < rt->nworkers; i++) {
         out->stacks_cached += weft__cache_n(&rt->workers[i]->stacks.n);
@@ -614,16 +614,44 @@ void weft__memory_stats_of(weft__runtime *rt, weft_memory_stats *out)
     }
 }
 
+/* Any thread: rt of the caller's worker, or the running one held (put it
+ * back with weft__rt_put when *held). */
+static weft__runtime *memory_rt(bool *held)
+{
+    weft__worker *cw = weft__cur_worker();
+    *held = !cw;
+    return cw ? cw->rt : weft__rt_get();
+}
+
 int weft_memory_stats_get(weft_memory_stats *out)
 {
     if (!out)
         return -EINVAL;
-    weft__worker *cw = weft__cur_worker();
-    weft__runtime *rt = cw ? cw->rt : weft__rt_get();
+    bool held;
+    weft__runtime *rt = memory_rt(&held);
     if (!rt)
         return -EPERM;
-    weft__memory_stats_of(rt, out);
-    if (!cw)
+    weft__memory_figures f;
+    weft__memory_stats_of(rt, &f);
+    if (held)
         weft__rt_put();
+    *out = f.pub;
+    return 0;
+}
+
+int weft_memory_cached_get(uint64_t *stacks, uint64_t *task_slots)
+{
+    if (!stacks || !task_slots)
+        return -EINVAL;
+    bool held;
+    weft__runtime *rt = memory_rt(&held);
+    if (!rt)
+        return -EPERM;
+    weft__memory_figures f;
+    weft__memory_stats_of(rt, &f);
+    if (held)
+        weft__rt_put();
+    *stacks = f.stacks_cached;
+    *task_slots = f.task_slots_cached;
     return 0;
 }

@@ -112,9 +112,12 @@ static void *walker_thread(void *arg)
     return NULL;
 }
 
+static _Atomic bool walker_started;
+
 static void *walker_co(void *arg)
 {
     (void)arg;
+    atomic_store(&walker_started, true);  /* it holds its stack from here */
     while (!atomic_load(&stop)) {
         look_once();
         weft_sleep(3 * WEFT_MS);
@@ -129,6 +132,11 @@ static void *main_task(void *arg)
     if (pthread_create(&th, NULL, walker_thread, NULL) != 0)
         abort();
     weft_task *wc = weft_spawn(walker_co, NULL);
+    /* The walker's stack first, so that the bound below (64 less main's
+     * and the walker's) holds from the first burst: before this, a burst
+     * could take 63 while the walker still waited in the line. */
+    while (!atomic_load(&walker_started))
+        weft_yield();
     weft_task **t = calloc(BURST, sizeof *t);
     ran = calloc(BURST, sizeof *ran);
     while (!stress_time_up() && !stress_failed()) {

@@ -126,9 +126,11 @@ static void walk_once(void)
           m.stacks_idle_clean, m.stacks_reserved);
     CHECK(m.slabs_idle + m.slabs_clean <= m.slabs, "idle slabs %" PRIu64 " + %" PRIu64
           " > slabs %" PRIu64, m.slabs_idle, m.slabs_clean, m.slabs);
-    CHECK(m.stacks_cached <= 2 * 64 && m.task_slots_cached <= 2 * 64,
+    uint64_t cs = 0, ct = 0;
+    CHECK(weft_memory_cached_get(&cs, &ct) == 0, "weft_memory_cached_get failed");
+    CHECK(cs <= 2 * 64 && ct <= 2 * 64,
           "the workers' caches hold %" PRIu64 " stacks and %" PRIu64 " slots (64 each at most)",
-          m.stacks_cached, m.task_slots_cached);
+          cs, ct);
     if (atomic_fetch_add(&walks, 1) % 8 == 0) {
         CHECK(weft_dump(devnull) == 0, "weft_dump failed");
         atomic_fetch_add(&dumps, 1);
@@ -184,6 +186,8 @@ static void *main_task(void *arg)
                   atomic_load(&round_no), i, atomic_load(&ran[i]));
         weft_memory_stats after;
         weft_memory_stats_get(&after);
+        uint64_t after_s = 0, after_t = 0;
+        weft_memory_cached_get(&after_s, &after_t);
         /* The burst needed more stacks than the pool's warm ones and the
          * workers' caches (64 each) could give, and no new one was
          * reserved: it ran on stacks the trimmer had given back. */
@@ -193,10 +197,9 @@ static void *main_task(void *arg)
         atomic_fetch_add(&round_no, 1);
         uint64_t pause = rng_below(&rng, 31);
         weft_sleep((int64_t)pause * WEFT_MS);
-        weft_memory_stats later;
-        weft_memory_stats_get(&later);
-        if (after.stacks_cached + after.task_slots_cached > 0 && later.stacks_cached == 0 &&
-            later.task_slots_cached == 0)
+        uint64_t later_s = 0, later_t = 0;
+        weft_memory_cached_get(&later_s, &later_t);
+        if (after_s + after_t > 0 && later_s == 0 && later_t == 0)
             atomic_fetch_add(&caches_emptied, 1);
     }
     atomic_store(&stop, 1);

@@ -85,10 +85,17 @@ static void burst(int n)
     weft_event_destroy(&b.go);
 }
 
-static weft_memory_stats mem(void)
+/* weft_memory_stats and the workers' caches (weft_memory_cached_get). */
+typedef struct {
+    weft_memory_stats s;
+    uint64_t stacks_cached, task_slots_cached;
+} memsnap;
+
+static memsnap mem(void)
 {
-    weft_memory_stats m;
-    T_CHECK(weft_memory_stats_get(&m) == 0);
+    memsnap m;
+    T_CHECK(weft_memory_stats_get(&m.s) == 0);
+    T_CHECK(weft_memory_cached_get(&m.stacks_cached, &m.task_slots_cached) == 0);
     return m;
 }
 
@@ -105,18 +112,21 @@ static void *stats_main(void *arg)
 {
     (void)arg;
     T_CHECK(weft_memory_stats_get(NULL) == -EINVAL);
-    weft_memory_stats a = mem();
-    T_CHECK(a.stack_size == WEFT_DEFAULT_STACK_SIZE);
-    T_CHECK(a.task_slot_size >= 64 && a.task_slot_size <= 1024);
-    T_CHECK(a.stacks_reserved >= 1);   /* main's */
-    T_CHECK(a.slabs >= 1);
+    uint64_t n;
+    T_CHECK(weft_memory_cached_get(NULL, &n) == -EINVAL);
+    T_CHECK(weft_memory_cached_get(&n, NULL) == -EINVAL);
+    memsnap a = mem();
+    T_CHECK(a.s.stack_size == WEFT_DEFAULT_STACK_SIZE);
+    T_CHECK(a.s.task_slot_size >= 64 && a.s.task_slot_size <= 1024);
+    T_CHECK(a.s.stacks_reserved >= 1);   /* main's */
+    T_CHECK(a.s.slabs >= 1);
     burst(BURST);
-    weft_memory_stats b = mem();
-    T_CHECK(b.stacks_reserved >= (uint64_t)BURST);
-    T_CHECK(b.slabs * ((128 - 4) * 1024 / b.task_slot_size) >= (uint64_t)BURST);
+    memsnap b = mem();
+    T_CHECK(b.s.stacks_reserved >= (uint64_t)BURST);
+    T_CHECK(b.s.slabs * ((128 - 4) * 1024 / b.s.task_slot_size) >= (uint64_t)BURST);
     /* Every stack the burst used is idle again: in the pool or a cache. */
-    T_CHECK(b.stacks_idle_warm + 2 * 64 + 1 >= (uint64_t)BURST);
-    T_CHECK(b.stacks_idle_warm + b.stacks_idle_clean <= b.stacks_reserved);
+    T_CHECK(b.s.stacks_idle_warm + 2 * 64 + 1 >= (uint64_t)BURST);
+    T_CHECK(b.s.stacks_idle_warm + b.s.stacks_idle_clean <= b.s.stacks_reserved);
     return NULL;
 }
 
@@ -125,6 +135,8 @@ static void test_stats(void **state)
     (void)state;
     weft_memory_stats m;
     assert_int_equal(weft_memory_stats_get(&m), -EPERM);  /* no runtime */
+    uint64_t x, y;
+    assert_int_equal(weft_memory_cached_get(&x, &y), -EPERM);
     run_main(stats_main);
 }
 
@@ -133,38 +145,38 @@ static void *idle_main(void *arg)
 {
     (void)arg;
     for (int round = 0; round < 2; round++) {
-        weft_memory_stats m0 = mem();
+        memsnap m0 = mem();
         long rss0 = rss_kib();
         burst(BURST);
         long rss1 = rss_kib();
-        weft_memory_stats m1 = mem();
+        memsnap m1 = mem();
         /* 200 ms window: trimmed within a quarter window after it (a slow
          * burst, under a sanitizer, may see its first stacks trimmed while
          * the last ones are joined: counted from before the burst). */
         int64_t deadline = weft_now() + 3 * WEFT_SEC * T_SLACK;
-        weft_memory_stats m2 = m1;
+        memsnap m2 = m1;
         for (;;) {
             m2 = mem();
-            bool done = m2.stacks_trimmed >= m0.stacks_trimmed + (uint64_t)BURST / 2 &&
-                        m2.stacks_idle_clean >= (uint64_t)BURST / 2 &&
-                        m2.stacks_idle_warm <= 64 && m2.slabs_trimmed > m0.slabs_trimmed &&
-                        m2.slabs_idle <= 1 && m2.stacks_cached == 0 && m2.task_slots_cached == 0;
+            bool done = m2.s.stacks_trimmed >= m0.s.stacks_trimmed + (uint64_t)BURST / 2 &&
+                        m2.s.stacks_idle_clean >= (uint64_t)BURST / 2 &&
+                        m2.s.stacks_idle_warm <= 64 && m2.s.slabs_trimmed > m0.s.slabs_trimmed &&
+                        m2.s.slabs_idle <= 1 && m2.stacks_cached == 0 && m2.task_slots_cached == 0;
             if (done || weft_now() >= deadline)
                 break;
             weft_sleep(20 * WEFT_MS);
         }
-        T_CHECK(m2.stacks_trimmed >= m0.stacks_trimmed + (uint64_t)BURST / 2);
-        T_CHECK(m2.stacks_idle_clean >= (uint64_t)BURST / 2);
-        T_CHECK(m2.stacks_idle_warm <= 64);          /* the floor */
-        T_CHECK(m2.slabs_trimmed > m0.slabs_trimmed);
-        T_CHECK(m2.slabs_idle <= 1);
+        T_CHECK(m2.s.stacks_trimmed >= m0.s.stacks_trimmed + (uint64_t)BURST / 2);
+        T_CHECK(m2.s.stacks_idle_clean >= (uint64_t)BURST / 2);
+        T_CHECK(m2.s.stacks_idle_warm <= 64);          /* the floor */
+        T_CHECK(m2.s.slabs_trimmed > m0.s.slabs_trimmed);
+        T_CHECK(m2.s.slabs_idle <= 1);
         /* The workers' caches gave back what the burst left in them. */
         T_CHECK(m1.stacks_cached > 0 && m1.task_slots_cached > 0);
         T_CHECK_EQ(m2.stacks_cached, 0);
         T_CHECK_EQ(m2.task_slots_cached, 0);
         /* The second round reuses what the first gave back: no new stacks. */
         if (round == 1)
-            T_CHECK_EQ(m1.stacks_reserved, m0.stacks_reserved);
+            T_CHECK_EQ(m1.s.stacks_reserved, m0.s.stacks_reserved);
         if (!T_SANITIZED) {
             /* The sanitizers keep shadow memory for what they saw. */
             long rss2 = rss_kib();
@@ -195,7 +207,7 @@ static void test_trim_after_idle_mprotect(void **state)
 static void *regular_main(void *arg)
 {
     (void)arg;
-    weft_memory_stats m0 = mem();
+    memsnap m0 = mem();
     int64_t end = weft_now() + 1500 * WEFT_MS * T_SLACK;
     int rounds = 0;
     while (weft_now() < end) {
@@ -203,14 +215,14 @@ static void *regular_main(void *arg)
         weft_sleep(50 * WEFT_MS);
         rounds++;
     }
-    weft_memory_stats m1 = mem();
+    memsnap m1 = mem();
     T_CHECK(rounds >= 3);
-    T_CHECK_EQ(m1.stacks_trimmed, m0.stacks_trimmed);
+    T_CHECK_EQ(m1.s.stacks_trimmed, m0.s.stacks_trimmed);
     /* Once they stop, the same process trims (the check above can fail). */
     int64_t deadline = weft_now() + 4 * WEFT_SEC * T_SLACK;
-    while (weft_now() < deadline && mem().stacks_trimmed == m1.stacks_trimmed)
+    while (weft_now() < deadline && mem().s.stacks_trimmed == m1.s.stacks_trimmed)
         weft_sleep(20 * WEFT_MS);
-    T_CHECK(mem().stacks_trimmed > m1.stacks_trimmed);
+    T_CHECK(mem().s.stacks_trimmed > m1.s.stacks_trimmed);
     return NULL;
 }
 
@@ -229,10 +241,10 @@ static void *off_main(void *arg)
     (void)arg;
     burst(BURST);
     weft_sleep(300 * WEFT_MS);
-    weft_memory_stats m = mem();
-    T_CHECK_EQ(m.stacks_trimmed, 0);
-    T_CHECK_EQ(m.slabs_trimmed, 0);
-    T_CHECK_EQ(m.stacks_idle_clean, 0);
+    memsnap m = mem();
+    T_CHECK_EQ(m.s.stacks_trimmed, 0);
+    T_CHECK_EQ(m.s.slabs_trimmed, 0);
+    T_CHECK_EQ(m.s.stacks_idle_clean, 0);
     return NULL;
 }
 
@@ -393,8 +405,8 @@ static void *stack_wait_main(void *arg)
     weft_sleep(300 * WEFT_MS);
     uint64_t i1 = injected();
     T_CHECK_EQ(atomic_load(&h.started), 63);
-    weft_memory_stats m = mem();
-    T_CHECK_EQ(m.stacks_reserved, 64);
+    memsnap m = mem();
+    T_CHECK_EQ(m.s.stacks_reserved, 64);
     /* They wait in line: sent back to run only by sysmon's back-off (10,
      * 20, 40, ... ms: a handful), not re-queued through the injection
      * queue each time a worker finds no stack for them. */
