@@ -1,0 +1,77 @@
+#!/bin/bash
+# echo-floor.sh - the machine's floor under the echo benchmark beside weft,
+# Tokio and Go (docs/networking.md, section 9).
+#
+#   bench/echo-floor.sh CONNS SECONDS [SERVER...]
+#
+# SERVERS (default: epoll uring weft tokio go) are run in turn against
+# ../shared/peers' echo_load (CONNS connections, 64-byte lines, LOAD_THREADS
+# threads, default 1), ROUNDS rounds (default 3); each round starts one
+# server further along the list, so that drift on a shared machine hits all
+# alike.  epoll and uring are bench/echo-floor.c (plain C, no runtime; uring
+# is skipped when built without liburing).  Every server gets WORKERS
+# threads (default 2).  One line per run: round trips per second, p50 and
+# p99 in microseconds, the server's CPU time per round trip (user+system,
+# from /proc, over the whole run) and the load average when it started;
+# then the medians, and each median's ratio to Tokio's.
+# BUILD (default build) is the build directory; PEERS_OUT (default
+# /tmp/weft-peers) holds echo_load and the peers (../shared/peers/build.sh).
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$here/build}
+out=${PEERS_OUT:-/tmp/weft-peers}
+[ $# -ge 2 ] || { echo "usage: echo-floor.sh CONNS SECONDS [epoll|uring|weft|tokio|go...]" >&2; exit 2; }
+conns=$1 secs=$2; shift 2
+servers=("$@"); [ ${#servers[@]} -gt 0 ] || servers=(epoll uring weft tokio go)
+W=${WORKERS:-2} R=${ROUNDS:-3} LT=${LOAD_THREADS:-1}
+for f in "$out/echo_load" "$out/peer-go" "$out/peer-tokio" "$build/bench/echo-floor" "$build/bench/weft-bench"; do
+    [ -x "$f" ] || { echo "echo-floor.sh: $f missing (build it, or ../shared/peers/build.sh)" >&2; exit 1; }
+done
+ulimit -n "$(ulimit -Hn)"
+"$build/bench/echo-floor" uring 0 2>/dev/null # exits 77 when built without liburing, else 2
+[ $? = 77 ] && { echo "echo-floor.sh: built without liburing: uring skipped" >&2
+    servers=($(printf '%s\n' "${servers[@]}" | grep -vx uring)); }
+
+median() { sort -g | awk '{a[NR]=$1} END{if (NR) print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+declare -A rts p50s p99s cpus
+run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
+    local s=$1 port=$((20000 + RANDOM % 20000)) pid
+    case $s in
+    epoll | uring) THREADS=$W "$build/bench/echo-floor" "$s" $port >/dev/null 2>&1 & pid=$! ;;
+    weft) WEFT_WORKERS=$W "$build/bench/weft-bench" echo $port >/dev/null 2>&1 & pid=$! ;;
+    tokio) TOKIO_WORKER_THREADS=$W "$out/peer-tokio" echo $port >/dev/null 2>&1 & pid=$! ;;
+    go) GOMAXPROCS=$W "$out/peer-go" echo $port >/dev/null 2>&1 & pid=$! ;;
+    *) echo "echo-floor.sh: unknown server $s" >&2; exit 2 ;;
+    esac
+    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+    local load c0 c1 line
+    load=$(cut -d' ' -f1 /proc/loadavg); c0=$(cpu_ticks $pid)
+    line=$("$out/echo_load" 127.0.0.1 $port "$conns" "$secs" 64 "$LT")
+    c1=$(cpu_ticks $pid)
+    kill $pid 2>/dev/null; wait $pid 2>/dev/null
+    # echo_load: "echo_load RT rt/s CONNS conns ERR errors p50 X us p99 Y us"
+    awk -v s="$s" -v l="$load" -v c=$((c1 - c0)) -v secs="$secs" '{
+        cpu = $2 > 0 ? c * 10000 / ($2 * secs) : 0
+        printf "%-6s %8d rt/s  p50 %7d us  p99 %8d us  cpu %5.2f us/rt  errors %d  load %s\n", s, $2, $9, $12, cpu, $6, l
+    }' <<<"$line" >&2
+    awk -v c=$((c1 - c0)) -v secs="$secs" '{printf "%d %d %d %.3f\n", $2, $9, $12, ($2 > 0 ? c * 10000 / ($2 * secs) : 0)}' <<<"$line"
+}
+n=${#servers[@]}
+echo "echo-floor.sh: $conns conns, $secs s, $LT load thread(s), $W workers, $R rounds" >&2
+for r in $(seq 0 $((R - 1))); do
+    for i in $(seq 0 $((n - 1))); do
+        s=${servers[$(((i + r) % n))]}
+        read -r a b c d < <(run_one "$s")
+        rts[$s]+="$a "; p50s[$s]+="$b "; p99s[$s]+="$c "; cpus[$s]+="$d "
+    done
+done
+med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
+tok=$(med "${rts[tokio]:-}")
+printf 'median %d conns, %d load thread(s):\n' "$conns" "$LT"
+for s in "${servers[@]}"; do
+    m=$(med "${rts[$s]}")
+    ratio=$([ -n "$tok" ] && awk -v a="$m" -v b="$tok" 'BEGIN{printf " %.2fx Tokio", a/b}')
+    printf '  %-6s %8s rt/s%s  p50 %s us  p99 %s us  cpu %s us/rt\n' "$s" "$m" "$ratio" \
+        "$(med "${p50s[$s]}")" "$(med "${p99s[$s]}")" "$(med "${cpus[$s]}")"
+done
