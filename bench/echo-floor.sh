@@ -12,7 +12,8 @@
 # is skipped when built without liburing).  Every server gets WORKERS
 # threads (default 2).  One line per run: round trips per second, p50 and
 # p99 in microseconds, the server's CPU time per round trip (user+system,
-# from /proc, over the whole run) and the load average when it started;
+# from /proc, after the connections are made) and the load average when
+# it started;
 # then the medians, and each median's ratio to Tokio's.
 # BUILD (default build) is the build directory; PEERS_OUT (default
 # /tmp/weft-peers) holds echo_load and the peers (../shared/peers/build.sh).
@@ -45,18 +46,27 @@ run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
     *) echo "echo-floor.sh: unknown server $s" >&2; exit 2 ;;
     esac
     for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-    local load c0 c1 line
-    load=$(cut -d' ' -f1 /proc/loadavg); c0=$(cpu_ticks $pid)
-    line=$("$out/echo_load" 127.0.0.1 $port "$conns" "$secs" 64 "$LT")
-    c1=$(cpu_ticks $pid)
+    local load c0 c1 t0 t1 line lpid
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    "$out/echo_load" 127.0.0.1 $port "$conns" "$secs" 64 "$LT" >"$tmp" & lpid=$!
+    # The server's CPU time is sampled from the end of the connecting phase
+    # (a second, plus one per 10,000 connections) to the end of the load.
+    sleep "$(awk -v c="$conns" 'BEGIN{print 1 + c / 10000}')"
+    c0=$(cpu_ticks $pid); t0=$(date +%s.%N)
+    wait $lpid
+    c1=$(cpu_ticks $pid); t1=$(date +%s.%N)
+    line=$(cat "$tmp")
     kill $pid 2>/dev/null; wait $pid 2>/dev/null
     # echo_load: "echo_load RT rt/s CONNS conns ERR errors p50 X us p99 Y us"
-    awk -v s="$s" -v l="$load" -v c=$((c1 - c0)) -v secs="$secs" '{
-        cpu = $2 > 0 ? c * 10000 / ($2 * secs) : 0
-        printf "%-6s %8d rt/s  p50 %7d us  p99 %8d us  cpu %5.2f us/rt  errors %d  load %s\n", s, $2, $9, $12, cpu, $6, l
-    }' <<<"$line" >&2
-    awk -v c=$((c1 - c0)) -v secs="$secs" '{printf "%d %d %d %.3f\n", $2, $9, $12, ($2 > 0 ? c * 10000 / ($2 * secs) : 0)}' <<<"$line"
+    # cpu: server CPU microseconds (user + system, 100 ticks a second) per
+    # round trip over the sampled window, at the run's mean rate.
+    awk -v s="$s" -v l="$load" -v c=$((c1 - c0)) -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" '{
+        cpu = ($2 > 0 && w > 0) ? c * 10000 / ($2 * w) : 0
+        printf "%-6s %8d rt/s  p50 %7d us  p99 %8d us  cpu %5.2f us/rt  errors %d  load %s\n", s, $2, $9, $12, cpu, $6, l > "/dev/stderr"
+        printf "%d %d %d %.3f\n", $2, $9, $12, cpu
+    }' <<<"$line"
 }
+tmp=$(mktemp); trap 'rm -f "$tmp"' EXIT
 n=${#servers[@]}
 echo "echo-floor.sh: $conns conns, $secs s, $LT load thread(s), $W workers, $R rounds" >&2
 for r in $(seq 0 $((R - 1))); do
