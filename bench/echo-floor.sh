@@ -15,6 +15,9 @@
 # from /proc, after the connections are made) and the load average when
 # it started;
 # then the medians, and each median's ratio to Tokio's.
+# PERF=1 also counts the server's system calls and context switches per
+# round trip (perf stat; the counting slows every system call, so rt/s
+# drops: take throughput from runs without it).
 # BUILD (default build) is the build directory; PEERS_OUT (default
 # /tmp/weft-peers) holds echo_load and the peers (../shared/peers/build.sh).
 set -u
@@ -35,7 +38,7 @@ ulimit -n "$(ulimit -Hn)"
 
 median() { sort -g | awk '{a[NR]=$1} END{if (NR) print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-declare -A rts p50s p99s cpus
+declare -A rts p50s p99s cpus sysc sws
 run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
     local s=$1 port=$((20000 + RANDOM % 20000)) pid
     case $s in
@@ -53,6 +56,13 @@ run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
     # (a second, plus one per 10,000 connections) to the end of the load.
     sleep "$(awk -v c="$conns" 'BEGIN{print 1 + c / 10000}')"
     c0=$(cpu_ticks $pid); t0=$(date +%s.%N)
+    local pw=0 sys=0 cs=0
+    if [ "${PERF:-0}" = 1 ]; then # system calls and context switches, counted (slows the server)
+        pw=$(awk -v s="$secs" -v c="$conns" 'BEGIN{print s - 1.5 - c / 10000}')
+        perf stat -x, -e context-switches,raw_syscalls:sys_enter -p $pid -o "$tmp.perf" -- sleep "$pw" 2>/dev/null
+        cs=$(awk -F, '$3 == "context-switches" {print $1}' "$tmp.perf")
+        sys=$(awk -F, '$3 == "raw_syscalls:sys_enter" {print $1}' "$tmp.perf")
+    fi
     wait $lpid
     c1=$(cpu_ticks $pid); t1=$(date +%s.%N)
     line=$(cat "$tmp")
@@ -60,20 +70,24 @@ run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
     # echo_load: "echo_load RT rt/s CONNS conns ERR errors p50 X us p99 Y us"
     # cpu: server CPU microseconds (user + system, 100 ticks a second) per
     # round trip over the sampled window, at the run's mean rate.
-    awk -v s="$s" -v l="$load" -v c=$((c1 - c0)) -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" '{
+    # With PERF=1, system calls and context switches per round trip too.
+    awk -v s="$s" -v l="$load" -v c=$((c1 - c0)) -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" \
+        -v pw="$pw" -v sys="${sys:-0}" -v cs="${cs:-0}" '{
         cpu = ($2 > 0 && w > 0) ? c * 10000 / ($2 * w) : 0
-        printf "%-6s %8d rt/s  p50 %7d us  p99 %8d us  cpu %5.2f us/rt  errors %d  load %s\n", s, $2, $9, $12, cpu, $6, l > "/dev/stderr"
-        printf "%d %d %d %.3f\n", $2, $9, $12, cpu
+        k = ($2 > 0 && pw > 0) ? 1 / ($2 * pw) : 0
+        extra = pw > 0 ? sprintf("  syscalls %.3f/rt  switches %.3f/rt", sys * k, cs * k) : ""
+        printf "%-6s %8d rt/s  p50 %7d us  p99 %8d us  cpu %5.2f us/rt%s  errors %d  load %s\n", s, $2, $9, $12, cpu, extra, $6, l > "/dev/stderr"
+        printf "%d %d %d %.3f %.3f %.3f\n", $2, $9, $12, cpu, sys * k, cs * k
     }' <<<"$line"
 }
-tmp=$(mktemp); trap 'rm -f "$tmp"' EXIT
+tmp=$(mktemp); trap 'rm -f "$tmp" "$tmp.perf"' EXIT
 n=${#servers[@]}
 echo "echo-floor.sh: $conns conns, $secs s, $LT load thread(s), $W workers, $R rounds" >&2
 for r in $(seq 0 $((R - 1))); do
     for i in $(seq 0 $((n - 1))); do
         s=${servers[$(((i + r) % n))]}
-        read -r a b c d < <(run_one "$s")
-        rts[$s]+="$a "; p50s[$s]+="$b "; p99s[$s]+="$c "; cpus[$s]+="$d "
+        read -r a b c d e f < <(run_one "$s")
+        rts[$s]+="$a "; p50s[$s]+="$b "; p99s[$s]+="$c "; cpus[$s]+="$d "; sysc[$s]+="$e "; sws[$s]+="$f "
     done
 done
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
@@ -82,6 +96,7 @@ printf 'median %d conns, %d load thread(s):\n' "$conns" "$LT"
 for s in "${servers[@]}"; do
     m=$(med "${rts[$s]}")
     ratio=$([ -n "$tok" ] && awk -v a="$m" -v b="$tok" 'BEGIN{printf " %.2fx Tokio", a/b}')
-    printf '  %-6s %8s rt/s%s  p50 %s us  p99 %s us  cpu %s us/rt\n' "$s" "$m" "$ratio" \
-        "$(med "${p50s[$s]}")" "$(med "${p99s[$s]}")" "$(med "${cpus[$s]}")"
+    extra=$([ "${PERF:-0}" = 1 ] && echo "  syscalls $(med "${sysc[$s]}")/rt  switches $(med "${sws[$s]}")/rt")
+    printf '  %-6s %8s rt/s%s  p50 %s us  p99 %s us  cpu %s us/rt%s\n' "$s" "$m" "$ratio" \
+        "$(med "${p50s[$s]}")" "$(med "${p99s[$s]}")" "$(med "${cpus[$s]}")" "$extra"
 done
