@@ -12,8 +12,9 @@
 # is skipped when built without liburing).  Every server gets WORKERS
 # threads (default 2).  One line per run: round trips per second, p50 and
 # p99 in microseconds, the server's CPU time per round trip (user+system,
-# from /proc, after the connections are made) and the load average when
-# it started;
+# from /proc, after the connections are made), echo_load's CPU time per
+# round trip (the same, up to just before it ends) and the load average
+# when it started;
 # then the medians, and each median's ratio to Tokio's.
 # PERF=1 also counts the server's system calls and context switches per
 # round trip (perf stat; the counting slows every system call, so rt/s
@@ -38,7 +39,7 @@ ulimit -n "$(ulimit -Hn)"
 
 median() { sort -g | awk '{a[NR]=$1} END{if (NR) print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-declare -A rts p50s p99s cpus sysc sws
+declare -A rts p50s p99s cpus sysc sws gens
 run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
     local s=$1 port=$((20000 + RANDOM % 20000)) pid
     case $s in
@@ -49,13 +50,13 @@ run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
     *) echo "echo-floor.sh: unknown server $s" >&2; exit 2 ;;
     esac
     for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-    local load c0 c1 t0 t1 line lpid
+    local load c0 c1 g0 g1 t0 t1 tg line lpid
     load=$(cut -d' ' -f1 /proc/loadavg)
     "$out/echo_load" 127.0.0.1 $port "$conns" "$secs" 64 "$LT" >"$tmp" & lpid=$!
     # The server's CPU time is sampled from the end of the connecting phase
     # (a second, plus one per 10,000 connections) to the end of the load.
     sleep "$(awk -v c="$conns" 'BEGIN{print 1 + c / 10000}')"
-    c0=$(cpu_ticks $pid); t0=$(date +%s.%N)
+    c0=$(cpu_ticks $pid); g0=$(cpu_ticks $lpid); t0=$(date +%s.%N)
     local pw=0 sys=0 cs=0
     if [ "${PERF:-0}" = 1 ]; then # system calls and context switches, counted (slows the server)
         pw=$(awk -v s="$secs" -v c="$conns" 'BEGIN{print s - 1.5 - c / 10000}')
@@ -63,6 +64,9 @@ run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
         cs=$(awk -F, '$3 == "context-switches" {print $1}' "$tmp.perf")
         sys=$(awk -F, '$3 == "raw_syscalls:sys_enter" {print $1}' "$tmp.perf")
     fi
+    # echo_load's own CPU, up to just before it ends (it is gone after).
+    sleep "$(awk -v s="$secs" -v c="$conns" -v p="$pw" 'BEGIN{w = s - 1.3 - c / 10000 - p; print w > 0 ? w : 0}')"
+    g1=$(cpu_ticks $lpid); tg=$(date +%s.%N)
     wait $lpid
     c1=$(cpu_ticks $pid); t1=$(date +%s.%N)
     line=$(cat "$tmp")
@@ -72,12 +76,14 @@ run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
     # round trip over the sampled window, at the run's mean rate.
     # With PERF=1, system calls and context switches per round trip too.
     awk -v s="$s" -v l="$load" -v c=$((c1 - c0)) -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" \
+        -v g=$((g1 - g0)) -v wg="$(awk -v a="$t0" -v b="$tg" 'BEGIN{print b - a}')" \
         -v pw="$pw" -v sys="${sys:-0}" -v cs="${cs:-0}" '{
         cpu = ($2 > 0 && w > 0) ? c * 10000 / ($2 * w) : 0
+        gen = ($2 > 0 && wg > 0) ? g * 10000 / ($2 * wg) : 0
         k = ($2 > 0 && pw > 0) ? 1 / ($2 * pw) : 0
         extra = pw > 0 ? sprintf("  syscalls %.3f/rt  switches %.3f/rt", sys * k, cs * k) : ""
-        printf "%-6s %8d rt/s  p50 %7d us  p99 %8d us  cpu %5.2f us/rt%s  errors %d  load %s\n", s, $2, $9, $12, cpu, extra, $6, l > "/dev/stderr"
-        printf "%d %d %d %.3f %.3f %.3f\n", $2, $9, $12, cpu, sys * k, cs * k
+        printf "%-6s %8d rt/s  p50 %7d us  p99 %8d us  cpu %5.2f us/rt  load gen %5.2f us/rt%s  errors %d  load %s\n", s, $2, $9, $12, cpu, gen, extra, $6, l > "/dev/stderr"
+        printf "%d %d %d %.3f %.3f %.3f %.3f\n", $2, $9, $12, cpu, sys * k, cs * k, gen
     }' <<<"$line"
 }
 tmp=$(mktemp); trap 'rm -f "$tmp" "$tmp.perf"' EXIT
@@ -86,8 +92,8 @@ echo "echo-floor.sh: $conns conns, $secs s, $LT load thread(s), $W workers, $R r
 for r in $(seq 0 $((R - 1))); do
     for i in $(seq 0 $((n - 1))); do
         s=${servers[$(((i + r) % n))]}
-        read -r a b c d e f < <(run_one "$s")
-        rts[$s]+="$a "; p50s[$s]+="$b "; p99s[$s]+="$c "; cpus[$s]+="$d "; sysc[$s]+="$e "; sws[$s]+="$f "
+        read -r a b c d e f g < <(run_one "$s")
+        rts[$s]+="$a "; p50s[$s]+="$b "; p99s[$s]+="$c "; cpus[$s]+="$d "; sysc[$s]+="$e "; sws[$s]+="$f "; gens[$s]+="$g "
     done
 done
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
@@ -97,6 +103,6 @@ for s in "${servers[@]}"; do
     m=$(med "${rts[$s]}")
     ratio=$([ -n "$tok" ] && awk -v a="$m" -v b="$tok" 'BEGIN{printf " %.2fx Tokio", a/b}')
     extra=$([ "${PERF:-0}" = 1 ] && echo "  syscalls $(med "${sysc[$s]}")/rt  switches $(med "${sws[$s]}")/rt")
-    printf '  %-6s %8s rt/s%s  p50 %s us  p99 %s us  cpu %s us/rt%s\n' "$s" "$m" "$ratio" \
-        "$(med "${p50s[$s]}")" "$(med "${p99s[$s]}")" "$(med "${cpus[$s]}")" "$extra"
+    printf '  %-6s %8s rt/s%s  p50 %s us  p99 %s us  cpu %s us/rt  load gen %s us/rt%s\n' "$s" "$m" "$ratio" \
+        "$(med "${p50s[$s]}")" "$(med "${p99s[$s]}")" "$(med "${cpus[$s]}")" "$(med "${gens[$s]}")" "$extra"
 done
