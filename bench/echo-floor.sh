@@ -65,7 +65,7 @@ run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
         sys=$(awk -F, '$3 == "raw_syscalls:sys_enter" {print $1}' "$tmp.perf")
     fi
     # echo_load's own CPU, up to just before it ends (it is gone after).
-    sleep "$(awk -v s="$secs" -v c="$conns" -v p="$pw" 'BEGIN{w = s - 1.3 - c / 10000 - p; print w > 0 ? w : 0}')"
+    sleep "$(awk -v s="$secs" -v c="$conns" -v p="$pw" 'BEGIN{w = s - 1.3 - c / 10000 - p; print (w > 0 ? w : 0)}')"
     g1=$(cpu_ticks $lpid); tg=$(date +%s.%N)
     wait $lpid
     c1=$(cpu_ticks $pid); t1=$(date +%s.%N)
