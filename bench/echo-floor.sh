@@ -38,7 +38,7 @@ ulimit -n "$(ulimit -Hn)"
     servers=($(printf '%s\n' "${servers[@]}" | grep -vx uring)); }
 
 median() { sort -g | awk '{a[NR]=$1} END{if (NR) print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo -1; }
 declare -A rts p50s p99s cpus sysc sws gens
 run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
     local s=$1 port=$((20000 + RANDOM % 20000)) pid
@@ -65,7 +65,7 @@ run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
         sys=$(awk -F, '$3 == "raw_syscalls:sys_enter" {print $1}' "$tmp.perf")
     fi
     # echo_load's own CPU, up to just before it ends (it is gone after).
-    sleep "$(awk -v s="$secs" -v c="$conns" -v p="$pw" 'BEGIN{w = s - 1.3 - c / 10000 - p; print (w > 0 ? w : 0)}')"
+    sleep "$(awk -v s="$secs" -v c="$conns" -v p="$pw" 'BEGIN{w = s - 1.8 - c / 10000 - p; print (w > 0 ? w : 0)}')"
     g1=$(cpu_ticks $lpid); tg=$(date +%s.%N)
     wait $lpid
     c1=$(cpu_ticks $pid); t1=$(date +%s.%N)
@@ -76,10 +76,10 @@ run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
     # round trip over the sampled window, at the run's mean rate.
     # With PERF=1, system calls and context switches per round trip too.
     awk -v s="$s" -v l="$load" -v c=$((c1 - c0)) -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" \
-        -v g=$((g1 - g0)) -v wg="$(awk -v a="$t0" -v b="$tg" 'BEGIN{print b - a}')" \
+        -v g=$( ((g0 >= 0 && g1 >= 0)) && echo $((g1 - g0)) || echo -1) -v wg="$(awk -v a="$t0" -v b="$tg" 'BEGIN{print b - a}')" \
         -v pw="$pw" -v sys="${sys:-0}" -v cs="${cs:-0}" '{
         cpu = ($2 > 0 && w > 0) ? c * 10000 / ($2 * w) : 0
-        gen = ($2 > 0 && wg > 0) ? g * 10000 / ($2 * wg) : 0
+        gen = ($2 > 0 && wg > 0 && g >= 0) ? g * 10000 / ($2 * wg) : -1  # -1: ended before sampled
         k = ($2 > 0 && pw > 0) ? 1 / ($2 * pw) : 0
         extra = pw > 0 ? sprintf("  syscalls %.3f/rt  switches %.3f/rt", sys * k, cs * k) : ""
         printf "%-6s %8d rt/s  p50 %7d us  p99 %8d us  cpu %5.2f us/rt  load gen %5.2f us/rt%s  errors %d  load %s\n", s, $2, $9, $12, cpu, gen, extra, $6, l > "/dev/stderr"
@@ -96,7 +96,7 @@ for r in $(seq 0 $((R - 1))); do
         rts[$s]+="$a "; p50s[$s]+="$b "; p99s[$s]+="$c "; cpus[$s]+="$d "; sysc[$s]+="$e "; sws[$s]+="$f "; gens[$s]+="$g "
     done
 done
-med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
+med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | grep -v '^-' | median; }
 tok=$(med "${rts[tokio]:-}")
 printf 'median %d conns, %d load thread(s):\n' "$conns" "$LT"
 for s in "${servers[@]}"; do
