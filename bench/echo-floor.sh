@@ -41,15 +41,26 @@ median() { sort -g | awk '{a[NR]=$1} END{if (NR) print (NR%2)? a[(NR+1)/2] : (a[
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo -1; }
 declare -A rts p50s p99s cpus sysc sws gens
 run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
-    local s=$1 port=$((20000 + RANDOM % 20000)) pid
-    case $s in
-    epoll | uring) THREADS=$W "$build/bench/echo-floor" "$s" $port >/dev/null 2>&1 & pid=$! ;;
-    weft) WEFT_WORKERS=$W "$build/bench/weft-bench" echo $port >/dev/null 2>&1 & pid=$! ;;
-    tokio) TOKIO_WORKER_THREADS=$W "$out/peer-tokio" echo $port >/dev/null 2>&1 & pid=$! ;;
-    go) GOMAXPROCS=$W "$out/peer-go" echo $port >/dev/null 2>&1 & pid=$! ;;
-    *) echo "echo-floor.sh: unknown server $s" >&2; exit 2 ;;
-    esac
-    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+    local s=$1 port pid=
+    # A port nobody listens on (the machine is shared), and a server that
+    # is still alive once it answers; else another port.
+    for _ in 1 2 3 4 5; do
+        port=$((20000 + RANDOM % 20000))
+        (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && continue
+        case $s in
+        epoll | uring) THREADS=$W "$build/bench/echo-floor" "$s" $port >/dev/null 2>&1 & pid=$! ;;
+        weft) WEFT_WORKERS=$W "$build/bench/weft-bench" echo $port >/dev/null 2>&1 & pid=$! ;;
+        tokio) TOKIO_WORKER_THREADS=$W "$out/peer-tokio" echo $port >/dev/null 2>&1 & pid=$! ;;
+        go) GOMAXPROCS=$W "$out/peer-go" echo $port >/dev/null 2>&1 & pid=$! ;;
+        *) echo "echo-floor.sh: unknown server $s" >&2; exit 2 ;;
+        esac
+        for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+        kill -0 $pid 2>/dev/null && break
+        wait $pid 2>/dev/null; pid=
+    done
+    if [ -z "$pid" ]; then # left out of the medians (negative)
+        echo "$s would not start" >&2; echo "-1 -1 -1 -1 -1 -1 -1"; return
+    fi
     local load c0 c1 g0 g1 t0 t1 tg line lpid
     load=$(cut -d' ' -f1 /proc/loadavg)
     "$out/echo_load" 127.0.0.1 $port "$conns" "$secs" 64 "$LT" >"$tmp" & lpid=$!
