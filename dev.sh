@@ -41,6 +41,9 @@ PACKAGES=(cmake gcc make pkg-config libc6-dev libhwloc-dev libcmocka-dev valgrin
 # The test suite also uses gdb (tools/weft-gdb.py's test), runs the
 # aarch64 context switch under qemu-user with Debian's cross compiler, and
 # drives tools/weft-top (Python 3's curses) in tmux.
+# bench/echo-floor's io_uring server uses liburing (optional: without it
+# that variant is left out of the build).
+PACKAGES+=(liburing-dev)
 TEST_PACKAGES=(gdb gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user python3 tmux)
 DRY_RUN=0
 
