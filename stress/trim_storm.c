@@ -15,8 +15,11 @@
  *    window lets the trimmer give back what the burst took);
  *  - two plain threads and a coroutine loop over weft_tasks_foreach,
  *    weft_dump (to /dev/null) and weft_memory_stats_get.
+ * Task slots freed on the second worker come back to main's spawns through
+ * the spare stack (registry.c), which the trimmer drains into the slabs
+ * whenever it sits still for a quarter window (the pauses).
  * Invariants:
- *  - every task ran exactly once, and found its stack pattern intact (a
+ *  - every task ran exactly once (a slot handed out twice loses a task), and found its stack pattern intact (a
  *    stack trimmed or handed out while in use would read zeros or another
  *    task's pattern);
  *  - every entry a walk visits has a nonzero id, a state READY, RUNNING,
