@@ -130,7 +130,16 @@ static inline void weft__cpu_relax(void)
 #endif
 }
 
-/* Any thread; may spin.  acquire: pairs with the release in spin_unlock. */
+/* Pauses a spinning waiter spends before it takes its holder to be
+ * preempted and sleeps (weft__spin_wait): a few to some tens of
+ * microseconds, longer than any critical section that runs. */
+#define WEFT__SPIN_PAUSES 1024
+
+/* spin.c.  Any thread: one back-off of a waiter whose spins are spent. */
+void weft__spin_wait(void) __attribute__((cold, noinline));
+
+/* Any thread; may spin, then sleep (never sched_yield: spin.c says why).
+ * acquire: pairs with the release in spin_unlock. */
 static inline void weft__spin_lock(weft__spin *l)
 {
 #if WEFT_CHECKS
@@ -141,10 +150,29 @@ static inline void weft__spin_lock(weft__spin *l)
         if (!atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
             return;
         while (atomic_load_explicit(&l->v, memory_order_relaxed)) {
-            if (++n > 64) sched_yield(); else weft__cpu_relax();
+            if (++n > WEFT__SPIN_PAUSES)
+                weft__spin_wait();
+            else
+                weft__cpu_relax();
         }
     }
 }
+/* Any thread; never spins nor yields.  true when l was free and is now
+ * held (acquire, as spin_lock); for a caller that has something better to
+ * do than wait for a holder that may be preempted. */
+static inline bool weft__spin_trylock(weft__spin *l)
+{
+    /* The plain load first: a held lock's line stays shared. */
+    if (atomic_load_explicit(&l->v, memory_order_relaxed) ||
+        atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
+        return false;
+#if WEFT_CHECKS
+    if (l->rank)
+        weft__rank_acquire(l->rank);
+#endif
+    return true;
+}
+
 /* Any thread.  release: pairs with the acquire in spin_lock. */
 static inline void weft__spin_unlock(weft__spin *l)
 {
@@ -531,7 +559,6 @@ typedef struct weft__settings {
     size_t stack_size;
     unsigned blocking_threads;
     bool pin;
-    bool pin_auto;              /* pin not set explicitly: off under a CPU quota (active.c) */
     bool debug;
     int64_t slow_ns;
     int64_t trim_ns;            /* WEFT_TRIM_MS: the trimmer's window (trim.c); 0: never */
@@ -599,6 +626,10 @@ struct weft__runtime {
     weft__spin task_lock WEFT__ALIGNED;
     struct weft__slab_pool *slab_pool;    /* under task_lock */
     struct weft__task_slab *_Atomic slabs;
+    /* Full batches of freed slots on their way from the workers that free
+     * them to those that spawn, without task_lock (registry.c). */
+    weft_task *_Atomic task_spare WEFT__ALIGNED;
+    _Atomic unsigned task_spare_n;        /* batches in it (a bound) */
 
     /* Stacks shared between workers (stack.c). */
     weft__spin stack_lock WEFT__ALIGNED;

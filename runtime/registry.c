@@ -7,9 +7,23 @@
  * registry is the list of slabs: a slot that holds a task is one whose seq
  * is non-zero and whose state is not WEFT__TASK_FREE.  Spawning and freeing
  * touch no shared list and no lock: a freed slot goes to its worker's
- * cache, and caches trade batches of WEFT__TASK_BATCH with the pool (one
- * spinlock per batch), which keeps a spawner on one worker fed by slots
- * freed on another.
+ * cache, and caches trade batches of WEFT__TASK_BATCH, which keeps a
+ * spawner on one worker fed by slots freed on another.
+ *
+ * The spare stack (rt->task_spare).  A worker whose cache overflows pushes
+ * a full batch there (a CAS), and a worker whose cache ran dry takes the
+ * whole stack (an exchange: no ABA, as only pushes are single), keeps the
+ * first batch and pushes the rest back as one chain.  Batches link through
+ * their first slot's gnext, their slots through next.  Only when the stack
+ * holds WEFT__TASK_SPARE_MAX batches, or is empty for a spawner, does a
+ * batch go through the slab pool under task_lock.  Why not the lock every
+ * time: a spawner and a finisher on two workers took it once per batch
+ * each, and on a machine whose CPUs other processes share, one of them
+ * preempted while holding it left the other spinning and yielding for the
+ * rest of a time slice (docs/scheduler.md, section 13, "Oversubscription").
+ * The trimmer's look at the pool (weft__slabs_lowwater) drains a stack
+ * that has not moved for a quarter window into the slabs, so that slots
+ * left there after a burst count as free; a stack in use is left alone.
  *
  * The pool sorts slabs by what they hold (a slab finds its header from a
  * slot's address): partial (some slots free), empty (every slot free),
@@ -55,6 +69,7 @@
 #include "os.h"
 
 #define WEFT__TASK_BATCH 32
+#define WEFT__TASK_SPARE_MAX 64  /* batches on the spare stack: 2048 slots */
 #define WEFT__SLAB_EXTENT 32    /* slabs per mmap: 4 MiB */
 
 enum { SLAB_NONE, SLAB_PARTIAL, SLAB_EMPTY, SLAB_TRIMMED };
@@ -73,6 +88,7 @@ struct weft__slab_pool {
     weft__lowwater nempty;                        /* how many; fewest since lowwater() */
     struct weft__task_slab *trimmed;              /* singly linked (pnext) */
     struct slab_extent *extents;                  /* newest first */
+    weft_task *spare_seen;  /* sysmon only: the spare stack's top at its last look */
 };
 
 static struct weft__task_slab *slab_of(const weft_task *t)
@@ -232,12 +248,64 @@ static bool grow(weft__runtime *rt)
     return true;
 }
 
+/* Any thread.  Pushes the chain of batches first..last (linked through
+ * gnext), n of them, on the spare stack. */
+static void spare_push(weft__runtime *rt, weft_task *first, weft_task *last, unsigned n)
+{
+    /* relaxed: a bound only; the batches are published by the CAS. */
+    atomic_fetch_add_explicit(&rt->task_spare_n, n, memory_order_relaxed);
+    weft_task *old = atomic_load_explicit(&rt->task_spare, memory_order_relaxed);
+    do
+        last->gnext = old;
+    /* release: the links of the batches' slots, written before, are seen
+     * by the taker (pairs with the acquire exchange in spare_take_all). */
+    while (!atomic_compare_exchange_weak_explicit(&rt->task_spare, &old, first,
+                                                  memory_order_release, memory_order_relaxed));
+}
+
+/* Any thread.  The whole spare stack, or NULL. */
+static weft_task *spare_take_all(weft__runtime *rt)
+{
+    /* The plain load first: an empty stack's line stays shared. */
+    if (!atomic_load_explicit(&rt->task_spare, memory_order_relaxed))
+        return NULL;
+    /* acquire: pairs with the release CAS of spare_push. */
+    return atomic_exchange_explicit(&rt->task_spare, NULL, memory_order_acquire);
+}
+
+/* Owner worker only, its cache empty.  One batch from the spare stack into
+ * w's cache; false when the stack is empty. */
+static bool spare_refill(weft__runtime *rt, weft__worker *w)
+{
+    weft_task *b = spare_take_all(rt);
+    if (!b)
+        return false;
+    weft_task *rest = b->gnext;
+    if (rest) {
+        /* Walks the heads only (one line per batch); usually there is none. */
+        weft_task *last = rest;
+        unsigned n = 1;
+        for (; last->gnext; n++)
+            last = last->gnext;
+        atomic_fetch_sub_explicit(&rt->task_spare_n, n, memory_order_relaxed);
+        spare_push(rt, rest, last, n);
+    }
+    /* relaxed: a bound (see spare_push). */
+    atomic_fetch_sub_explicit(&rt->task_spare_n, 1, memory_order_relaxed);
+    b->gnext = NULL;
+    w->tasks.free = b;
+    weft__cache_set(&w->tasks.n, &w->tasks.low, WEFT__TASK_BATCH);
+    return true;
+}
+
 /* Any thread (w: the calling worker, or NULL).  A free slot, or NULL when
  * out of memory. */
 weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
 {
     if (w && w->rt == rt) {
         weft_task *t = w->tasks.free;
+        if (WEFT__UNLIKELY(!t) && spare_refill(rt, w))
+            t = w->tasks.free;
         if (WEFT__LIKELY(t)) {
             w->tasks.free = t->next;
             weft__cache_set(&w->tasks.n, &w->tasks.low, weft__cache_n(&w->tasks.n) - 1);
@@ -332,7 +400,15 @@ void weft__task_dealloc(weft_task *t)
         atomic_store_explicit(&w->tasks.n, n, memory_order_relaxed);
         if (n <= 2 * WEFT__TASK_BATCH)
             return;
-        /* Give a batch back to the pool for other workers' spawns. */
+        /* Give a batch back for other workers' spawns: on the spare stack,
+         * or when it is full to the pool, but never by waiting for the
+         * lock (its holder may be preempted): the slots stay in the cache
+         * and the next free tries again. */
+        /* relaxed: a bound; a few batches over it are harmless. */
+        bool spare = atomic_load_explicit(&rt->task_spare_n, memory_order_relaxed) <
+                     WEFT__TASK_SPARE_MAX;
+        if (!spare && !weft__spin_trylock(&rt->task_lock))
+            return;
         weft_task *give = w->tasks.free;
         weft_task *last = give;
         for (int i = 1; i < WEFT__TASK_BATCH; i++)
@@ -340,7 +416,10 @@ void weft__task_dealloc(weft_task *t)
         w->tasks.free = last->next;
         weft__cache_set(&w->tasks.n, &w->tasks.low, n - WEFT__TASK_BATCH);
         last->next = NULL;
-        weft__spin_lock(&rt->task_lock);
+        if (spare) {
+            spare_push(rt, give, give, 1);
+            return;
+        }
         while (give) {
             weft_task *nx = give->next;
             slab_put(rt->slab_pool, give);
@@ -433,13 +512,37 @@ size_t weft__reg_live(weft__runtime *rt)
     return n;
 }
 
-/* Any thread (sysmon). */
+/* sysmon only.  Drains the spare stack into the slabs first when it has
+ * not moved since the last look (a quarter window), so that slots resting
+ * there after a burst count as free and their slabs may empty; a stack in
+ * use is left alone (its lock-free hand-over is the point; a top that
+ * moved and came back only drains it early). */
 void weft__slabs_lowwater(weft__runtime *rt, size_t *low, size_t *now)
 {
     struct weft__slab_pool *p = rt->slab_pool;
+    /* relaxed: a hint; the exchange below is what takes the batches. */
+    weft_task *top = atomic_load_explicit(&rt->task_spare, memory_order_relaxed);
+    weft_task *b = top && top == p->spare_seen ? spare_take_all(rt) : NULL;
+    p->spare_seen = b ? NULL : top;
+    unsigned n = 0;
+    for (; b; n++) {
+        /* One batch per hold, as a worker's give-back. */
+        weft_task *nb = b->gnext;
+        weft__spin_lock(&rt->task_lock);
+        for (weft_task *t = b; t;) {
+            weft_task *nx = t->next;
+            slab_put(p, t);
+            t = nx;
+        }
+        weft__spin_unlock(&rt->task_lock);
+        b = nb;
+    }
     weft__spin_lock(&rt->task_lock);
     weft__lw_take(&p->nempty, low, now);
     weft__spin_unlock(&rt->task_lock);
+    /* relaxed: a bound (see spare_push). */
+    if (n)
+        atomic_fetch_sub_explicit(&rt->task_spare_n, n, memory_order_relaxed);
 }
 
 /* Any thread. */

@@ -250,11 +250,11 @@ void weft__timer_del(weft__timer *tm)
          * its thread was preempted.  acquire: as above. */
         for (unsigned i = 0; firing && !atomic_load_explicit(&tm->fired, memory_order_acquire);
              i++) {
-            if (i < 64) {
+            if (i < WEFT__SPIN_PAUSES) {
                 weft__cpu_relax();
                 continue;
             }
-            sched_yield();
+            weft__spin_wait();
             /* The virtual clock's exact run (weft__timers_run_exact) takes
              * a tick's timers and puts back those not due yet: QUEUED
              * again, never fired. */

@@ -19,8 +19,12 @@
  * did not use over the window (trim.c, weft__trim_caches): mid-burst when
  * one worker runs dry before the other, during the pauses, and while the
  * other worker spawns, steals and finishes tasks.
+ * Task slots freed on the second worker come back to main's spawns through
+ * the spare stack (registry.c), which the trimmer drains into the slabs
+ * whenever it sits still for a quarter window (the pauses).
  * Invariants:
- *  - every task ran exactly once, and found its stack pattern intact (a
+ *  - every task ran exactly once (a slot handed out twice loses a task),
+ *    and found its stack pattern intact (a
  *    stack trimmed or handed out while in use would read zeros or another
  *    task's pattern);
  *  - every entry a walk visits has a nonzero id, a state READY, RUNNING,
