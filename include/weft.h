@@ -91,7 +91,7 @@ typedef struct weft_config {
     unsigned workers;          /* 0: WEFT_WORKERS, else one per CPU the process may use */
     size_t   stack_size;       /* 0: WEFT_STACK_SIZE, else WEFT_DEFAULT_STACK_SIZE */
     unsigned blocking_threads; /* 0: WEFT_BLOCKING_THREADS, else the default */
-    int      pin;              /* -1: WEFT_PIN, else default off; 0 off; 1 on */
+    int      pin;              /* -1: WEFT_PIN, else default on; 0 off; 1 on */
     int      debug;            /* -1: WEFT_DEBUG, else off; 0 off; 1 on */
     int      clock;            /* WEFT_CLOCK_ENV (0): WEFT_CLOCK, else real; or one below */
 } weft_config;

@@ -198,12 +198,10 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
         weft__log("weft: weft_config.pin=%d is invalid: expected -1, 0 or 1", c.pin);
         return -EINVAL;
     }
-    /* Off unless asked for, as Go and Tokio: a pinned worker cannot leave a
-     * CPU that another process shares (docs/scheduler.md, section 13,
-     * "Oversubscription"), and under a CPU quota pins would crowd every
-     * such process onto the same first CPUs (section 1). */
-    out->pin = false;
+    out->pin = true;
+    out->pin_auto = false;
     if (c.pin == -1) {
+        out->pin_auto = !getenv("WEFT_PIN");
         if ((rc = env_bool("WEFT_PIN", &out->pin)) < 0)
             return rc;
     } else {

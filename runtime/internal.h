@@ -559,6 +559,7 @@ typedef struct weft__settings {
     size_t stack_size;
     unsigned blocking_threads;
     bool pin;
+    bool pin_auto;              /* pin not set explicitly: off under a CPU quota (active.c) */
     bool debug;
     int64_t slow_ns;
     int64_t trim_ns;            /* WEFT_TRIM_MS: the trimmer's window (trim.c); 0: never */

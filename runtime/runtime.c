@@ -255,6 +255,11 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     unsigned quota;
     if ((rc = weft__active_init(rt, set.workers != 0, &quota)) < 0)
         goto fail_early;
+    /* Under a quota below the cpuset, pinning by default is off: the quota
+     * is time on every CPU of the cpuset, and pins would crowd every such
+     * process onto the same first CPUs (docs/scheduler.md, section 1). */
+    if (set.pin_auto && quota && quota < ncpus)
+        set.pin = rt->cfg.pin = false;
     if ((rc = weft__poll_init(rt)) < 0)
         goto fail_early;
     for (unsigned i = 0; i < rt->nworkers; i++) {

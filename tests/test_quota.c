@@ -132,8 +132,7 @@ static void test_default_count(void **state)
     assert_int_equal(t_run(look, &s, NULL), 0);
     assert_int_equal(s.workers, ncpus);
     assert_int_equal(s.active, ncpus);
-    assert_false(s.pin);  /* off by default, as Go and Tokio */
-    assert_int_equal(s.cpu1, -1);
+    assert_true(s.pin);
 
     set_quota("050000 100000\n");  /* half a CPU: 1 */
     assert_int_equal(t_run(look, &s, NULL), 0);
@@ -141,7 +140,7 @@ static void test_default_count(void **state)
     assert_int_equal(s.active, 1);
     assert_int_equal(s.stats_active, 1);
     if (ncpus > 1) {
-        assert_false(s.pin);
+        assert_false(s.pin);  /* a quota below the cpuset: unpinned */
         assert_int_equal(s.cpu1, -1);
         setenv("WEFT_PIN", "1", 1);
         assert_int_equal(t_run(look, &s, NULL), 0);
@@ -152,7 +151,7 @@ static void test_default_count(void **state)
     set_quota("150000 100000\n");  /* 1.5 CPUs: 2, within the cpuset */
     assert_int_equal(t_run(look, &s, NULL), 0);
     assert_int_equal(s.active, ncpus < 2 ? ncpus : 2);
-    assert_false(s.pin);
+    assert_true(s.pin == (ncpus <= 2));
     assert_int_equal(weft_workers_active(), 0);  /* outside a runtime */
 }
 
