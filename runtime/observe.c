@@ -614,44 +614,40 @@ void weft__memory_stats_of(weft__runtime *rt, weft__memory_figures *out)
     }
 }
 
-/* Any thread: rt of the caller's worker, or the running one held (put it
- * back with weft__rt_put when *held). */
-static weft__runtime *memory_rt(bool *held)
+/* Any thread: the memory figures of the runtime the caller runs in, or of
+ * the running one.  0 or -EPERM (no runtime). */
+static int memory_figures(weft__memory_figures *f)
 {
     weft__worker *cw = weft__cur_worker();
-    *held = !cw;
-    return cw ? cw->rt : weft__rt_get();
+    weft__runtime *rt = cw ? cw->rt : weft__rt_get();
+    if (!rt)
+        return -EPERM;
+    weft__memory_stats_of(rt, f);
+    if (!cw)
+        weft__rt_put();
+    return 0;
 }
 
 int weft_memory_stats_get(weft_memory_stats *out)
 {
     if (!out)
         return -EINVAL;
-    bool held;
-    weft__runtime *rt = memory_rt(&held);
-    if (!rt)
-        return -EPERM;
     weft__memory_figures f;
-    weft__memory_stats_of(rt, &f);
-    if (held)
-        weft__rt_put();
-    *out = f.pub;
-    return 0;
+    int rc = memory_figures(&f);
+    if (rc == 0)
+        *out = f.pub;
+    return rc;
 }
 
 int weft_memory_cached_get(uint64_t *stacks, uint64_t *task_slots)
 {
     if (!stacks || !task_slots)
         return -EINVAL;
-    bool held;
-    weft__runtime *rt = memory_rt(&held);
-    if (!rt)
-        return -EPERM;
     weft__memory_figures f;
-    weft__memory_stats_of(rt, &f);
-    if (held)
-        weft__rt_put();
-    *stacks = f.stacks_cached;
-    *task_slots = f.task_slots_cached;
-    return 0;
+    int rc = memory_figures(&f);
+    if (rc == 0) {
+        *stacks = f.stacks_cached;
+        *task_slots = f.task_slots_cached;
+    }
+    return rc;
 }
