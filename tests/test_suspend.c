@@ -1048,6 +1048,7 @@ static const char *const not_suspension_points[] = {
     "weft_server_port",
     /* weft/observe.h: any thread */
     "weft_tasks_foreach", "weft_dump", "weft_dump_ex", "weft_stats_get", "weft_memory_stats_get",
+    "weft_memory_cached_get",
     "weft_stats_format",
 };
 #define NNOT (sizeof not_suspension_points / sizeof not_suspension_points[0])
