@@ -31,6 +31,24 @@ static _Atomic uint32_t *ran;
 static _Atomic bool asker_stop;
 static _Atomic uint64_t asked, captured, frames, rounds, tasks_total;
 static weft__runtime *the_rt;
+/* Each worker's thread, recorded by the first task that runs there: the
+ * asker signals only those (a worker's pthread_t is written by weft_run's
+ * thread while main may already run; reading it here was a race, and a
+ * signal to thread 0 crashed in pthread_kill). */
+static pthread_t tids[NWORKERS];
+static _Atomic int tid_claim[NWORKERS];
+static _Atomic bool tid_known[NWORKERS];
+
+static void note_thread(void)
+{
+    int id = weft__cur_worker()->id;
+    if (id < NWORKERS && !atomic_load_explicit(&tid_known[id], memory_order_acquire) &&
+        atomic_exchange(&tid_claim[id], 1) == 0) {
+        tids[id] = pthread_self();
+        /* release: pairs with the asker's acquire load. */
+        atomic_store_explicit(&tid_known[id], true, memory_order_release);
+    }
+}
 
 static void dump(void)
 {
@@ -43,6 +61,7 @@ static __attribute__((noinline)) void *child(void *arg)
 {
     uint64_t r = (uint64_t)(uintptr_t)arg | 1;
     uint32_t id = (uint32_t)((uintptr_t)arg & 0xffffff);
+    note_thread();
     int n = (int)rng_below(&r, 8);
     for (int i = 0; i < n; i++)
         CHECK(weft_yield() == 0, "yield failed");
@@ -62,7 +81,13 @@ static void *asker(void *arg)
     (void)arg;
     uint64_t r = rng_seed();
     while (!atomic_load(&asker_stop)) {
-        weft__worker *w = the_rt->workers[rng_below(&r, NWORKERS)];
+        unsigned i = (unsigned)rng_below(&r, NWORKERS);
+        /* acquire: pairs with the release in note_thread. */
+        if (!atomic_load_explicit(&tid_known[i], memory_order_acquire)) {
+            stress_os_sleep_ns(10000);
+            continue;
+        }
+        weft__worker *w = the_rt->workers[i];
         /* acquire: pairs with the handler's release of bt_n; claimed as
          * sysmon's write_stuck_bt claims it (-1 while read). */
         int n = atomic_load_explicit(&w->bt_n, memory_order_acquire);
@@ -77,7 +102,7 @@ static void *asker(void *arg)
             atomic_store_explicit(&w->bt_n, 0, memory_order_release);
         }
         atomic_store_explicit(&w->want_bt, true, memory_order_release);
-        pthread_kill(w->thread, SIGURG);
+        pthread_kill(tids[i], SIGURG);
         atomic_fetch_add(&asked, 1);
         stress_os_sleep_ns((int64_t)rng_below(&r, 30) * 1000);
     }
