@@ -411,7 +411,7 @@ static inline void weft__cache_set(_Atomic unsigned *n, unsigned *low, unsigned 
 typedef struct weft__cache_trim {
     int64_t next_at;            /* real clock: end of the current quarter, 0: none yet */
     unsigned at;                /* next entry of the rings */
-    unsigned stacks[4], slots[4];
+    size_t stacks[4], slots[4];   /* the marks; size_t as the pools' rings (trim.c) */
 } weft__cache_trim;
 
 /* ------------------------------------------------------------------ */

@@ -248,12 +248,10 @@ static bool grow(weft__runtime *rt)
     return true;
 }
 
-/* Any thread.  Pushes the chain of batches first..last (linked through
- * gnext), n of them, on the spare stack. */
-static void spare_push(weft__runtime *rt, weft_task *first, weft_task *last, unsigned n)
+/* Any thread.  Links the chain of batches first..last (linked through
+ * gnext) onto the spare stack; the caller keeps task_spare_n. */
+static void spare_link(weft__runtime *rt, weft_task *first, weft_task *last)
 {
-    /* relaxed: a bound only; the batches are published by the CAS. */
-    atomic_fetch_add_explicit(&rt->task_spare_n, n, memory_order_relaxed);
     weft_task *old = atomic_load_explicit(&rt->task_spare, memory_order_relaxed);
     do
         last->gnext = old;
@@ -263,13 +261,21 @@ static void spare_push(weft__runtime *rt, weft_task *first, weft_task *last, uns
                                                   memory_order_release, memory_order_relaxed));
 }
 
+/* Any thread.  Pushes one batch (linked through next) on the spare stack. */
+static void spare_push(weft__runtime *rt, weft_task *batch)
+{
+    /* relaxed: a bound only; the batch is published by spare_link's CAS. */
+    atomic_fetch_add_explicit(&rt->task_spare_n, 1, memory_order_relaxed);
+    spare_link(rt, batch, batch);
+}
+
 /* Any thread.  The whole spare stack, or NULL. */
 static weft_task *spare_take_all(weft__runtime *rt)
 {
     /* The plain load first: an empty stack's line stays shared. */
     if (!atomic_load_explicit(&rt->task_spare, memory_order_relaxed))
         return NULL;
-    /* acquire: pairs with the release CAS of spare_push. */
+    /* acquire: pairs with the release CAS of spare_link. */
     return atomic_exchange_explicit(&rt->task_spare, NULL, memory_order_acquire);
 }
 
@@ -284,11 +290,9 @@ static bool spare_refill(weft__runtime *rt, weft__worker *w)
     if (rest) {
         /* Walks the heads only (one line per batch); usually there is none. */
         weft_task *last = rest;
-        unsigned n = 1;
-        for (; last->gnext; n++)
+        while (last->gnext)
             last = last->gnext;
-        atomic_fetch_sub_explicit(&rt->task_spare_n, n, memory_order_relaxed);
-        spare_push(rt, rest, last, n);
+        spare_link(rt, rest, last);  /* still counted in task_spare_n */
     }
     /* relaxed: a bound (see spare_push). */
     atomic_fetch_sub_explicit(&rt->task_spare_n, 1, memory_order_relaxed);
@@ -417,7 +421,7 @@ void weft__task_dealloc(weft_task *t)
         weft__cache_set(&w->tasks.n, &w->tasks.low, n - WEFT__TASK_BATCH);
         last->next = NULL;
         if (spare) {
-            spare_push(rt, give, give, 1);
+            spare_push(rt, give);
             return;
         }
         while (give) {

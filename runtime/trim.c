@@ -50,7 +50,7 @@
 #define WEFT__TRIM_KEEP_STACKS 64  /* in the pool, beyond the workers' caches */
 #define WEFT__TRIM_KEEP_SLABS 1
 
-_Static_assert(sizeof ((weft__cache_trim *)0)->stacks / sizeof(unsigned) == QUARTERS,
+_Static_assert(sizeof ((weft__cache_trim *)0)->stacks / sizeof(size_t) == QUARTERS,
                "a worker's cache rings hold one mark per quarter");
 
 struct weft__trim {
@@ -87,7 +87,8 @@ static size_t ring_min(const size_t *r)
     return m;
 }
 
-/* After release items left the pool, no quarter held more than it has. */
+/* After release items left the pool (or a worker's cache), no quarter held
+ * more than it has. */
 static void ring_sub(size_t *r, size_t released)
 {
     for (unsigned i = 0; i < QUARTERS; i++)
@@ -137,15 +138,6 @@ void weft__trim_tick(weft__runtime *rt, int64_t now)
     }
 }
 
-static unsigned uring_min(const unsigned *r)
-{
-    unsigned m = r[0];
-    for (unsigned i = 1; i < QUARTERS; i++)
-        if (r[i] < m)
-            m = r[i];
-    return m;
-}
-
 /* Owner worker only, about to park (weft__park_worker): takes the pools'
  * spinlocks when it gives something back, makes no system call. */
 int64_t weft__trim_caches(weft__worker *w, int64_t now)
@@ -169,17 +161,15 @@ int64_t weft__trim_caches(weft__worker *w, int64_t now)
         ct->next_at = now + quarter;
         /* What the cache held at every moment of the window, its bottom
          * part (LIFO), was not used: all of it goes back. */
-        unsigned cold = uring_min(ct->stacks);
+        size_t cold = ring_min(ct->stacks);
         if (cold) {
-            weft__stack_cache_trim(w, cold);
-            for (unsigned i = 0; i < QUARTERS; i++)
-                ct->stacks[i] -= cold;
+            weft__stack_cache_trim(w, (unsigned)cold);
+            ring_sub(ct->stacks, cold);
         }
-        cold = uring_min(ct->slots);
+        cold = ring_min(ct->slots);
         if (cold) {
-            weft__task_cache_trim(w, cold);
-            for (unsigned i = 0; i < QUARTERS; i++)
-                ct->slots[i] -= cold;
+            weft__task_cache_trim(w, (unsigned)cold);
+            ring_sub(ct->slots, cold);
         }
     }
     /* Parked with nothing changing, the ring holds the caches' present
