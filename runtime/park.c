@@ -60,16 +60,21 @@ void weft__poll_now(weft__worker *w)
 }
 
 /* Owner worker only, idle, under the virtual clock's lock (vclock.c): a
- * zero-timeout poll.  1 when it made something ready, 0 when nothing was,
- * -1 when another worker holds the driver token (it may be about to wait
- * in the poller with events pending: it must look, not us). */
+ * zero-timeout poll.  1 when work is queued after it, 0 when none is, -1
+ * when another worker holds the driver token (it may be about to wait in
+ * the poller with events pending: it must look, not us).  The whole
+ * runtime is looked at, not only w's queue: the previous driver may have
+ * taken the events this poll would have seen, and queued their tasks on its
+ * own worker, which still counts as parked until it leaves the idle list.
+ * Taking the token (seq_cst CAS, an acquire) after that driver released it
+ * makes those tasks visible here. */
 int weft__poll_ready(weft__worker *w)
 {
     if (!take_driver(w))
         return -1;
     static const struct timespec zero = {0, 0};
     drive(w, &zero);
-    return !weft__runq_empty(w);
+    return weft__work_anywhere(w);
 }
 
 /* Owner worker only.  w's wait when it parks: it drives the shared poller

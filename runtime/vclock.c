@@ -18,8 +18,13 @@
  *     (vholds == 0); no task is queued (weft__work_anywhere); the poller has
  *     no event ready (a zero-timeout poll; if another worker holds the
  *     driver token, it is woken to come back and check for itself).  Then
- *     it moves the clock and fires every wheel's due timers onto its own
- *     queue, and does not sleep.  All seq_cst: a pool thread's completion
+ *     it looks once more that no worker has been through its scheduler
+ *     loop since it took the lock (the ticks, below), moves the clock and
+ *     fires every wheel's due timers onto its own queue, and does not
+ *     sleep.  The last look is needed because the checks are not one
+ *     instant: a worker that was driving when they began may have queued
+ *     a task from the edge it took, left the idle list and be running that
+ *     task by the time the poll comes back empty.  All seq_cst: a pool thread's completion
  *     queues its task (inject_len, seq_cst) before it drops its hold
  *     (seq_cst), so a checker that sees no hold sees the task.
  *  2. What holds the clock.  A job on the blocking pools, from submission
@@ -161,6 +166,20 @@ static uint64_t runs(weft__runtime *rt)
     return n;
 }
 
+/* Under vclock_mu.  Every worker's tick (sched.c) summed, low bits too: a
+ * worker moves its tick at the top of its scheduler loop, before it takes a
+ * task from anywhere, and again when it runs one, so an unchanged sum over
+ * a check means nobody left a park in it (point 1's last look; a wrap of
+ * the sum back to the same value needs 2^16 loops in a few microseconds).
+ * relaxed: ordered by the caller's acquire fence after the queues' loads. */
+static uint64_t ticks(weft__runtime *rt)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        n += atomic_load_explicit(&rt->workers[i]->tick, memory_order_relaxed);
+    return n;
+}
+
 /* Under vclock_mu, quiescent with nothing armed (point 4).  The grace: no
  * task has run for WEFT__DEADLOCK_GRACE_NS of real time while the runtime
  * looked dead (a plain thread that was about to wake a task has had its
@@ -195,6 +214,7 @@ bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns)
     bool again = false;
     if (atomic_load_explicit(&rt->deadlocked, memory_order_relaxed))
         goto out;  /* reported by another worker meanwhile */
+    uint64_t t0 = ticks(rt);
     /* seq_cst loads: the other halves are in park.c (n_idle), inject.c
      * (inject_len) and weft__vclock_release (vholds). */
     if (parked(rt) != rt->nworkers ||
@@ -220,6 +240,20 @@ bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns)
             again = true;
             goto out;
         }
+    }
+    /* The last look (point 1).  A worker that left its park and took a task
+     * moved its tick first and then took the task with a release (runnext
+     * exchange, head CAS, inject pop): if work_anywhere's loads missed the
+     * task because it was taken, this acquire fence makes the tick's move
+     * visible. */
+    if (weft__work_anywhere(w)) {
+        again = true;
+        goto out;
+    }
+    atomic_thread_fence(memory_order_acquire);
+    if (ticks(rt) != t0) {
+        again = true;
+        goto out;
     }
     int64_t next = earliest_deadline(rt);
     if (next == INT64_MAX) {
