@@ -505,6 +505,13 @@ struct weft__worker {
     const void *asan_bottom;
     size_t asan_size;
     void *altstack;
+    /* Cold, away from the hot lines above.  In a busy poll while the injection queue has a backlog (park.c,
+     * weft__poll_now): wake_rt is NULL, so each wake-up takes wake_slow
+     * (sched.c), which links the task here instead of queueing it; the
+     * list joins the injection queue's tail as one segment afterwards. */
+    bool deferring;
+    weft_task *defer_head, *defer_tail;
+    size_t defer_n;
 
     /* Read by other threads. */
     /* Progress, written by the owner only: (task runs << 16) | scheduler

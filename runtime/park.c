@@ -49,13 +49,35 @@ static bool take_driver(weft__worker *w)
 
 /* Owner worker only (busy).  Polls the shared poller without waiting,
  * waking ready coroutines onto w's queues; skipped when it watches nothing
- * or another worker drives it (that one sees the events). */
+ * or another worker drives it (that one sees the events).  While the
+ * injection queue holds tasks, what the poll wakes goes to that queue's
+ * tail in one segment instead (Go's netpoll hands its list to the global
+ * queue the same way): put in w's ring it would run ahead of a backlog that
+ * waits there, and with thousands of connections the backlog waited for
+ * seconds (docs/networking.md, section 8).  wake_rt NULL sends each wake-up
+ * through wake_slow (sched.c), which collects it. */
 void weft__poll_now(weft__worker *w)
 {
-    if (!atomic_load_explicit(&w->rt->nfds, memory_order_relaxed) || !take_driver(w))
+    weft__runtime *rt = w->rt;
+    if (!atomic_load_explicit(&rt->nfds, memory_order_relaxed) || !take_driver(w))
         return;
     static const struct timespec zero = {0, 0};
+    /* relaxed: a hint; a backlog missed or just gone changes only the order. */
+    bool defer = atomic_load_explicit(&rt->inject_len, memory_order_relaxed) != 0;
+    if (defer) {
+        w->deferring = true;
+        w->wake_rt = NULL;
+    }
     drive(w, &zero);
+    if (defer) {
+        w->deferring = false;
+        w->wake_rt = WEFT__TRACING(w) ? NULL : rt;
+        if (w->defer_n) {
+            weft__inject_push(rt, w->defer_head, w->defer_tail, w->defer_n);
+            w->defer_head = w->defer_tail = NULL;
+            w->defer_n = 0;
+        }
+    }
     WEFT__COUNT(w, polls, 1);
 }
 

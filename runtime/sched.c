@@ -39,7 +39,12 @@
  *  so that its lock holder moves batches and never walks a task.  Every
  *  WEFT__INJECT_EVERY schedules a worker looks at the injection queue
  *  before its own ring, so injected tasks are never starved by a busy
- *  ring.
+ *  ring.  While it holds tasks, a busy worker's poll puts what it wakes at
+ *  its tail, not in the ring ahead of it (park.c, weft__poll_now; Go's
+ *  netpoll feeds its global queue the same way): with thousands of
+ *  connections, the coroutines in the injection queue used to wait for
+ *  seconds behind rings that each poll refilled (docs/networking.md,
+ *  section 8).
  *
  * 3. Stealing and searching
  *
@@ -334,6 +339,19 @@ __attribute__((noinline)) static void wake_slow(weft__worker *w, weft_task *t, b
 {
     if (w && w->rt == t->rt && WEFT__TRACING(w))
         trace_wake(w, t);
+    if (w && w->rt == t->rt && w->deferring) {
+        /* A busy poll behind a backlog (park.c, weft__poll_now): in line
+         * behind the injection queue, not ahead of it in w's ring. */
+        atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_relaxed);
+        t->next = NULL;
+        if (w->defer_tail)
+            w->defer_tail->next = t;
+        else
+            w->defer_head = t;
+        w->defer_tail = t;
+        w->defer_n++;
+        return;
+    }
     ready_from(w, t, lifo);
 }
 
