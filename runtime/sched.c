@@ -167,7 +167,10 @@
  *      it took them all in time, nobody is woken.  An echo server whose
  *      handlers one worker keeps up with then runs on one warm worker, and
  *      handlers that burn CPU still spread (test_server_burst_spreads; the
- *      figures: docs/scheduler.md, section 13).
+ *      figures: docs/scheduler.md, section 13).  Except behind a backlog:
+ *      a busy worker's poll while the injection queue holds tasks queues
+ *      its coroutines at that queue's tail, one segment, notifying as any
+ *      injection does (section 2; park.c, weft__poll_now).
  *  Rejected: a poller per worker (the first design: each worker's socket
  *  events woke that worker, so two workers took turns sleeping and waking;
  *  docs/scheduler.md, section 13, has the counts); a poller thread (an extra wake-up per event).
