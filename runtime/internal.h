@@ -761,6 +761,19 @@ void *weft__worker_main(void *arg);
 void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size_t n); /* any */
 weft_task *weft__inject_pop_slow(weft__worker *w, unsigned max);                      /* owner */
 
+/* Whoever owns the list (its lock, or its one thread).  Appends t to the
+ * list head..tail linked through t->next: the form weft__inject_push takes
+ * (the stack pool's waiting line, a busy poll's deferred wake-ups). */
+static inline void weft__task_list_append(weft_task **head, weft_task **tail, weft_task *t)
+{
+    t->next = NULL;
+    if (*tail)
+        (*tail)->next = t;
+    else
+        *head = t;
+    *tail = t;
+}
+
 /* idle.c */
 void weft__notify_slow(weft__runtime *rt);             /* any thread */
 void weft__wake_worker(weft__worker *w);               /* any thread */

@@ -64,6 +64,7 @@ void weft__poll_now(weft__worker *w)
     static const struct timespec zero = {0, 0};
     /* relaxed: a hint; a backlog missed or just gone changes only the order. */
     bool defer = atomic_load_explicit(&rt->inject_len, memory_order_relaxed) != 0;
+    weft__runtime *wake_rt = w->wake_rt;  /* rt, or NULL while w traces */
     if (defer) {
         w->deferring = true;
         w->wake_rt = NULL;
@@ -71,7 +72,7 @@ void weft__poll_now(weft__worker *w)
     drive(w, &zero);
     if (defer) {
         w->deferring = false;
-        w->wake_rt = WEFT__TRACING(w) ? NULL : rt;
+        w->wake_rt = wake_rt;
         if (w->defer_n) {
             weft__inject_push(rt, w->defer_head, w->defer_tail, w->defer_n);
             w->defer_head = w->defer_tail = NULL;

@@ -346,12 +346,7 @@ __attribute__((noinline)) static void wake_slow(weft__worker *w, weft_task *t, b
         /* A busy poll behind a backlog (park.c, weft__poll_now): in line
          * behind the injection queue, not ahead of it in w's ring. */
         atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_relaxed);
-        t->next = NULL;
-        if (w->defer_tail)
-            w->defer_tail->next = t;
-        else
-            w->defer_head = t;
-        w->defer_tail = t;
+        weft__task_list_append(&w->defer_head, &w->defer_tail, t);
         w->defer_n++;
         return;
     }

@@ -290,12 +290,7 @@ static unsigned refill(struct weft__stack_pool *p, weft__worker *w, unsigned max
 static void wait_push(weft__runtime *rt, weft_task *t)
 {
     struct weft__stack_pool *p = rt->stack_pool;
-    t->next = NULL;
-    if (p->wait_tail)
-        p->wait_tail->next = t;
-    else
-        p->wait_head = t;
-    p->wait_tail = t;
+    weft__task_list_append(&p->wait_head, &p->wait_tail, t);
     /* relaxed: under stack_lock; the lock-free readers (stack_put,
      * weft__stack_offer) only decide whether to take it. */
     atomic_store_explicit(&rt->stack_waiting,

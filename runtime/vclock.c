@@ -157,26 +157,19 @@ static void deadlock(weft__runtime *rt)
     pthread_mutex_unlock(&rt->done_mu);
 }
 
-/* Tasks run so far, all workers: the runs count of each tick (sched.c). */
-static uint64_t runs(weft__runtime *rt)
+/* Under vclock_mu.  Every worker's tick (sched.c) shifted right by shift,
+ * summed.  Shift 16: the tasks run so far (the deadlock grace).  Shift 0,
+ * the low bits too: a worker moves its tick at the top of its scheduler
+ * loop, before it takes a task from anywhere, and again when it runs one,
+ * so an unchanged sum over a check means nobody left a park in it (point
+ * 1's last look; a wrap of the sum back to the same value needs 2^16 loops
+ * in a few microseconds).  relaxed: there, ordered by the caller's acquire
+ * fence after the queues' loads. */
+static uint64_t tick_sum(weft__runtime *rt, unsigned shift)
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < rt->nworkers; i++)
-        n += atomic_load_explicit(&rt->workers[i]->tick, memory_order_relaxed) >> 16;
-    return n;
-}
-
-/* Under vclock_mu.  Every worker's tick (sched.c) summed, low bits too: a
- * worker moves its tick at the top of its scheduler loop, before it takes a
- * task from anywhere, and again when it runs one, so an unchanged sum over
- * a check means nobody left a park in it (point 1's last look; a wrap of
- * the sum back to the same value needs 2^16 loops in a few microseconds).
- * relaxed: ordered by the caller's acquire fence after the queues' loads. */
-static uint64_t ticks(weft__runtime *rt)
-{
-    uint64_t n = 0;
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        n += atomic_load_explicit(&rt->workers[i]->tick, memory_order_relaxed);
+        n += atomic_load_explicit(&rt->workers[i]->tick, memory_order_relaxed) >> shift;
     return n;
 }
 
@@ -187,7 +180,7 @@ static uint64_t ticks(weft__runtime *rt)
 static int64_t deadlock_grace(weft__runtime *rt)
 {
     int64_t now = weft__real_now();
-    uint64_t n = runs(rt);
+    uint64_t n = tick_sum(rt, 16);
     if (!rt->dl_since || rt->dl_runs != n) {
         rt->dl_since = now;
         rt->dl_runs = n;
@@ -214,7 +207,7 @@ bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns)
     bool again = false;
     if (atomic_load_explicit(&rt->deadlocked, memory_order_relaxed))
         goto out;  /* reported by another worker meanwhile */
-    uint64_t t0 = ticks(rt);
+    uint64_t t0 = tick_sum(rt, 0);
     /* seq_cst loads: the other halves are in park.c (n_idle), inject.c
      * (inject_len) and weft__vclock_release (vholds). */
     if (parked(rt) != rt->nworkers ||
@@ -241,17 +234,14 @@ bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns)
             goto out;
         }
     }
-    /* The last look (point 1).  A worker that left its park and took a task
-     * moved its tick first and then took the task with a release (runnext
-     * exchange, head CAS, inject pop): if work_anywhere's loads missed the
-     * task because it was taken, this acquire fence makes the tick's move
-     * visible. */
-    if (weft__work_anywhere(w)) {
-        again = true;
-        goto out;
-    }
+    /* The last look (point 1).  work_anywhere has just come back empty,
+     * above or as weft__poll_ready's result.  A worker that left its park
+     * and took a task moved its tick first and then took the task with a
+     * release (runnext exchange, head CAS, inject pop): if those loads
+     * missed the task because it was taken, this acquire fence makes the
+     * tick's move visible. */
     atomic_thread_fence(memory_order_acquire);
-    if (ticks(rt) != t0) {
+    if (tick_sum(rt, 0) != t0) {
         again = true;
         goto out;
     }
