@@ -55,19 +55,19 @@ weft__ctx_switch:
     .cfi_adjust_cfa_offset 8
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
+    /* What was just saved is the thread's current state: keep it in
+     * eax/ecx (caller-saved) to compare with the resumed context's, rather
+     * than reading the control registers a second time (stmxcsr and
+     * fnstcw are slow, and each read is a store the load must wait for). */
+    movl    (%rsp), %eax
+    movzwl  4(%rsp), %ecx
     movq    %rsp, (%rdi)
     movq    %rsi, %rsp
     /* Loading MXCSR and the x87 control word serialises the pipeline, and
-     * coroutines almost never change them: load only what differs.  The
-     * scratch slot is in the red zone; eax/ecx are caller-saved. */
-    stmxcsr -8(%rsp)
-    movl    -8(%rsp), %eax
+     * coroutines almost never change them: load only what differs. */
     cmpl    (%rsp), %eax
     jne     3f
-1:  fnstcw  -8(%rsp)
-    movzwl  -8(%rsp), %eax
-    movzwl  4(%rsp), %ecx
-    cmpl    %ecx, %eax
+1:  cmpw    4(%rsp), %cx
     jne     4f
     /* The out-of-line loads below run with the frame still in place. */
     .cfi_remember_state
