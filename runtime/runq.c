@@ -9,7 +9,9 @@
  *   runq_put (tail push) | owner only    | runq_steal (any number of thieves)
  *   runq_get (head pop)  | owner only    | runq_steal
  *   runq_steal           | any worker    | runq_put, runq_get, other steals
- *   runnext exchange     | owner only    | runnext CAS by a thief
+ *   runnext fill (store  | owner only    | runnext CAS by a thief
+ *   when empty, else     |               |
+ *   exchange)            |               |
  *   runnext CAS to NULL  | any worker    | owner exchange, other thieves
  *   runq_len / _empty    | any thread    | everything (an approximate answer)
  *

@@ -314,10 +314,20 @@ void weft__ready_on(weft__worker *w, weft_task *t, bool lifo)
     atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_relaxed);
     {
         if (lifo) {
-            /* acq_rel: pairs with a thief's CAS on runnext. */
-            weft_task *old = atomic_exchange_explicit(&w->q.runnext, t, memory_order_acq_rel);
-            if (!old)
+            /* Only the owner fills runnext; thieves only empty it (CAS to
+             * NULL).  So an empty slot seen here stays empty until this
+             * store: no read-modify-write needed (one fewer per ping-pong
+             * message).  release: pairs with a thief's acquire load and
+             * CAS on runnext, which then see t's fields. */
+            weft_task *old = atomic_load_explicit(&w->q.runnext, memory_order_relaxed);
+            if (!old) {
+                atomic_store_explicit(&w->q.runnext, t, memory_order_release);
                 return;  /* only runnext: this worker runs it next, no one to wake */
+            }
+            /* acq_rel: pairs with a thief's CAS on runnext. */
+            old = atomic_exchange_explicit(&w->q.runnext, t, memory_order_acq_rel);
+            if (!old)
+                return;  /* a thief took the old one meanwhile */
             weft__runq_put(w, old);
         } else {
             weft__runq_put(w, t);
