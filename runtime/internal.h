@@ -235,10 +235,9 @@ enum {
 
 /* Wake token values (weft_task.park).  See the wake-up protocol in sched.c. */
 enum {
-    WEFT__PARK_RUNNING = 0, /* not waiting: a wake is a no-op */
-    WEFT__PARK_ARMING = 1,  /* switched out, park_commit running */
+    WEFT__PARK_RUNNING = 0, /* not asleep (running, or switched out with park_commit to come) */
     WEFT__PARK_PARKED = 2,  /* asleep: the waker that moves it to 0 enqueues it */
-    WEFT__PARK_WOKEN = 3,   /* woken while arming: the parker resumes itself */
+    WEFT__PARK_WOKEN = 3,   /* a permit: woken while not asleep; the next park returns at once */
 };
 
 #define WEFT__JOIN_DONE ((uintptr_t)1)

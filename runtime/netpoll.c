@@ -277,8 +277,9 @@ static bool either_commit(weft_task *t, void *arg)
 {
     (void)t;
     weft__waiter *w = arg;
-    return !atomic_load_explicit(&w[0].granted, memory_order_seq_cst) &&
-           !atomic_load_explicit(&w[1].granted, memory_order_seq_cst);
+    /* relaxed: a hint (protocol 5: a grant after this look leaves a permit). */
+    return !atomic_load_explicit(&w[0].granted, memory_order_relaxed) &&
+           !atomic_load_explicit(&w[1].granted, memory_order_relaxed);
 }
 
 int weft_wait_fd(int fd, int events, int64_t deadline)

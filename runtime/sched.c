@@ -91,16 +91,24 @@
  *
  * 5. The wake-up protocol for tasks (park / wake)
  *
- *  A task that waits calls weft__park(): it switches to the scheduler, which
- *  sets the task's token to ARMING, queues its deadline timer, runs the
- *  caller's commit function (registering the task where a waker will find
- *  it) and then moves the token ARMING -> PARKED.  A waker moves PARKED ->
- *  RUNNING and enqueues the task; one that finds ARMING moves it to WOKEN
- *  and the parking scheduler resumes the task itself.  Exactly one party
- *  enqueues a parked task; nobody runs it before its context is saved.
- *  Stores of the token and of cancellation are seq_cst, so a canceller and a
- *  parker never miss each other.  Wake-ups may be spurious (a cancel or a
- *  late joiner wake): every caller of park loops on its own condition.
+ *  A task that waits registers itself where a waker will find it, then
+ *  calls weft__park_ex(): it switches out, and on the next context
+ *  park_commit queues its deadline timer, runs the caller's commit function
+ *  (a last look at the condition, to skip a needless sleep) and moves the
+ *  token RUNNING -> PARKED with a CAS.  A waker moves PARKED -> RUNNING and
+ *  enqueues the task; one that finds RUNNING (the task has not gone to
+ *  sleep yet, or is not waiting at all) moves it to WOKEN, a permit: the
+ *  parker's CAS then fails, and it consumes the permit and resumes the task
+ *  itself.  Exactly one party enqueues a parked task; nobody runs it before
+ *  its context is saved.  Every transition is a read-modify-write of the
+ *  one token, so a waker and a parker cannot miss each other whatever order
+ *  their other memory operations take, and neither side needs a fence: one
+ *  CAS each.  A permit may outlive its wait (a
+ *  canceller's, a timer's or a late granter's wake landing after the task
+ *  resumed): the next park then returns at once, so wake-ups may be
+ *  spurious and every caller of park loops on its own condition; park
+ *  clears a permit when it returns, which leaves only wakes that land
+ *  after that.
  *  Whoever finds a task on a wait list must wake it while holding the lock
  *  that the task takes to leave the list (or hold a reference to it), since
  *  a woken task may run, finish and be freed at once.
@@ -137,6 +145,11 @@
  *    assembly that ThreadSanitizer cannot see, and injection is rare enough
  *    that a spinlock costs nothing measurable.
  *  - Waking a worker per new task (every spawn would pay a syscall).
+ *  - A park in two steps (RUNNING -> ARMING, then ARMING -> PARKED), with a
+ *    wake that finds RUNNING doing nothing, so that the waker's flag (a
+ *    grant, cancellation) and the token formed a Dekker pair, each side a
+ *    seq_cst store: weft's protocol until 2026-12, two read-modify-writes
+ *    more per wake-up than the permit of section 5.
  *
  * 9. I/O (runtime/netpoll.c, runtime/os/linux/poll_epoll.c)
  *
@@ -364,17 +377,20 @@ __attribute__((noinline)) static void wake_slow(weft__worker *w, weft_task *t, b
 }
 
 /* Inlined into weft__wake and weft__wake_lifo: as a call of its own, its
- * prologue and epilogue cost more than the observability stores. */
+ * prologue and epilogue cost more than the observability stores.  Returns
+ * true when this call woke t or left it a permit, false when a permit was
+ * already there. */
 static inline __attribute__((always_inline)) bool wake(weft_task *t, bool lifo)
 {
-    int v = atomic_load_explicit(&t->park, memory_order_seq_cst);
+    int v = atomic_load_explicit(&t->park, memory_order_relaxed);
     for (;;) {
         if (v == WEFT__PARK_PARKED) {
-            /* seq_cst: pairs with the parker's ARMING -> PARKED CAS and with
-             * the cancellation flag (see protocol 5). */
+            /* acq_rel: acquire pairs with the parker's CAS to PARKED (its
+             * saved context); release hands what the waker wrote before
+             * (a grant, a flag) to whoever runs t.  Protocol 5. */
             if (atomic_compare_exchange_weak_explicit(&t->park, &v, WEFT__PARK_RUNNING,
-                                                      memory_order_seq_cst,
-                                                      memory_order_seq_cst)) {
+                                                      memory_order_acq_rel,
+                                                      memory_order_relaxed)) {
                 /* relaxed: observability; sysmon's clock, no clock read here. */
                 WEFT__OBS(atomic_store_explicit(&t->since, weft__rt_clock(t->rt),
                                                 memory_order_relaxed));
@@ -387,13 +403,15 @@ static inline __attribute__((always_inline)) bool wake(weft_task *t, bool lifo)
                     wake_slow(w, t, lifo);
                 return true;
             }
-        } else if (v == WEFT__PARK_ARMING) {
+        } else if (v == WEFT__PARK_RUNNING) {
+            /* A permit.  release: pairs with the parker's acquire (its
+             * failed CAS, or park_ex's look when it resumes). */
             if (atomic_compare_exchange_weak_explicit(&t->park, &v, WEFT__PARK_WOKEN,
-                                                      memory_order_seq_cst,
-                                                      memory_order_seq_cst))
+                                                      memory_order_release,
+                                                      memory_order_relaxed))
                 return true;
         } else {
-            return false;  /* running, or already woken */
+            return false;  /* a permit is already there */
         }
     }
 }
@@ -417,9 +435,10 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
 {
     weft__worker *w = weft__cur_worker();
     weft_task *t = w->current;
-    /* Go's "double wait": a task parks only from running, with no timer of
-     * an earlier wait left queued. */
-    WEFT__ASSERT(t && atomic_load_explicit(&t->park, memory_order_relaxed) == WEFT__PARK_RUNNING);
+    /* Go's "double wait": a task parks only from running (a permit left by
+     * a late wake-up counts as running), with no timer of an earlier wait
+     * left queued. */
+    WEFT__ASSERT(t && atomic_load_explicit(&t->park, memory_order_relaxed) != WEFT__PARK_PARKED);
     WEFT__ASSERT(!t->timer.wheel);
     t->after = WEFT__AFTER_PARK;
     t->park_commit = commit;
@@ -432,6 +451,13 @@ int weft__park_ex(const char *wait, weft__commit_fn commit, void *arg, int64_t d
     leave(w, t, WEFT__AFTER_PARK);
     if (t->timer.wheel)
         weft__timer_del(&t->timer);
+    /* Awake: a permit that came meanwhile (a grant racing the timer, the
+     * timer racing a grant: del has waited out its firer) has done its
+     * work, and the caller re-checks its condition now.  Cleared so that
+     * it does not end the next wait at once.  acquire: pairs with the
+     * waker's CAS, like the failed CAS in park_commit. */
+    if (atomic_load_explicit(&t->park, memory_order_acquire) == WEFT__PARK_WOKEN)
+        atomic_store_explicit(&t->park, WEFT__PARK_RUNNING, memory_order_relaxed);
     /* Read and clear fired first, so it never leaks into the next wait. */
     bool fired = atomic_load_explicit(&t->timer.fired, memory_order_relaxed);
     if (fired)
@@ -450,10 +476,12 @@ void weft__park(const char *wait, weft__commit_fn commit, void *arg)
  * the task must resume at once. */
 static bool park_commit(weft__worker *w, weft_task *t)
 {
-    WEFT__ASSERT(atomic_load_explicit(&t->park, memory_order_relaxed) == WEFT__PARK_RUNNING);
-    atomic_store_explicit(&t->park, WEFT__PARK_ARMING, memory_order_seq_cst);
-    bool sleep = true;
-    if (t->park_deadline != WEFT_FOREVER) {
+    /* relaxed: a hint (a permit already here: no timer, no sleep); the CAS
+     * below decides. */
+    int v0 = atomic_load_explicit(&t->park, memory_order_relaxed);
+    WEFT__ASSERT(v0 == WEFT__PARK_RUNNING || v0 == WEFT__PARK_WOKEN);
+    bool sleep = v0 == WEFT__PARK_RUNNING;
+    if (sleep && t->park_deadline != WEFT_FOREVER) {
         if (weft__timer_add(w, &t->timer, t->park_deadline) < 0) {
             t->timer.wheel = NULL;
             /* no memory for the timer: time out now */
@@ -461,22 +489,30 @@ static bool park_commit(weft__worker *w, weft_task *t)
             sleep = false;
         }
     }
+    /* The commit and the cancellation look only save a sleep: a wake that
+     * comes after them finds RUNNING and leaves a permit, which the CAS
+     * below sees. */
     if (sleep && t->park_commit)
         sleep = t->park_commit(t, t->park_arg);
-    /* seq_cst: pairs with the store of cancelled in weft_cancel. */
     if (sleep && t->park_cancellable &&
-        atomic_load_explicit(&t->cancelled, memory_order_seq_cst))
+        atomic_load_explicit(&t->cancelled, memory_order_relaxed))
         sleep = false;
     if (sleep) {
         atomic_store_explicit(&t->state, WEFT_TASK_WAITING, memory_order_relaxed);
-        int v = WEFT__PARK_ARMING;
+        int v = WEFT__PARK_RUNNING;
+        /* acq_rel: release publishes the saved context to the waker that
+         * moves PARKED -> RUNNING and enqueues t; acquire (on failure too)
+         * pairs with the waker's CAS that left the permit, so what it
+         * wrote before waking is visible when t resumes. */
         if (atomic_compare_exchange_strong_explicit(&t->park, &v, WEFT__PARK_PARKED,
-                                                    memory_order_seq_cst,
-                                                    memory_order_seq_cst))
+                                                    memory_order_acq_rel,
+                                                    memory_order_acquire))
             return false;  /* asleep; a waker owns it now */
-        /* v == WOKEN: a wake arrived while arming */
+        WEFT__ASSERT(v == WEFT__PARK_WOKEN);  /* a permit arrived */
     }
-    atomic_store_explicit(&t->park, WEFT__PARK_RUNNING, memory_order_seq_cst);
+    /* Not asleep: consume a permit if there is one.  No waker changes
+     * WOKEN, and one that comes after this store leaves a new permit. */
+    atomic_store_explicit(&t->park, WEFT__PARK_RUNNING, memory_order_relaxed);
     return true;
 }
 

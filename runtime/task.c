@@ -203,7 +203,8 @@ void weft_detach(weft_task *t)
  * a cancellable wait, and drops a blocking task still waiting in line. */
 int weft__cancel_task(weft_task *t)
 {
-    /* seq_cst: pairs with the load in park_commit (sched.c, protocol 5). */
+    /* Before the wake-up, whose CAS publishes it to the task (sched.c,
+     * protocol 5: queued if asleep, a permit if not). */
     atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
     if (t->blocking)
         weft__pool_cancel(t);

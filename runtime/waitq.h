@@ -18,8 +18,9 @@
  * it was handed: a hand-off is never lost.  Waking under the lock keeps the
  * waiter's record (on its stack) and the task alive while the waker uses
  * them: the waiter cannot leave before it re-takes the lock.
- * The commit re-checks `granted` after the task's wake token is armed, so a
- * grant that lands between unlock and park is not missed.
+ * A grant that lands between unlock and park leaves the task a permit (its
+ * token is still RUNNING), so its park returns at once (protocol 5); the
+ * commit's look at `granted` only saves that round trip.
  *
  * Operations: all under the primitive's lock, from any thread; waiters are
  * coroutines.
@@ -32,7 +33,7 @@
 typedef struct weft__waiter {
     struct weft__waiter *prev, *next;
     weft_task *task;
-    _Atomic bool granted;   /* written under the lock; read by commit without it */
+    _Atomic bool granted;   /* written under the lock; read by commit without it (a hint) */
     void *value;            /* what a grant hands over (queue item, ...) */
     int64_t prio;           /* free for the primitive's use */
     int kind;               /* free for the primitive's use (reader/writer ...) */
@@ -117,8 +118,10 @@ static inline weft__waiter *weft__waitq_pop(weft__waitq *q)
  * core). */
 static inline void weft__waiter_grant(weft__waiter *w)
 {
-    /* seq_cst: pairs with the load in weft__waiter_commit. */
-    atomic_store_explicit(&w->granted, true, memory_order_seq_cst);
+    /* relaxed: read under the lock; weft__waiter_commit's look without it
+     * is a hint (the wake below leaves a permit if the waiter is not
+     * asleep yet). */
+    atomic_store_explicit(&w->granted, true, memory_order_relaxed);
     weft__wake_lifo(w->task);
 }
 

@@ -26,8 +26,9 @@
  *  - firing wakes the task by its wake token (sched.c): a PARKED task is
  *    queued - on the firing thread's worker's ring when that thread is a
  *    worker of the task's runtime (also when it fires a blocked owner's
- *    timers), else through the injection queue - an ARMING one becomes
- *    WOKEN, a RUNNING or already WOKEN one is left alone; every fired timer
+ *    timers), else through the injection queue - a RUNNING one (not asleep
+ *    yet) becomes WOKEN (a permit), an already WOKEN one is left alone;
+ *    every fired timer
  *    is marked fired and leaves the wheel; a fired timer can be queued again;
  *  - a delete racing the firer (a task resumed by something else deletes
  *    its timer while its worker fires it, outside the wheel's lock):
@@ -604,8 +605,8 @@ static void test_fire_wakes(void **state)
     weft__worker *w = pw->w[0], *w2 = pw->w[1];
     weft__runtime *rt = pw->rt;
     weft_task *t = pw->tasks;
-    static const int tok[] = {WEFT__PARK_PARKED, WEFT__PARK_ARMING, WEFT__PARK_RUNNING,
-                              WEFT__PARK_PARKED, WEFT__PARK_WOKEN, WEFT__PARK_PARKED};
+    static const int tok[] = {WEFT__PARK_PARKED, WEFT__PARK_RUNNING, WEFT__PARK_WOKEN,
+                              WEFT__PARK_PARKED, WEFT__PARK_RUNNING, WEFT__PARK_PARKED};
 
     /* 1. Fired from a thread that is not a worker (the test's own): the
      *    parked tasks go through the injection queue, in deadline order. */
@@ -623,8 +624,8 @@ static void test_fire_wakes(void **state)
     assert_int_equal(weft__timers_next(&w->timers), 50 * TICK);
     assert_int_equal(park_of(&t[0]), WEFT__PARK_RUNNING);  /* woken ... */
     assert_int_equal(park_of(&t[3]), WEFT__PARK_RUNNING);
-    assert_int_equal(park_of(&t[1]), WEFT__PARK_WOKEN);    /* it resumes itself */
-    assert_int_equal(park_of(&t[2]), WEFT__PARK_RUNNING);  /* left alone */
+    assert_int_equal(park_of(&t[1]), WEFT__PARK_WOKEN);    /* a permit: it resumes itself */
+    assert_int_equal(park_of(&t[2]), WEFT__PARK_WOKEN);    /* left alone */
     assert_int_equal(park_of(&t[4]), WEFT__PARK_WOKEN);
     weft_task *inj[3];
     assert_int_equal(p_inject_tasks(pw, inj, 3), 2);
@@ -717,7 +718,7 @@ static void *r_deleter(void *arg)
          * fire never will (checked after the round). */
         bool f = atomic_load_explicit(&t->timer.fired, memory_order_relaxed);
         r->fired_at_del[i] = f;
-        int want = f ? WEFT__PARK_WOKEN : WEFT__PARK_ARMING;
+        int want = f ? WEFT__PARK_WOKEN : WEFT__PARK_RUNNING;
         if (atomic_load(&t->park) != want || t->timer.wheel || t->timer.state == WEFT__TIMER_QUEUED) {
             int none = -1;
             atomic_compare_exchange_strong(&r->bad_index, &none, i);
@@ -743,7 +744,7 @@ static void test_delete_races_fire(void **state)
         r->seed = rng_next(&seed);
         atomic_store(&r->bad_index, -1);
         for (int i = 0; i < R_TIMERS; i++) {
-            atomic_store(&pw->tasks[i].park, WEFT__PARK_ARMING);
+            atomic_store(&pw->tasks[i].park, WEFT__PARK_RUNNING);
             atomic_store(&pw->tasks[i].timer.fired, false);
             pw->tasks[i].timer.wheel = NULL;
             pw->tasks[i].timer.state = WEFT__TIMER_IDLE;

@@ -31,9 +31,9 @@
  *  3. A completion's request lives on the waiting coroutine's stack.  The
  *     reaper writes res, then done (seq_cst), then wakes the task, all
  *     under the reap lock; the coroutine re-checks done in its park commit
- *     (after the park token says ARMING, seq_cst: a wake that comes before
- *     is a no-op, so one of the two sides sees the other), and, if it saw
- *     done without being woken, takes the reap lock once before it returns,
+ *     (a hint: a wake that comes before the coroutine is asleep leaves it a
+ *     permit, sched.c protocol 5, so its park returns at once), and, if it
+ *     saw done without being woken, takes the reap lock once before it returns,
  *     so the reaper's wake has finished with the task before the request's
  *     stack frame and the task can go away.  ThreadSanitizer sees all of it
  *     (the lock and C11 atomics); the ring memory the kernel writes it does
@@ -75,7 +75,7 @@
 typedef struct aio_req {
     weft_task *task;
     int32_t res;
-    _Atomic int done;   /* seq_cst: pairs with park_commit's ARMING store */
+    _Atomic int done;   /* set before the wake-up (protocol 5: a permit if not asleep yet) */
 } aio_req;
 
 struct weft__aio {
@@ -202,7 +202,9 @@ static bool reap_locked(struct weft__aio *a, aio_req *mine)
         }
         weft_task *t = r->task;
         weft__runtime *rt = t->rt;
-        /* seq_cst: pairs with the load in aio_commit (after ARMING). */
+        /* Before the wake, whose CAS publishes it (release) to the task:
+         * asleep, it is queued; not yet, it gets a permit (sched.c,
+         * protocol 5).  aio_commit's look at it only saves a sleep. */
         atomic_store_explicit(&r->done, 1, memory_order_seq_cst);
         weft__wake(t);
         /* After the task is queued: the operation held the virtual clock
@@ -242,7 +244,8 @@ static bool aio_commit(weft_task *t, void *arg)
 {
     (void)t;
     aio_req *r = arg;
-    /* seq_cst: pairs with the reaper's store of done. */
+    /* A hint that saves a sleep: a done stored after this look comes with
+     * a wake that leaves a permit (sched.c, protocol 5). */
     return !atomic_load_explicit(&r->done, memory_order_seq_cst);
 }
 
