@@ -421,9 +421,16 @@ static void *cancel_main(void *arg)
     while (!atomic_load(&c->started))
         weft_yield();
     weft_yield();
-    T_CHECK_EQ(weft_cancel(t), 0);
+    /* -ESRCH: the read was done before the cancel came (a 32 MiB read
+     * from the page cache completes inside io_uring_enter, on its worker,
+     * in a few milliseconds; under load this task may not run again
+     * before that).  Then the join has nothing to cancel either. */
+    int crc = weft_cancel(t);
+    T_CHECK(crc == 0 || crc == -ESRCH);
     int jrc = weft_join(t, NULL);
     T_CHECK(jrc == -ECANCELED || jrc == 0);  /* 0: it had finished */
+    if (crc == -ESRCH)
+        T_CHECK(jrc == 0 && c->rc == (ssize_t)c->n);
     /* Either the cancel came first (nothing read) or the read was waited
      * for all the way: never a buffer still being written after the call
      * returned. */
