@@ -112,7 +112,6 @@ static char *new_stack(void)
 /* switch                                                              */
 
 static void *sw_main, *sw_co;
-static long sw_n;
 
 static void sw_body(void *arg)
 {
@@ -125,7 +124,6 @@ static void run_switch(long n)
 {
     char *s = new_stack();
     sw_co = fl_make(s + STACK, sw_body, NULL);
-    sw_n = n;
     double t0 = now_ns();
     for (long i = 0; i < n; i++)
         fl_switch(&sw_main, sw_co);
@@ -296,8 +294,10 @@ static task *next_task(void)
         if (t)
             t = atomic_exchange_explicit(&rnext, NULL, memory_order_acq_rel);
     } else {
-        t = rnext;
-        rnext = NULL;
+        /* relaxed: one thread; a plain access of an _Atomic would be a
+         * seq_cst exchange-priced store, which the plain floor must not pay. */
+        t = atomic_load_explicit(&rnext, memory_order_relaxed);
+        atomic_store_explicit(&rnext, NULL, memory_order_relaxed);
     }
     if (!t && ring_head != ring_tail)
         t = ring[ring_head++ & ring_mask];

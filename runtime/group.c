@@ -152,7 +152,7 @@ void weft_group_cancel(weft_group *g)
     size_t nb = 0, cap = 0;
     weft_task **blk = NULL;
     for (weft_task *t = g->running; t; t = t->gnext) {
-        /* Before the wake-up (sched.c, protocol 5), as in weft_cancel. */
+        /* seq_cst, before the wake-up: as in weft__cancel_task (task.c). */
         atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
         if (!t->blocking) {
             weft__wake(t);

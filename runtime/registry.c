@@ -497,7 +497,7 @@ void weft__reg_cancel_all(weft__runtime *rt)
             weft_task *t = &s->t[i];
             if (!unfinished(t))
                 continue;
-            /* Before the wake-up, as in weft_cancel (sched.c, protocol 5). */
+            /* seq_cst, before the wake-up: as in weft__cancel_task (task.c). */
             atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
             weft__wake(t);
         }

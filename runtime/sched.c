@@ -363,15 +363,17 @@ __attribute__((noinline, cold)) static void trace_wake(weft__worker *w, weft_tas
  * traces (the flow arrow starts here). */
 __attribute__((noinline)) static void wake_slow(weft__worker *w, weft_task *t, bool lifo)
 {
-    if (w && w->rt == t->rt && WEFT__TRACING(w))
-        trace_wake(w, t);
-    if (w && w->rt == t->rt && w->deferring) {
-        /* A busy poll behind a backlog (park.c, weft__poll_now): in line
-         * behind the injection queue, not ahead of it in w's ring. */
-        atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_relaxed);
-        weft__task_list_append(&w->defer_head, &w->defer_tail, t);
-        w->defer_n++;
-        return;
+    if (w && w->rt == t->rt) {
+        if (WEFT__TRACING(w))
+            trace_wake(w, t);
+        if (w->deferring) {
+            /* A busy poll behind a backlog (park.c, weft__poll_now): in line
+             * behind the injection queue, not ahead of it in w's ring. */
+            atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_relaxed);
+            weft__task_list_append(&w->defer_head, &w->defer_tail, t);
+            w->defer_n++;
+            return;
+        }
     }
     ready_from(w, t, lifo);
 }

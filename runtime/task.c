@@ -203,8 +203,10 @@ void weft_detach(weft_task *t)
  * a cancellable wait, and drops a blocking task still waiting in line. */
 int weft__cancel_task(weft_task *t)
 {
-    /* Before the wake-up, whose CAS publishes it to the task (sched.c,
-     * protocol 5: queued if asleep, a permit if not). */
+    /* seq_cst, as every store of cancelled (weft__is_cancelled and the pool's
+     * loads, blocking.c, are seq_cst); the wake-up after it also publishes it
+     * to a waiting task (sched.c, protocol 5: queued if asleep, a permit if
+     * not). */
     atomic_store_explicit(&t->cancelled, true, memory_order_seq_cst);
     if (t->blocking)
         weft__pool_cancel(t);

@@ -29,7 +29,7 @@
  *     nearly all of them, wake no parked driver (each did, armed for good:
  *     docs/networking.md, "Files", item 3).
  *  3. A completion's request lives on the waiting coroutine's stack.  The
- *     reaper writes res, then done (seq_cst), then wakes the task, all
+ *     reaper writes res, then done (release), then wakes the task, all
  *     under the reap lock; the coroutine re-checks done in its park commit
  *     (a hint: a wake that comes before the coroutine is asleep leaves it a
  *     permit, sched.c protocol 5, so its park returns at once), and, if it
@@ -205,7 +205,7 @@ static bool reap_locked(struct weft__aio *a, aio_req *mine)
         /* Before the wake, whose CAS publishes it (release) to the task:
          * asleep, it is queued; not yet, it gets a permit (sched.c,
          * protocol 5).  aio_commit's look at it only saves a sleep. */
-        atomic_store_explicit(&r->done, 1, memory_order_seq_cst);
+        atomic_store_explicit(&r->done, 1, memory_order_release);
         weft__wake(t);
         /* After the task is queued: the operation held the virtual clock
          * (vclock.c, point 2). */
@@ -244,9 +244,9 @@ static bool aio_commit(weft_task *t, void *arg)
 {
     (void)t;
     aio_req *r = arg;
-    /* A hint that saves a sleep: a done stored after this look comes with
-     * a wake that leaves a permit (sched.c, protocol 5). */
-    return !atomic_load_explicit(&r->done, memory_order_seq_cst);
+    /* relaxed: a hint that saves a sleep; a done stored after this look
+     * comes with a wake that leaves a permit (sched.c, protocol 5). */
+    return !atomic_load_explicit(&r->done, memory_order_relaxed);
 }
 
 /* Owner worker only.  Queues one entry and submits it; 0 or -errno (the
@@ -342,9 +342,10 @@ ssize_t weft__aio_rw(bool write, int fd, void *buf, size_t n, off_t off)
         weft__yield_now();
     } else {
         /* Done by the kernel's threads, later: make sure a poll reports it. */
-        if (!atomic_load_explicit(&r.done, memory_order_seq_cst))
+        /* acquire: pairs with the reaper's release of done (res). */
+        if (!atomic_load_explicit(&r.done, memory_order_acquire))
             weft__poll_arm_ring(w->rt, a->fd, a->worker);
-        while (!atomic_load_explicit(&r.done, memory_order_seq_cst)) {
+        while (!atomic_load_explicit(&r.done, memory_order_acquire)) {
             int prc = weft__park_ex(write ? "file write" : "file read", aio_commit, &r,
                                     WEFT_FOREVER, !cancelled);
             if (prc == -ECANCELED)
