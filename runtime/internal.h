@@ -23,6 +23,7 @@
 
 #include "weft.h"
 #include "os.h"
+#include "tls.h"
 #include "rng.h"
 
 #define WEFT__CACHELINE 64
@@ -708,18 +709,27 @@ struct weft__runtime {
 /* Internal calls                                                      */
 /* ------------------------------------------------------------------ */
 
-/* The worker running the calling thread, or NULL.  Never inlined: a
- * coroutine may resume on another thread, so the thread-local must be read
- * afresh after every switch (see "Thread-locals and migration" in weft.h). */
-weft__worker *weft__cur_worker(void) __attribute__((noinline));
+/* The worker running the calling thread, or NULL.  Any thread.  A
+ * coroutine may resume on another thread, so the thread-local is read
+ * afresh at every call, the thread pointer included (tls.h, per CPU; see
+ * "Thread-locals and migration" in weft.h). */
+extern __thread weft__worker *weft__tls_worker __attribute__((tls_model("initial-exec")));
+static inline weft__worker *weft__cur_worker(void)
+{
+    return (weft__worker *)WEFT__TLS_LOAD(weft__tls_worker);
+}
 void weft__set_cur_worker(weft__worker *w);
 /* The runtime running in this process, or NULL.  Any thread. */
 weft__runtime *weft__cur_rt(void);
 /* Plain threads: hold / release the running runtime (NULL: none). */
 weft__runtime *weft__rt_get(void);
 void weft__rt_put(void);
-/* The task running on the calling thread, or NULL. */
-weft_task *weft__cur_task(void);
+/* The task running on the calling thread, or NULL.  Any thread. */
+static inline weft_task *weft__cur_task(void)
+{
+    weft__worker *w = weft__cur_worker();
+    return w ? w->current : NULL;
+}
 
 /* Any thread: has t been cancelled?  seq_cst: pairs with weft_cancel. */
 static inline bool weft__is_cancelled(weft_task *t)

@@ -272,28 +272,15 @@
 #include "internal.h"
 
 
-/* initial-exec: one %fs-relative load, no __tls_get_addr call. */
-static __thread weft__worker *tls_worker __attribute__((tls_model("initial-exec")));
+/* The worker running this thread, or NULL.  initial-exec: a load at a fixed
+ * offset from the thread pointer, no __tls_get_addr call.  Read only through
+ * weft__cur_worker (internal.h), which reads the thread pointer afresh. */
+__thread weft__worker *weft__tls_worker __attribute__((tls_model("initial-exec")));
 
-/* Any thread.  Never inlined and opaque to the optimiser: a coroutine must
- * read the thread-local again after each switch, not reuse an address. */
-__attribute__((noinline)) weft__worker *weft__cur_worker(void)
-{
-    weft__worker *w = tls_worker;
-    __asm__ volatile("" : "+r"(w) : : "memory");
-    return w;
-}
-
+/* The thread itself (a worker sets it as it starts and clears it at exit). */
 void weft__set_cur_worker(weft__worker *w)
 {
-    tls_worker = w;
-}
-
-/* Any thread. */
-weft_task *weft__cur_task(void)
-{
-    weft__worker *w = weft__cur_worker();
-    return w ? w->current : NULL;
+    weft__tls_worker = w;
 }
 
 /* ------------------------------------------------------------------ */

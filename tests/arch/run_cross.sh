@@ -7,7 +7,7 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-/tmp}
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || { echo "no aarch64-linux-gnu-gcc: skipped"; exit 77; }
 command -v qemu-aarch64 >/dev/null 2>&1 || { echo "no qemu-aarch64: skipped"; exit 77; }
-aarch64-linux-gnu-gcc -O2 -static -I"$src/runtime" \
+aarch64-linux-gnu-gcc -O2 -static -pthread -I"$src/runtime" -I"$src/runtime/arch/aarch64" \
     "$src/tests/arch/test_switch.c" "$src/runtime/arch/aarch64/switch.S" \
     "$src/runtime/arch/aarch64/context.c" -o "$out/test_switch_aarch64" -lm
 exec qemu-aarch64 "$out/test_switch_aarch64"

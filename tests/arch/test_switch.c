@@ -3,16 +3,21 @@
  * callee-saved registers survive a round trip, each context keeps its own
  * floating-point rounding mode (the FP control state is switched), a new
  * context starts with the default mode, deep calls work on the coroutine
- * stack, and ten million round trips leave everything consistent.
+ * stack, and ten million round trips leave everything consistent.  The
+ * worker thread-local read (tls.h) follows a coroutine that resumes on
+ * another thread: each read sees the thread it runs on now.
  * Self-contained (no runtime), so it also runs under qemu for another CPU:
  * see run_cross.sh.
  */
 #include <fenv.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "context.h"
+#include "tls.h"
 
 static void *main_sp, *co_sp;
 static volatile long rounds;
@@ -52,8 +57,77 @@ static void co(void *arg)
     }
 }
 
+/* Migration: one coroutine resumed by two threads in turn.  Read through
+ * WEFT__TLS_LOAD, the thread-local must name the resuming thread every time;
+ * a read that reused the thread pointer from before a switch (what a
+ * compiler may do with a plain C access: the hazard weft__cur_worker guards
+ * against) would see the other thread's. */
+__thread void *mig_tls __attribute__((tls_model("initial-exec")));
+#define MIG_ROUNDS 20000
+static void *mig_sp, *mig_thread_sp[2];
+static void **mig_back;
+static void *mig_expect;
+static long mig_reads, mig_wrong;
+static _Atomic int mig_turn;
+static char mig_marks[2];
+
+static void mig(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        void *before = WEFT__TLS_LOAD(mig_tls);
+        mig_reads++;
+        if (before != mig_expect)
+            mig_wrong++;
+        weft__ctx_switch(&mig_sp, *mig_back);
+        /* Resumed, most likely by the other thread. */
+        void *after = WEFT__TLS_LOAD(mig_tls);
+        mig_reads++;
+        if (after != mig_expect)
+            mig_wrong++;
+    }
+}
+
+static void *mig_thread(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    mig_tls = &mig_marks[me];
+    for (long r = 0; r < MIG_ROUNDS; r++) {
+        /* acquire: pairs with the other thread's release below, after its
+         * switch saved mig_sp. */
+        while (atomic_load_explicit(&mig_turn, memory_order_acquire) != me)
+            ;
+        mig_expect = &mig_marks[me];
+        mig_back = &mig_thread_sp[me];
+        weft__ctx_switch(&mig_thread_sp[me], mig_sp);
+        atomic_store_explicit(&mig_turn, 1 - me, memory_order_release);
+    }
+    return NULL;
+}
+
+static void test_migration(void)
+{
+    size_t size = 64 * 1024;
+    char *stack = malloc(size);
+    CHECK(stack != NULL);
+    mig_sp = weft__ctx_make(stack + size, mig, NULL);
+    pthread_t th[2];
+    for (intptr_t i = 0; i < 2; i++)
+        CHECK(pthread_create(&th[i], NULL, mig_thread, (void *)i) == 0);
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_join(th[i], NULL) == 0);
+    /* Each of the 2 * MIG_ROUNDS resumptions read once after it landed and
+     * once before it left (the first landing is the entry, no read). */
+    CHECK(mig_reads == 2L * 2 * MIG_ROUNDS - 1);
+    CHECK(mig_wrong == 0);
+    free(stack);
+    printf("thread-local: %ld reads across %d migrations ok\n", mig_reads, 2 * MIG_ROUNDS);
+}
+
 int main(void)
 {
+    test_migration();
+
     size_t size = 256 * 1024;
     char *stack = malloc(size);
     CHECK(stack != NULL);
