@@ -274,8 +274,12 @@
 
 /* The worker running this thread, or NULL.  initial-exec: a load at a fixed
  * offset from the thread pointer, no __tls_get_addr call.  Read only through
- * weft__cur_worker (internal.h), which reads the thread pointer afresh. */
-__thread weft__worker *weft__tls_worker __attribute__((tls_model("initial-exec")));
+ * weft__cur_worker (internal.h), which reads the thread pointer afresh.
+ * used, externally_visible: the reads name it in assembly, which link-time
+ * optimisation cannot see; without these an LTO build localises it and the
+ * reads do not link. */
+__thread weft__worker *weft__tls_worker
+    __attribute__((tls_model("initial-exec"), used, externally_visible));
 
 /* The thread itself (a worker sets it as it starts and clears it at exit). */
 void weft__set_cur_worker(weft__worker *w)
