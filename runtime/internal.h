@@ -846,11 +846,44 @@ static inline int64_t weft__timers_next(weft__timers *ts)
 }
 
 /* stack.c */
+/* A worker's stack cache holds at most this many (docs/scheduler.md, 8). */
+#define WEFT__CACHE_MAX 64
 int  weft__stacks_init(weft__runtime *rt);
 void weft__stacks_free(weft__runtime *rt);
-weft__stack *weft__stack_get(weft__worker *w, weft_task *t);
-void weft__stack_put(weft__worker *w, weft__stack *s);
+weft__stack *weft__stack_get_slow(weft__worker *w, weft_task *t);
+void weft__stack_put_spill(weft__worker *w);
 void weft__stack_offer(weft__worker *w);                 /* owner worker */
+/* Owner worker only (may block the thread in the slow path).  A stack for
+ * t, a task about to run first: the most recent of w's cache, else
+ * weft__stack_get_slow (stack.c), which may return NULL.  Inline, as the
+ * other fast paths a spawn and an exit take (the cache pop and push, the
+ * slot cache): each was a call of its own (docs/scheduler.md, section 13). */
+static inline weft__stack *weft__stack_get(weft__worker *w, weft_task *t)
+{
+    weft__stack *s = w->stacks.free;
+    if (WEFT__UNLIKELY(!s))
+        return weft__stack_get_slow(w, t);
+    w->stacks.free = s->next;
+    weft__cache_set(&w->stacks.n, &w->stacks.low, weft__cache_n(&w->stacks.n) - 1);
+    return s;
+}
+/* Owner worker only.  Returns the stack of a finished task to w's cache;
+ * beyond WEFT__CACHE_MAX the older half goes to the pool. */
+static inline void weft__stack_put(weft__worker *w, weft__stack *s)
+{
+    s->next = w->stacks.free;
+    w->stacks.free = s;
+    unsigned n = weft__cache_n(&w->stacks.n) + 1;
+    /* relaxed: a statistic (weft__cache_n). */
+    atomic_store_explicit(&w->stacks.n, n, memory_order_relaxed);
+    if (WEFT__UNLIKELY(n > WEFT__CACHE_MAX))
+        weft__stack_put_spill(w);
+    /* relaxed: a task that began to wait after this load finds s when w
+     * parks (weft__park_worker offers its cache) or when sysmon sends it
+     * back to ask the kernel (weft__stacks_tick). */
+    if (WEFT__UNLIKELY(atomic_load_explicit(&w->rt->stack_waiting, memory_order_relaxed)))
+        weft__stack_offer(w);
+}
 void weft__stacks_tick(weft__runtime *rt, int64_t now);  /* sysmon */
 void weft__stack_cache_flush(weft__worker *w);
 /* Owner worker only: gives the k coldest stacks of w's cache back to the
@@ -886,7 +919,22 @@ void weft__stacks_stats(weft__runtime *rt, weft_memory_stats *out);
 size_t weft__stacks_trim(weft__runtime *rt, size_t n);
 
 /* registry.c */
-weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w);
+weft_task *weft__task_alloc_slow(weft__runtime *rt, weft__worker *w);
+/* Any thread (w: the calling worker, or NULL).  A free slot, or NULL when
+ * out of memory: from the calling worker's cache when it is one of rt's,
+ * else weft__task_alloc_slow (registry.c). */
+static inline weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
+{
+    if (WEFT__LIKELY(w && w->rt == rt)) {
+        weft_task *t = w->tasks.free;
+        if (WEFT__LIKELY(t)) {
+            w->tasks.free = t->next;
+            weft__cache_set(&w->tasks.n, &w->tasks.low, weft__cache_n(&w->tasks.n) - 1);
+            return t;
+        }
+    }
+    return weft__task_alloc_slow(rt, w);
+}
 void weft__task_dealloc(weft_task *t);
 void weft__task_cache_flush(weft__worker *w);
 /* Owner worker only: gives the k coldest slots of w's cache back to their

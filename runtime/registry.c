@@ -302,15 +302,16 @@ static bool spare_refill(weft__runtime *rt, weft__worker *w)
     return true;
 }
 
-/* Any thread (w: the calling worker, or NULL).  A free slot, or NULL when
- * out of memory. */
-weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
+/* Any thread (w: the calling worker, or NULL).  weft__task_alloc
+ * (internal.h) when w is not a worker of rt or its cache is empty: a free
+ * slot, or NULL when out of memory. */
+weft_task *weft__task_alloc_slow(weft__runtime *rt, weft__worker *w)
 {
     if (w && w->rt == rt) {
         weft_task *t = w->tasks.free;
-        if (WEFT__UNLIKELY(!t) && spare_refill(rt, w))
+        if (!t && spare_refill(rt, w))
             t = w->tasks.free;
-        if (WEFT__LIKELY(t)) {
+        if (t) {
             w->tasks.free = t->next;
             weft__cache_set(&w->tasks.n, &w->tasks.low, weft__cache_n(&w->tasks.n) - 1);
             return t;

@@ -73,7 +73,6 @@
 #define MADV_GUARD_INSTALL 102
 #endif
 
-#define WEFT__CACHE_MAX 64
 #define EXTENT_FIRST 64u
 #define EXTENT_MAX 8192u
 
@@ -324,83 +323,82 @@ static weft_task *wait_pop(weft__runtime *rt, size_t n, weft_task **tail, size_t
 }
 
 /* Owner worker only (may block the thread: a new extent is mapped with no
- * lock held).  A stack for t, a task about to run first; NULL when the
+ * lock held).  weft__stack_get (internal.h) when w's cache is empty: a
+ * stack for t, a task about to run first; NULL when the
  * kernel refuses the address space: t then waits in the pool's line, until
  * a stack is given back (weft__stack_offer) or sysmon's back-off lets it
  * ask the kernel again (weft__stacks_tick), and is queued to run again. */
-weft__stack *weft__stack_get(weft__worker *w, weft_task *t)
+weft__stack *weft__stack_get_slow(weft__worker *w, weft_task *t)
 {
-    weft__stack *s = w->stacks.free;
-    if (WEFT__UNLIKELY(!s)) {
-        weft__runtime *rt = w->rt;
-        struct weft__stack_pool *p = rt->stack_pool;
+    weft__stack *s;
+    weft__runtime *rt = w->rt;
+    struct weft__stack_pool *p = rt->stack_pool;
+    weft__spin_lock(&rt->stack_lock);
+    unsigned got = refill(p, w, WEFT__CACHE_MAX / 2);
+    unsigned want = p->next_n;
+    size_t budget = 0;
+    /* After a refusal the kernel is asked again once the back-off has
+     * passed (sysmon then sends the first task in line back to ask:
+     * weft__stacks_tick); until then a task without a stack waits. */
+    if (!got && p->refused_at && weft__real_now() - p->refused_at < p->backoff) {
+        wait_push(rt, t);
+        weft__spin_unlock(&rt->stack_lock);
+        return NULL;
+    }
+    bool first = !p->extents;
+    if (!got) {
+        if (p->next_n < EXTENT_MAX)
+            p->next_n *= 2;
+        budget = rt->madv_guard ? 0 : (rt->guard_budget < want ? rt->guard_budget : want);
+        rt->guard_budget -= budget;
+    }
+    weft__spin_unlock(&rt->stack_lock);
+    if (!got) {
+        size_t used = 0;
+        /* WEFT_FAULTS=stacks (faults.c): refused, beyond the first. */
+        struct weft__stack_extent *e = !first && weft__fault(WEFT__FAULT_STACKS)
+                                           ? NULL
+                                           : map_extent(rt, want, budget, &used);
         weft__spin_lock(&rt->stack_lock);
-        unsigned got = refill(p, w, WEFT__CACHE_MAX / 2);
-        unsigned want = p->next_n;
-        size_t budget = 0;
-        /* After a refusal the kernel is asked again once the back-off has
-         * passed (sysmon then sends the first task in line back to ask:
-         * weft__stacks_tick); until then a task without a stack waits. */
-        if (!got && p->refused_at && weft__real_now() - p->refused_at < p->backoff) {
-            wait_push(rt, t);
-            weft__spin_unlock(&rt->stack_lock);
-            return NULL;
-        }
-        bool first = !p->extents;
-        if (!got) {
-            if (p->next_n < EXTENT_MAX)
-                p->next_n *= 2;
-            budget = rt->madv_guard ? 0 : (rt->guard_budget < want ? rt->guard_budget : want);
-            rt->guard_budget -= budget;
+        rt->guard_budget += budget - used;
+        bool warn = false;
+        weft_task *wake = NULL, *wake_tail = NULL;
+        size_t nwake = 0;
+        if (e) {
+            e->next = p->extents;
+            p->extents = e;
+            p->refused_at = 0;
+            refill(p, w, WEFT__CACHE_MAX / 2);
+            /* Those in line run on the rest of the new extent. */
+            wake = wait_pop(rt, e->n - e->used, &wake_tail, &nwake);
+            for (unsigned i = 0; i < e->n && !warn; i++)
+                warn = !e->st[i].guarded && !rt->guard_warned;
+            rt->guard_warned |= warn;
+        } else {
+            /* Ask again after 10 ms, then doubling up to a second
+             * while the kernel keeps refusing. */
+            int64_t now = weft__real_now();
+            p->backoff = !p->refused_at ? 10 * WEFT_MS
+                         : p->backoff < WEFT_SEC / 2 ? 2 * p->backoff : WEFT_SEC;
+            p->refused_at = now;
+            /* Another worker may have given stacks back meanwhile. */
+            if (!refill(p, w, WEFT__CACHE_MAX / 2))
+                wait_push(rt, t);
         }
         weft__spin_unlock(&rt->stack_lock);
-        if (!got) {
-            size_t used = 0;
-            /* WEFT_FAULTS=stacks (faults.c): refused, beyond the first. */
-            struct weft__stack_extent *e = !first && weft__fault(WEFT__FAULT_STACKS)
-                                               ? NULL
-                                               : map_extent(rt, want, budget, &used);
-            weft__spin_lock(&rt->stack_lock);
-            rt->guard_budget += budget - used;
-            bool warn = false;
-            weft_task *wake = NULL, *wake_tail = NULL;
-            size_t nwake = 0;
-            if (e) {
-                e->next = p->extents;
-                p->extents = e;
-                p->refused_at = 0;
-                refill(p, w, WEFT__CACHE_MAX / 2);
-                /* Those in line run on the rest of the new extent. */
-                wake = wait_pop(rt, e->n - e->used, &wake_tail, &nwake);
-                for (unsigned i = 0; i < e->n && !warn; i++)
-                    warn = !e->st[i].guarded && !rt->guard_warned;
-                rt->guard_warned |= warn;
-            } else {
-                /* Ask again after 10 ms, then doubling up to a second
-                 * while the kernel keeps refusing. */
-                int64_t now = weft__real_now();
-                p->backoff = !p->refused_at ? 10 * WEFT_MS
-                             : p->backoff < WEFT_SEC / 2 ? 2 * p->backoff : WEFT_SEC;
-                p->refused_at = now;
-                /* Another worker may have given stacks back meanwhile. */
-                if (!refill(p, w, WEFT__CACHE_MAX / 2))
-                    wait_push(rt, t);
-            }
-            weft__spin_unlock(&rt->stack_lock);
-            if (wake)
-                weft__inject_push(rt, wake, wake_tail, nwake);
-            if (!e)
-                refused(rt, want);
-            if (warn)
-                weft__log("weft: no guard pages for further coroutine stacks: this kernel lacks "
-                          "MADV_GUARD_INSTALL and vm.max_map_count (%ld) is used up by guarded "
-                          "stacks",
-                          max_map_count());
-        }
-        s = w->stacks.free;
-        if (!s)
-            return NULL;
+        if (wake)
+            weft__inject_push(rt, wake, wake_tail, nwake);
+        if (!e)
+            refused(rt, want);
+        if (warn)
+            weft__log("weft: no guard pages for further coroutine stacks: this kernel lacks "
+                      "MADV_GUARD_INSTALL and vm.max_map_count (%ld) is used up by guarded "
+                      "stacks",
+                      max_map_count());
     }
+    s = w->stacks.free;
+    if (!s)
+        return NULL;
     w->stacks.free = s->next;
     weft__cache_set(&w->stacks.n, &w->stacks.low, weft__cache_n(&w->stacks.n) - 1);
     return s;
@@ -445,37 +443,26 @@ void weft__stack_offer(weft__worker *w)
         weft__inject_push(rt, wake, tail, k);
 }
 
-/* Owner worker only.  Returns the stack of a finished task. */
-void weft__stack_put(weft__worker *w, weft__stack *s)
+/* Owner worker only.  weft__stack_put (internal.h) when w's cache is over
+ * WEFT__CACHE_MAX: the older half goes back to the pool. */
+void weft__stack_put_spill(weft__worker *w)
 {
-    s->next = w->stacks.free;
-    w->stacks.free = s;
-    unsigned n = weft__cache_n(&w->stacks.n) + 1;
-    /* relaxed: a statistic (weft__cache_n). */
-    atomic_store_explicit(&w->stacks.n, n, memory_order_relaxed);
-    if (WEFT__UNLIKELY(n > WEFT__CACHE_MAX)) {
-        weft__runtime *rt = w->rt;
-        /* The older half goes back: the most recent stay warm here.  Walk
-         * to it before taking the lock. */
-        weft__stack *keep = w->stacks.free;
-        for (unsigned i = 1; i < WEFT__CACHE_MAX / 2; i++)
-            keep = keep->next;
-        weft__stack *give = keep->next;
-        keep->next = NULL;
-        weft__cache_set(&w->stacks.n, &w->stacks.low, WEFT__CACHE_MAX / 2);
-        weft__spin_lock(&rt->stack_lock);
-        while (give) {
-            weft__stack *nx = give->next;
-            warm_push(rt->stack_pool, give);
-            give = nx;
-        }
-        weft__spin_unlock(&rt->stack_lock);
+    weft__runtime *rt = w->rt;
+    /* The older half goes back: the most recent stay warm here.  Walk
+     * to it before taking the lock. */
+    weft__stack *keep = w->stacks.free;
+    for (unsigned i = 1; i < WEFT__CACHE_MAX / 2; i++)
+        keep = keep->next;
+    weft__stack *give = keep->next;
+    keep->next = NULL;
+    weft__cache_set(&w->stacks.n, &w->stacks.low, WEFT__CACHE_MAX / 2);
+    weft__spin_lock(&rt->stack_lock);
+    while (give) {
+        weft__stack *nx = give->next;
+        warm_push(rt->stack_pool, give);
+        give = nx;
     }
-    /* relaxed: a task that began to wait after this load finds s when w
-     * parks (weft__park_worker offers its cache) or when sysmon sends it
-     * back to ask the kernel (weft__stacks_tick). */
-    if (WEFT__UNLIKELY(atomic_load_explicit(&w->rt->stack_waiting, memory_order_relaxed)))
-        weft__stack_offer(w);
+    weft__spin_unlock(&rt->stack_lock);
 }
 
 /* Owner worker only, at exit: gives the cache back to the pool. */
