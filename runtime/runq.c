@@ -82,8 +82,15 @@ weft_task *weft__runq_get(weft__worker *w)
         /* release: pairs with the acquire of head in runq_put (slot reuse). */
         if (atomic_compare_exchange_weak_explicit(&q->head, &h, h + 1,
                                                   memory_order_release,
-                                                  memory_order_relaxed))
+                                                  memory_order_relaxed)) {
+            /* A hint for the next in line, while t runs: its record.  The
+             * slot may be stolen and rewritten meanwhile: a relaxed read,
+             * used only to prefetch. */
+            if (h + 1 != tl)
+                weft__prefetch_task(atomic_load_explicit(
+                    &q->slots[(h + 1) % WEFT__RUNQ_SIZE], memory_order_relaxed));
             return t;
+        }
     }
 }
 

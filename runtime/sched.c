@@ -369,25 +369,6 @@ __attribute__((noinline)) static void wake_slow(weft__worker *w, weft_task *t, b
     ready_from(w, t, lifo);
 }
 
-/* Any thread, t woken (its context saved and ours to hand on).  Asks for
- * the cache lines its resumption reads first: the registers the switch
- * saved at its stack pointer and the frames just above (the switch's
- * caller, the park, the sync call).  The waker usually runs on a while
- * (until it parks itself), time enough for them to arrive; without this,
- * resuming one of many parked tasks starts with a miss per line. */
-static inline __attribute__((always_inline)) void prefetch_context(weft_task *t)
-{
-    /* relaxed: the waker's CAS (acquire) made the saved sp visible. */
-    const char *sp = __atomic_load_n(&t->sp, __ATOMIC_RELAXED);
-    __builtin_prefetch(sp);
-    __builtin_prefetch(sp + 64);
-    __builtin_prefetch(sp + 128);
-    __builtin_prefetch(sp + 192);
-    __builtin_prefetch(sp + 256);
-    __builtin_prefetch(sp + 320);
-    __builtin_prefetch(&t->timer);
-}
-
 /* Inlined into weft__wake and weft__wake_lifo: as a call of its own, its
  * prologue and epilogue cost more than the observability stores.  Returns
  * true when this call woke t or left it a permit, false when a permit was
@@ -406,7 +387,7 @@ static inline __attribute__((always_inline)) bool wake(weft_task *t, bool lifo)
                 /* relaxed: observability; sysmon's clock, no clock read here. */
                 WEFT__OBS(atomic_store_explicit(&t->since, weft__rt_clock(t->rt),
                                                 memory_order_relaxed));
-                prefetch_context(t);
+                weft__prefetch_context(t);
                 /* One look-up of the waker's worker, and one compare (wake_rt
                  * is NULL while w traces) serve the queueing and the trace. */
                 weft__worker *w = weft__cur_worker();
