@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "weft.h"
@@ -949,7 +950,11 @@ void weft__stacks_stats(weft__runtime *rt, weft_memory_stats *out);
 size_t weft__stacks_trim(weft__runtime *rt, size_t n);
 
 /* registry.c */
+/* Slots a worker's cache trades with the pool at a time (registry.c). */
+#define WEFT__TASK_BATCH 32
 weft_task *weft__task_alloc_slow(weft__runtime *rt, weft__worker *w);
+void weft__task_cache_spill(weft__worker *w, unsigned n);
+void weft__task_dealloc_remote(weft_task *t);
 /* Any thread (w: the calling worker, or NULL).  A free slot, or NULL when
  * out of memory: from the calling worker's cache when it is one of rt's,
  * else weft__task_alloc_slow (registry.c). */
@@ -965,7 +970,51 @@ static inline weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
     }
     return weft__task_alloc_slow(rt, w);
 }
-void weft__task_dealloc(weft_task *t);
+/* Any thread.  Returns a slot whose last reference was dropped: to the
+ * calling worker's cache when it is one of t's runtime (beyond twice a
+ * batch, one batch goes on: weft__task_cache_spill), else straight to its
+ * slab (weft__task_dealloc_remote).  Inline: a detached task's exit calls
+ * it once per task. */
+static inline void weft__task_dealloc(weft_task *t)
+{
+    weft__runtime *rt = t->rt;
+    if (WEFT__UNLIKELY(t->locals)) {
+        free(t->locals);
+        t->locals = NULL;
+    }
+    /* seq odd around the change: walkers never report a torn slot. */
+    uint32_t seq = atomic_load_explicit(&t->seq, memory_order_relaxed);
+    atomic_store_explicit(&t->seq, seq + 1, memory_order_relaxed);
+    /* ThreadSanitizer does not model fences, and GCC's warning that says
+     * so would repeat in every file that includes this: silenced.  The
+     * walkers' reads are atomics checked against seq, so TSan reports
+     * nothing either way. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
+    atomic_thread_fence(memory_order_release);
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic pop
+#endif
+    /* release: a walker that reads FREE sees nothing of the old task. */
+    atomic_store_explicit(&t->state, WEFT__TASK_FREE, memory_order_release);
+    if (WEFT_CHECKS)
+        weft__task_poison(t);
+    atomic_store_explicit(&t->seq, seq + 2, memory_order_release);
+    weft__worker *w = weft__cur_worker();
+    if (WEFT__UNLIKELY(!w || w->rt != rt)) {
+        weft__task_dealloc_remote(t);
+        return;
+    }
+    t->next = w->tasks.free;
+    w->tasks.free = t;
+    unsigned n = weft__cache_n(&w->tasks.n) + 1;
+    /* relaxed: a statistic (weft__cache_n). */
+    atomic_store_explicit(&w->tasks.n, n, memory_order_relaxed);
+    if (WEFT__UNLIKELY(n > 2 * WEFT__TASK_BATCH))
+        weft__task_cache_spill(w, n);
+}
 void weft__task_cache_flush(weft__worker *w);
 /* Owner worker only: gives the k coldest slots of w's cache back to their
  * slabs (trim.c). */

@@ -68,7 +68,6 @@
 #include "internal.h"
 #include "os.h"
 
-#define WEFT__TASK_BATCH 32
 #define WEFT__TASK_SPARE_MAX 64  /* batches on the spare stack: 2048 slots */
 #define WEFT__SLAB_EXTENT 32    /* slabs per mmap: 4 MiB */
 
@@ -343,7 +342,6 @@ weft_task *weft__task_alloc_slow(weft__runtime *rt, weft__worker *w)
     }
 }
 
-/* Any thread.  Returns a slot whose last reference was dropped. */
 /* The fields of a slot that weft__task_new resets with plain stores and
  * registry walkers never read: [result, id) and [tsan_fiber, end_) (fn and
  * arg are the caller's, any bytes, and stored on every spawn).  In checked
@@ -380,59 +378,43 @@ void weft__task_check_reset(const weft_task *t)
         }
 }
 
-void weft__task_dealloc(weft_task *t)
+/* Owner worker only (w's cache is over 2 * WEFT__TASK_BATCH; n its count).
+ * The rest of weft__task_dealloc (internal.h): gives a batch back for
+ * other workers' spawns, on the spare stack, or when it is full to the
+ * pool, but never by waiting for the lock (its holder may be preempted):
+ * the slots stay in the cache and the next free tries again. */
+void weft__task_cache_spill(weft__worker *w, unsigned n)
 {
-    weft__runtime *rt = t->rt;
-    if (WEFT__UNLIKELY(t->locals)) {
-        free(t->locals);
-        t->locals = NULL;
-    }
-    /* seq odd around the change: walkers never report a torn slot. */
-    uint32_t seq = atomic_load_explicit(&t->seq, memory_order_relaxed);
-    atomic_store_explicit(&t->seq, seq + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    /* release: a walker that reads FREE sees nothing of the old task. */
-    atomic_store_explicit(&t->state, WEFT__TASK_FREE, memory_order_release);
-    if (WEFT_CHECKS)
-        weft__task_poison(t);
-    atomic_store_explicit(&t->seq, seq + 2, memory_order_release);
-    weft__worker *w = weft__cur_worker();
-    if (w && w->rt == rt) {
-        t->next = w->tasks.free;
-        w->tasks.free = t;
-        unsigned n = weft__cache_n(&w->tasks.n) + 1;
-        /* relaxed: a statistic (weft__cache_n). */
-        atomic_store_explicit(&w->tasks.n, n, memory_order_relaxed);
-        if (n <= 2 * WEFT__TASK_BATCH)
-            return;
-        /* Give a batch back for other workers' spawns: on the spare stack,
-         * or when it is full to the pool, but never by waiting for the
-         * lock (its holder may be preempted): the slots stay in the cache
-         * and the next free tries again. */
-        /* relaxed: a bound; a few batches over it are harmless. */
-        bool spare = atomic_load_explicit(&rt->task_spare_n, memory_order_relaxed) <
-                     WEFT__TASK_SPARE_MAX;
-        if (!spare && !weft__spin_trylock(&rt->task_lock))
-            return;
-        weft_task *give = w->tasks.free;
-        weft_task *last = give;
-        for (int i = 1; i < WEFT__TASK_BATCH; i++)
-            last = last->next;
-        w->tasks.free = last->next;
-        weft__cache_set(&w->tasks.n, &w->tasks.low, n - WEFT__TASK_BATCH);
-        last->next = NULL;
-        if (spare) {
-            spare_push(rt, give);
-            return;
-        }
-        while (give) {
-            weft_task *nx = give->next;
-            slab_put(rt->slab_pool, give);
-            give = nx;
-        }
-        weft__spin_unlock(&rt->task_lock);
+    weft__runtime *rt = w->rt;
+    /* relaxed: a bound; a few batches over it are harmless. */
+    bool spare = atomic_load_explicit(&rt->task_spare_n, memory_order_relaxed) <
+                 WEFT__TASK_SPARE_MAX;
+    if (!spare && !weft__spin_trylock(&rt->task_lock))
+        return;
+    weft_task *give = w->tasks.free;
+    weft_task *last = give;
+    for (int i = 1; i < WEFT__TASK_BATCH; i++)
+        last = last->next;
+    w->tasks.free = last->next;
+    weft__cache_set(&w->tasks.n, &w->tasks.low, n - WEFT__TASK_BATCH);
+    last->next = NULL;
+    if (spare) {
+        spare_push(rt, give);
         return;
     }
+    while (give) {
+        weft_task *nx = give->next;
+        slab_put(rt->slab_pool, give);
+        give = nx;
+    }
+    weft__spin_unlock(&rt->task_lock);
+}
+
+/* Any thread but a worker of t's runtime: the rest of weft__task_dealloc
+ * (internal.h), the slot straight back to its slab. */
+void weft__task_dealloc_remote(weft_task *t)
+{
+    weft__runtime *rt = t->rt;
     weft__spin_lock(&rt->task_lock);
     slab_put(rt->slab_pool, t);
     weft__spin_unlock(&rt->task_lock);
