@@ -50,20 +50,27 @@ bool weft__runq_put(weft__worker *w, weft_task *t)
         }
         /* Full: take the older half off the head and inject it with t. */
         uint32_t n = (tl - h) / 2;
-        weft_task *batch[WEFT__RUNQ_SIZE / 2];
-        for (uint32_t i = 0; i < n; i++)
-            batch[i] = atomic_load_explicit(&q->slots[(h + i) % WEFT__RUNQ_SIZE],
-                                            memory_order_relaxed);
         /* acq_rel: claims the slots against thieves (pairs with their CAS). */
         if (!atomic_compare_exchange_strong_explicit(&q->head, &h, h + n,
                                                      memory_order_acq_rel,
                                                      memory_order_relaxed))
             continue;  /* a thief took some: there is room now */
-        for (uint32_t i = 0; i + 1 < n; i++)
-            batch[i]->next = batch[i + 1];
-        batch[n - 1]->next = t;
+        /* The claimed slots are read after the claim: only the owner (this
+         * call) writes slots, and a thief that read them fails its CAS.
+         * So no copy of half a ring on the caller's stack, which is
+         * usually a coroutine's. */
+        weft_task *first = atomic_load_explicit(&q->slots[h % WEFT__RUNQ_SIZE],
+                                                memory_order_relaxed);
+        weft_task *prev = first;
+        for (uint32_t i = 1; i < n; i++) {
+            weft_task *x = atomic_load_explicit(&q->slots[(h + i) % WEFT__RUNQ_SIZE],
+                                                memory_order_relaxed);
+            prev->next = x;
+            prev = x;
+        }
+        prev->next = t;
         t->next = NULL;
-        weft__inject_push(w->rt, batch[0], t, n + 1);
+        weft__inject_push(w->rt, first, t, n + 1);
         return false;
     }
 }

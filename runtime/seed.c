@@ -176,6 +176,11 @@ static int by_id(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Tasks det_deliver orders at a time: half of the run queue's ring as it
+ * was when replays were first recorded (256), fixed so that a seed replays
+ * the same schedule whatever the ring's size. */
+#define DET_BATCH 128u
+
 /* Owner worker only, replayable run.  Delivers what other threads queued
  * (the pool's completions, above all) in an order and at a point that do
  * not depend on when the threads ran: first every job submitted so far is
@@ -193,7 +198,7 @@ static void det_deliver(weft__worker *w)
         nanosleep(&ts, NULL);
     }
     atomic_fetch_sub_explicit(&rt->det_pending, pending, memory_order_relaxed);
-    weft_task *got[WEFT__RUNQ_SIZE / 2];
+    weft_task *got[DET_BATCH];
     unsigned n = 0;
     weft_task *t;
     /* The finished jobs first: reported done in a drawn order, which
@@ -215,7 +220,7 @@ static void det_deliver(weft__worker *w)
     }
     while (done) {
         n = 0;
-        while (done && n < WEFT__RUNQ_SIZE / 2) {
+        while (done && n < DET_BATCH) {
             got[n++] = done;
             done = done->next;
         }
@@ -227,7 +232,7 @@ static void det_deliver(weft__worker *w)
         }
     }
     n = 0;
-    while (n < WEFT__RUNQ_SIZE / 2 && (t = weft__inject_pop(w, 1)))
+    while (n < DET_BATCH && (t = weft__inject_pop(w, 1)))
         got[n++] = t;
     qsort(got, n, sizeof got[0], by_id);
     weft__seed_shuffle(w, (void **)got, n);
