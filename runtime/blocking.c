@@ -424,6 +424,7 @@ static weft_task *spawn_blocking_in(weft__runtime *rt, weft__worker *w, weft_fn 
         return NULL;
     }
     t->blocking = true;
+    t->rare = true;  /* the free scrubs blocking and pool */
     t->pool = rt->pool;
     if (g)
         weft__group_adopt(g, t);
@@ -483,6 +484,7 @@ int weft__sys_to_thread(weft_fn fn, void *arg, void **result)
     if (!t)
         return -ENOMEM;
     t->blocking = true;
+    t->rare = true;  /* the free scrubs blocking and pool */
     t->pool = w->rt->sys_pool;
     if (weft__pool_submit(w->rt->sys_pool, t) < 0) {
         atomic_store_explicit(&t->cancelled, true, memory_order_relaxed);

@@ -45,6 +45,7 @@ weft_group *weft_group_new(void)
 void weft__group_adopt(weft_group *g, weft_task *t)
 {
     t->group = g;
+    t->rare = true;  /* the free scrubs the group fields */
     weft__spin_lock(&g->lock);
     t->gprev = NULL;
     t->gnext = g->running;

@@ -274,6 +274,8 @@ struct weft_task {
     bool park_cancellable;
     bool finished_cancelled;    /* cancellation seen by the time it finished */
     bool is_main;
+    bool rare;                  /* a rare field was set (task-locals, blocking,
+                                   group, trace flow): the free scrubs them */
     _Atomic int refs;           /* 1 for the handle + 1 while not finished */
     _Atomic uintptr_t join_state; /* 0, WEFT__JOIN_DONE, or the joiner */
     /* Second cache line: what every park writes.  wait, wait_fd and since
@@ -305,10 +307,19 @@ struct weft_task {
     weft_group *group;          /* member of this group (group.c), or NULL */
     weft_task *gprev, *gnext;   /* links in the group's lists */
     uint64_t trace_flow;        /* WEFT_TRACE: the wake-up arrow to end at its next run */
-    /* New fields go above this line, and are reset in weft__task_new: in
-     * checked builds a freed slot's fields from result on (but the ones
-     * walkers read: id, seq, name) are poisoned, and weft__task_new checks that its
-     * reset left no poison behind (registry.c, weft__task_poison). */
+    /* New fields go above this line.  A field is either reset by
+     * weft__task_new, or clean on free: left at its reset value by whoever
+     * uses it, so that a spawn writes only what every task dirties (a
+     * finished task's slot is reused at once, and a spawn that rewrote all
+     * six lines of it cost a chain step some 40 stores; docs/scheduler.md,
+     * section 13).  Clean on free: the park fields (set by every park before
+     * it reads them), timer (park_ex leaves it off its wheel, fired clear),
+     * tsan_fiber and asan_fake (set when it first runs, tsan_fiber cleared
+     * when it finishes), and the rare fields after name, which whoever sets
+     * them flags in rare for the free to scrub (weft__task_scrub).  Checked
+     * builds poison what weft__task_new resets (registry.c,
+     * weft__task_poison) and check a new task's clean fields
+     * (weft__task_check_reset). */
     char end_[0];
 } __attribute__((aligned(64)));
 
@@ -954,6 +965,7 @@ size_t weft__stacks_trim(weft__runtime *rt, size_t n);
 #define WEFT__TASK_BATCH 32
 weft_task *weft__task_alloc_slow(weft__runtime *rt, weft__worker *w);
 void weft__task_cache_spill(weft__worker *w, unsigned n);
+void weft__task_scrub(weft_task *t);
 void weft__task_dealloc_remote(weft_task *t);
 /* Any thread (w: the calling worker, or NULL).  A free slot, or NULL when
  * out of memory: from the calling worker's cache when it is one of rt's,
@@ -970,7 +982,8 @@ static inline weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
     }
     return weft__task_alloc_slow(rt, w);
 }
-/* Any thread.  Returns a slot whose last reference was dropped: to the
+/* Any thread.  Returns a slot whose last reference was dropped (its rare
+ * fields scrubbed first, when it used any): to the
  * calling worker's cache when it is one of t's runtime (beyond twice a
  * batch, one batch goes on: weft__task_cache_spill), else straight to its
  * slab (weft__task_dealloc_remote).  Inline: a detached task's exit calls
@@ -978,10 +991,8 @@ static inline weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
 static inline void weft__task_dealloc(weft_task *t)
 {
     weft__runtime *rt = t->rt;
-    if (WEFT__UNLIKELY(t->locals)) {
-        free(t->locals);
-        t->locals = NULL;
-    }
+    if (WEFT__UNLIKELY(t->rare))
+        weft__task_scrub(t);
     /* seq odd around the change: walkers never report a torn slot. */
     uint32_t seq = atomic_load_explicit(&t->seq, memory_order_relaxed);
     atomic_store_explicit(&t->seq, seq + 1, memory_order_relaxed);

@@ -343,18 +343,18 @@ weft_task *weft__task_alloc_slow(weft__runtime *rt, weft__worker *w)
 }
 
 /* The fields of a slot that weft__task_new resets with plain stores and
- * registry walkers never read: [result, id) and [tsan_fiber, end_) (fn and
- * arg are the caller's, any bytes, and stored on every spawn).  In checked
- * builds a freed slot's are filled with POISON, and a reset that leaves an
- * aligned 8-byte word of POISON behind names a field it forgot (a field
- * added to the task and not to weft__task_new; a forgotten field smaller
- * than a word, sharing its word with reset ones, goes unseen). */
+ * registry walkers never read: [result, timer) (fn and arg are the
+ * caller's, any bytes, and stored on every spawn).  In checked builds a
+ * freed slot's are filled with POISON, and a reset that leaves an aligned
+ * 8-byte word of POISON behind names a field it forgot (a forgotten field
+ * smaller than a word, sharing its word with reset ones, goes unseen).
+ * The clean-on-free fields (internal.h, struct weft_task) are checked
+ * for their reset values instead. */
 #define POISON 0xa5a5a5a5a5a5a5a5ull
 static const struct {
     size_t lo, hi;
 } poison_ranges[] = {
-    {offsetof(weft_task, result), offsetof(weft_task, id)},
-    {offsetof(weft_task, tsan_fiber), offsetof(weft_task, end_)},
+    {offsetof(weft_task, result), offsetof(weft_task, timer)},
 };
 
 void weft__task_poison(weft_task *t)
@@ -365,6 +365,23 @@ void weft__task_poison(weft_task *t)
 
 void weft__task_check_reset(const weft_task *t)
 {
+    /* The clean-on-free fields (internal.h): what a finished task left
+     * must be what a new one starts from. */
+    const char *dirty = t->timer.wheel ? "timer.wheel"
+                        : atomic_load_explicit(&t->timer.fired, memory_order_relaxed)
+                            ? "timer.fired"
+                        : t->locals || t->nlocals || t->caplocals ? "locals"
+                        : t->tsan_fiber                             ? "tsan_fiber"
+                        : t->blocking || t->queued || t->pool       ? "blocking"
+                        : t->group || t->gprev || t->gnext          ? "group"
+                        : t->trace_flow                             ? "trace_flow"
+                        : t->rare                                   ? "rare"
+                                                                    : NULL;
+    if (dirty) {
+        char what[96];
+        snprintf(what, sizeof what, "task slot clean on free (%s left set)", dirty);
+        weft__assert_fail(what, __FILE__, __LINE__, __func__);
+    }
     for (size_t r = 0; r < sizeof poison_ranges / sizeof poison_ranges[0]; r++)
         for (size_t off = (poison_ranges[r].lo + 7) & ~(size_t)7; off + 8 <= poison_ranges[r].hi;
              off += 8) {
@@ -376,6 +393,22 @@ void weft__task_check_reset(const weft_task *t)
                 weft__assert_fail(what, __FILE__, __LINE__, __func__);
             }
         }
+}
+
+/* Any thread, the slot's last reference dropped, t->rare set.  Puts the
+ * rare fields back to their reset values (struct weft_task: clean on
+ * free) and frees the task-locals array. */
+void weft__task_scrub(weft_task *t)
+{
+    free(t->locals);
+    t->locals = NULL;
+    t->nlocals = t->caplocals = 0;
+    t->blocking = t->queued = false;
+    t->pool = NULL;
+    t->group = NULL;
+    t->gprev = t->gnext = NULL;
+    t->trace_flow = 0;
+    t->rare = false;
 }
 
 /* Owner worker only (w's cache is over 2 * WEFT__TASK_BATCH; n its count).
@@ -515,6 +548,7 @@ void weft__slabs_lowwater(weft__runtime *rt, size_t *low, size_t *now)
     for (; b; n++) {
         /* One batch per hold, as a worker's give-back. */
         weft_task *nb = b->gnext;
+        b->gnext = NULL;  /* clean on free (struct weft_task) */
         weft__spin_lock(&rt->task_lock);
         for (weft_task *t = b; t;) {
             weft_task *nx = t->next;

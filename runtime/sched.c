@@ -346,6 +346,7 @@ void weft__ready_on(weft__worker *w, weft_task *t, bool lifo)
 __attribute__((noinline, cold)) static void trace_wake(weft__worker *w, weft_task *t)
 {
     t->trace_flow = ((uint64_t)(w->id + 1) << 40) | ++w->trace_flows;
+    t->rare = true;  /* the free clears a flow never ended (tracing stopped) */
     weft__trace_event(w, WEFT__TEV_FLOW_S, weft_now(), 0, t->trace_flow, 0);
 }
 

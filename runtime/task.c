@@ -56,7 +56,8 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     atomic_store_explicit(&t->seq, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
     /* Field by field, not memset: registry walkers may read this slot's
-     * atomics concurrently (registry.c, observe.c). */
+     * atomics concurrently (registry.c, observe.c).  Only what every task
+     * dirties: the rest is clean on free (struct weft_task, internal.h). */
     t->next = NULL;
     __atomic_store_n(&t->sp, NULL, __ATOMIC_RELAXED);       /* read by weft_dump */
     __atomic_store_n(&t->stack, NULL, __ATOMIC_RELAXED);
@@ -64,28 +65,9 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     t->arg = arg;
     t->result = NULL;
     t->after = WEFT__AFTER_NONE;
-    t->park_commit = NULL;
-    t->park_arg = NULL;
-    t->park_deadline = WEFT_FOREVER;
-    t->park_cancellable = false;
     t->rt = rt;
-    t->timer.when = 0;
-    t->timer.next = t->timer.prev = NULL;
-    t->timer.state = WEFT__TIMER_IDLE;
-    t->timer.wheel = NULL;
-    atomic_store_explicit(&t->timer.fired, false, memory_order_relaxed);
-    t->locals = NULL;
-    t->nlocals = t->caplocals = 0;
     t->finished_cancelled = false;
     t->is_main = false;
-    t->tsan_fiber = NULL;
-    t->asan_fake = NULL;
-    t->blocking = false;
-    t->queued = false;
-    t->pool = NULL;
-    t->group = NULL;
-    t->gprev = t->gnext = NULL;
-    t->trace_flow = 0;
     atomic_store_explicit(&t->wait, NULL, memory_order_relaxed);
     atomic_store_explicit(&t->wait_fd, -1, memory_order_relaxed);
     /* since: sysmon's clock (1-5 ms), no clock read on the spawn path. */
@@ -99,7 +81,10 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     if (name)
         for (; name[i] && i + 1 < WEFT__NAME_MAX; i++)
             __atomic_store_n(&t->name[i], name[i], __ATOMIC_RELAXED);
-    __atomic_store_n(&t->name[i], '\0', __ATOMIC_RELAXED);
+    /* An unnamed task in an unnamed slot writes nothing: the name's line
+     * stays clean (and shared). */
+    if (i || __atomic_load_n(&t->name[0], __ATOMIC_RELAXED))
+        __atomic_store_n(&t->name[i], '\0', __ATOMIC_RELAXED);
     atomic_store_explicit(&t->park, WEFT__PARK_RUNNING, memory_order_relaxed);
     atomic_store_explicit(&t->join_state, 0, memory_order_relaxed);
     atomic_store_explicit(&t->cflags, 0, memory_order_relaxed);
@@ -481,6 +466,7 @@ int weft_task_local_set(const void *key, void *value, void (*dtor)(void *))
             return -ENOMEM;
         t->locals = l;
         t->caplocals = cap;
+        t->rare = true;  /* the free scrubs the locals */
     }
     t->locals[t->nlocals++] = (weft__local){key, value, dtor};
     return 0;

@@ -172,14 +172,34 @@ static void test_ring_owner(void **state)
     expect_abort(ring_put_from_plain_thread, "weft__cur_worker() == w");
 }
 
-/* ---- a task slot reset in full ---- */
+/* ---- a task slot reset in full, and clean on free ---- */
 
 static void slot_reset_forgets_a_field(void)
 {
     static weft_task t;
     weft__task_poison(&t);
-    /* a reset that sets every field but one */
-    memset(&t, 0, offsetof(weft_task, trace_flow));
+    /* a reset that sets every field but one (result, the last it resets) */
+    memset(&t, 0, offsetof(weft_task, result));
+    weft__task_check_reset(&t);
+}
+
+/* A finished task's free that left a clean-on-free field set: a group
+ * member's link (the spare stack once left one so: registry.c). */
+static void slot_left_dirty(void)
+{
+    static weft_task t;
+    static weft_task other;
+    memset(&t, 0, sizeof t);
+    t.gnext = &other;
+    weft__task_check_reset(&t);
+}
+
+static void slot_left_timer(void)
+{
+    static weft__worker w;
+    static weft_task t;
+    memset(&t, 0, sizeof t);
+    t.timer.wheel = &w;
     weft__task_check_reset(&t);
 }
 
@@ -195,8 +215,10 @@ static void test_task_reset(void **state)
 {
     (void)state;
     char want[64];
-    snprintf(want, sizeof want, "offset %zu left over", offsetof(weft_task, trace_flow));
+    snprintf(want, sizeof want, "offset %zu left over", offsetof(weft_task, result));
     expect_abort(slot_reset_forgets_a_field, want);
+    expect_abort(slot_left_dirty, "clean on free (group left set)");
+    expect_abort(slot_left_timer, "clean on free (timer.wheel left set)");
     expect_clean(slot_reset_in_full);
 }
 
