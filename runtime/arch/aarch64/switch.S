@@ -5,7 +5,11 @@
  *
  * Saves the callee-saved general registers x19-x28, the frame pointer x29,
  * the link register x30, the low halves d8-d15 of v8-v15 and FPCR, stores sp
- * in *save_sp, loads load_sp and restores the same set.
+ * in *save_sp, loads load_sp and restores the same set.  FPCR is written
+ * only when the resumed context's differs from the one just saved: a write
+ * of it may serialise the pipeline (glibc's aarch64 fesetround and fesetenv skip an unchanged one too), and
+ * coroutines almost never change their rounding mode.  The x86-64 switch
+ * does the same for MXCSR and the x87 control word.
  *
  * Frame layout at a saved stack pointer (176 bytes, 16-byte aligned):
  *   +0 x19 x20  +16 x21 x22  +32 x23 x24  +48 x25 x26  +64 x27 x28
@@ -31,11 +35,14 @@ weft__ctx_switch:
     stp     d14, d15, [sp, #144]
     mrs     x9, fpcr
     str     x9, [sp, #160]
-    mov     x9, sp
-    str     x9, [x0]
+    mov     x10, sp
+    str     x10, [x0]
     mov     sp, x1
-    ldr     x9, [sp, #160]
-    msr     fpcr, x9
+    ldr     x10, [sp, #160]
+    cmp     x9, x10
+    b.eq    1f
+    msr     fpcr, x10
+1:
     ldp     x19, x20, [sp, #0]
     ldp     x21, x22, [sp, #16]
     ldp     x23, x24, [sp, #32]
