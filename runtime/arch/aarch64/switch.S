@@ -6,10 +6,11 @@
  * Saves the callee-saved general registers x19-x28, the frame pointer x29,
  * the link register x30, the low halves d8-d15 of v8-v15 and FPCR, stores sp
  * in *save_sp, loads load_sp and restores the same set.  FPCR is written
- * only when the resumed context's differs from the one just saved: a write
- * of it may serialise the pipeline (glibc's aarch64 fesetround and fesetenv skip an unchanged one too), and
- * coroutines almost never change their rounding mode.  The x86-64 switch
- * does the same for MXCSR and the x87 control word.
+ * only when the resumed context's differs from the one just saved: a
+ * write of it may serialise the pipeline (glibc's aarch64 fesetround and
+ * fesetenv skip an unchanged one too), and coroutines almost never change
+ * their rounding mode.  The x86-64 switch does the same for MXCSR and the
+ * x87 control word.
  *
  * Frame layout at a saved stack pointer (176 bytes, 16-byte aligned):
  *   +0 x19 x20  +16 x21 x22  +32 x23 x24  +48 x25 x26  +64 x27 x28
