@@ -184,12 +184,18 @@ static struct weft__aio *ring_get(weft__worker *w)
 static bool reap_locked(struct weft__aio *a, aio_req *mine)
 {
     bool got = false;
-    /* acquire: pairs with the release add in submit (the requests of the
-     * completions below were written before their submission). */
-    (void)atomic_load_explicit(&a->inflight, memory_order_acquire);
     unsigned head = atomic_load_explicit(a->cq_head, memory_order_relaxed);
     /* acquire: the kernel's completion entries before its tail store. */
     unsigned tail = atomic_load_explicit(a->cq_tail, memory_order_acquire);
+    /* acquire: pairs with the release add in submit (the requests of the
+     * completions below were written before their submission).  After the
+     * tail load: every completion seen there was submitted before it, so
+     * this load reads an add at least as late as that submission's.  Made
+     * before the tail load, it could miss a request submitted and completed
+     * in between (inline, in another worker's io_uring_enter), and
+     * ThreadSanitizer would see this reaper's write of res race with the
+     * previous user of that stack memory. */
+    (void)atomic_load_explicit(&a->inflight, memory_order_acquire);
     unsigned n = 0;
     for (; head != tail; head++, n++) {
         struct io_uring_cqe *c = &a->cqes[head & a->cq_mask];
