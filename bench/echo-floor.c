@@ -11,6 +11,19 @@
  *                            the kernel has them): multishot accept,
  *                            multishot recv into a provided buffer ring,
  *                            send from the buffer received into
+ *   echo-floor uring1 PORT   what weft's calls could do on io_uring: a
+ *                            ring per thread without SINGLE_ISSUER or
+ *                            DEFER_TASKRUN (a work-stealing runtime's
+ *                            coroutines move between threads, and any
+ *                            worker reaps: so the completions' task work
+ *                            interrupts the submitting thread), a
+ *                            single-shot recv into the connection's own
+ *                            buffer (weft_read fills the caller's buffer),
+ *                            the reply by send(2) (weft_write returns
+ *                            when written), recvs submitted in one batch a
+ *                            loop (URING1_FLAGS=coop: COOP_TASKRUN |
+ *                            TASKRUN_FLAG; =defer: the uring variant's
+ *                            flags, for comparison)
  *
  * Runs until killed.  Same protocol as weft-bench's echo for echo_load
  * (64-byte lines, each echoed before the next is sent): the bytes are echoed
@@ -26,6 +39,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -392,16 +406,113 @@ static void *uring_thread(void *arg)
     }
     return NULL;
 }
+
+/* uring1: the single-shot variant (header). */
+#define U1BUF 2048
+
+static void u1_arm_recv(struct io_uring *ring, char *bufs, int fd)
+{
+    struct io_uring_sqe *s = sqe_get(ring);
+    io_uring_prep_recv(s, fd, bufs + (size_t)fd * U1BUF, U1BUF, 0);
+    io_uring_sqe_set_data64(s, ud(OP_RECV, 0, fd));
+}
+
+static void *uring1_thread(void *arg)
+{
+    (void)arg;
+    const char *fl = getenv("URING1_FLAGS");
+    unsigned flags = IORING_SETUP_CQSIZE;
+    if (fl && !strcmp(fl, "coop"))
+        flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    else if (fl && !strcmp(fl, "defer"))
+        flags |= IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    struct io_uring ring;
+    struct io_uring_params p = {.flags = flags, .cq_entries = 32768};
+    int rc = io_uring_queue_init_params(4096, &ring, &p);
+    if (rc < 0) {
+        errno = -rc;
+        die("io_uring_queue_init_params");
+    }
+    /* One buffer per descriptor number: a connection has one recv in flight. */
+    char *bufs = malloc((size_t)maxfd * U1BUF);
+    if (!bufs)
+        die("malloc");
+    int lfd = listener();
+    struct io_uring_sqe *s = sqe_get(&ring);
+    io_uring_prep_multishot_accept(s, lfd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(s, ud(OP_ACCEPT, 0, lfd));
+    for (;;) {
+        rc = io_uring_submit_and_wait(&ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            errno = -rc;
+            die("io_uring_submit_and_wait");
+        }
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&ring, head, cqe)
+        {
+            seen++;
+            uint64_t d = cqe->user_data;
+            int op = (int)(d & 3), fd = (int)(d >> 32), res = cqe->res;
+            if (op == OP_ACCEPT) {
+                if (res >= 0) {
+                    if (res >= maxfd)
+                        close(res);
+                    else {
+                        nodelay(res);
+                        u1_arm_recv(&ring, bufs, res);
+                    }
+                }
+                if (!(cqe->flags & IORING_CQE_F_MORE)) {
+                    s = sqe_get(&ring);
+                    io_uring_prep_multishot_accept(s, lfd, NULL, NULL, SOCK_CLOEXEC);
+                    io_uring_sqe_set_data64(s, ud(OP_ACCEPT, 0, lfd));
+                }
+                continue;
+            }
+            if (res <= 0) {
+                close(fd);
+                continue;
+            }
+            /* The reply, finished before the next read (a blocking-style
+             * write, as weft_write's: the socket is non-blocking, so a
+             * full send buffer waits in poll). */
+            const char *b = bufs + (size_t)fd * U1BUF;
+            int off = 0, bad = 0;
+            while (off < res) {
+                ssize_t w = send(fd, b + off, (size_t)(res - off), MSG_NOSIGNAL);
+                if (w > 0)
+                    off += (int)w;
+                else if (w < 0 && errno == EAGAIN) {
+                    struct pollfd pf = {.fd = fd, .events = POLLOUT};
+                    poll(&pf, 1, -1);
+                } else if (w < 0 && errno == EINTR)
+                    continue;
+                else {
+                    bad = 1;
+                    break;
+                }
+            }
+            if (bad)
+                close(fd);
+            else
+                u1_arm_recv(&ring, bufs, fd);
+        }
+        io_uring_cq_advance(&ring, seen);
+    }
+    return NULL;
+}
 #endif
 
 int main(int argc, char **argv)
 {
-    if (argc < 3 || (strcmp(argv[1], "epoll") && strcmp(argv[1], "uring"))) {
-        fprintf(stderr, "usage: echo-floor epoll|uring PORT   (env THREADS, default 2)\n");
+    if (argc < 3 ||
+        (strcmp(argv[1], "epoll") && strcmp(argv[1], "uring") && strcmp(argv[1], "uring1"))) {
+        fprintf(stderr, "usage: echo-floor epoll|uring|uring1 PORT   (env THREADS, default 2)\n");
         return 2;
     }
 #ifndef ECHO_FLOOR_URING
-    if (!strcmp(argv[1], "uring")) {
+    if (strcmp(argv[1], "epoll")) {
         fprintf(stderr, "echo-floor: built without liburing\n");
         return 77;
     }
@@ -422,6 +533,8 @@ int main(int argc, char **argv)
 #ifdef ECHO_FLOOR_URING
     if (!strcmp(argv[1], "uring"))
         fn = uring_thread;
+    else if (!strcmp(argv[1], "uring1"))
+        fn = uring1_thread;
 #endif
     pthread_t th[64];
     if (threads > 64)

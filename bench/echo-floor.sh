@@ -8,8 +8,8 @@
 # ../shared/peers' echo_load (CONNS connections, 64-byte lines, LOAD_THREADS
 # threads, default 1), ROUNDS rounds (default 3); each round starts one
 # server further along the list, so that drift on a shared machine hits all
-# alike.  epoll and uring are bench/echo-floor.c (plain C, no runtime; uring
-# is skipped when built without liburing).  Every server gets WORKERS
+# alike.  epoll, uring and uring1 are bench/echo-floor.c (plain C, no runtime;
+# the uring ones are skipped when built without liburing).  Every server gets WORKERS
 # threads (default 2).  One line per run: round trips per second, p50 and
 # p99 in microseconds, the server's CPU time per round trip (user+system,
 # from /proc, after the connections are made), echo_load's CPU time per
@@ -25,7 +25,7 @@ set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$here/build}
 out=${PEERS_OUT:-/tmp/weft-peers}
-[ $# -ge 2 ] || { echo "usage: echo-floor.sh CONNS SECONDS [epoll|uring|weft|tokio|go...]" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: echo-floor.sh CONNS SECONDS [epoll|uring|uring1|weft|tokio|go...]" >&2; exit 2; }
 conns=$1 secs=$2; shift 2
 servers=("$@"); [ ${#servers[@]} -gt 0 ] || servers=(epoll uring weft tokio go)
 W=${WORKERS:-2} R=${ROUNDS:-3} LT=${LOAD_THREADS:-1}
@@ -35,7 +35,7 @@ done
 ulimit -n "$(ulimit -Hn)"
 "$build/bench/echo-floor" uring 0 2>/dev/null # exits 77 when built without liburing, else 2
 [ $? = 77 ] && { echo "echo-floor.sh: built without liburing: uring skipped" >&2
-    servers=($(printf '%s\n' "${servers[@]}" | grep -vx uring)); }
+    servers=($(printf '%s\n' "${servers[@]}" | grep -vx -e uring -e uring1)); }
 
 median() { sort -g | awk '{a[NR]=$1} END{if (NR) print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo -1; }
@@ -48,7 +48,7 @@ run_one() { # server -> "rt/s p50 p99 cpu_us_per_rt"
         port=$((20000 + RANDOM % 20000))
         (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && continue
         case $s in
-        epoll | uring) THREADS=$W "$build/bench/echo-floor" "$s" $port >/dev/null 2>&1 & pid=$! ;;
+        epoll | uring | uring1) THREADS=$W "$build/bench/echo-floor" "$s" $port >/dev/null 2>&1 & pid=$! ;;
         weft) WEFT_WORKERS=$W "$build/bench/weft-bench" echo $port >/dev/null 2>&1 & pid=$! ;;
         tokio) TOKIO_WORKER_THREADS=$W "$out/peer-tokio" echo $port >/dev/null 2>&1 & pid=$! ;;
         go) GOMAXPROCS=$W "$out/peer-go" echo $port >/dev/null 2>&1 & pid=$! ;;
