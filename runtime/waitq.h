@@ -125,6 +125,21 @@ static inline void weft__waiter_grant(weft__waiter *w)
     weft__wake_lifo(w->task);
 }
 
+/* Under the lock: as weft__waiter_grant, for a waiter that waits with
+ * weft__waitq_wait_fast and may leave without re-taking the lock once it
+ * sees its grant.  So the wake comes first and the grant last (release:
+ * pairs with the acquire in weft__waitq_wait_fast, and publishes what the
+ * grant hands over): after the store the waker touches neither the record
+ * nor the task.  A waiter that runs between the two sees no grant and
+ * re-takes the lock, which the waker still holds.  The waker's last touch
+ * of the primitive is its unlock, so the primitive's destroy takes the lock
+ * once before it frees (a waiter may free it on the strength of a grant). */
+static inline void weft__waiter_grant_last(weft__waiter *w)
+{
+    weft__wake_lifo(w->task);
+    atomic_store_explicit(&w->granted, true, memory_order_release);
+}
+
 /* Scheduler stack (park commit): sleep unless already granted. */
 bool weft__waiter_commit(weft_task *t, void *arg);
 
@@ -143,6 +158,35 @@ weft__waitq_wait(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *
         weft__spin_unlock(lock);
         int rc = weft__park_ex(what, weft__waiter_commit, w, deadline, cancellable);
         weft__spin_lock(lock);
+        if (atomic_load_explicit(&w->granted, memory_order_relaxed))
+            return 0;
+        if (rc != 0) {
+            weft__waitq_remove(q, w);
+            return rc;
+        }
+        /* spurious: wait on */
+    }
+}
+
+/* May suspend.  As weft__waitq_wait, for a waiter that every waker grants
+ * with weft__waiter_grant_last: returns 0 WITHOUT the lock once it sees its
+ * grant (acquire: pairs with the release there; the waker is done with w
+ * and the task), else as weft__waitq_wait, with the lock held (*locked
+ * says which).  A queue's getter waits this way: one lock round trip fewer
+ * a message in a ping-pong (docs/scheduler.md, section 13). */
+static inline __attribute__((always_inline)) int
+weft__waitq_wait_fast(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *what,
+                      int64_t deadline, bool cancellable, bool *locked)
+{
+    for (;;) {
+        weft__spin_unlock(lock);
+        int rc = weft__park_ex(what, weft__waiter_commit, w, deadline, cancellable);
+        if (atomic_load_explicit(&w->granted, memory_order_acquire)) {
+            *locked = false;
+            return 0;
+        }
+        weft__spin_lock(lock);
+        *locked = true;
         if (atomic_load_explicit(&w->granted, memory_order_relaxed))
             return 0;
         if (rc != 0) {

@@ -15,6 +15,12 @@
  *  - get from a full store with putters waiting moves the first putter's
  *    item into the store and grants that putter;
  *  - close grants every getter and putter with -EPIPE (kind field).
+ * Getters and putters are granted last, after their wake-up
+ * (weft__waiter_grant_last), and one that sees its grant returns without
+ * re-taking the lock (weft__waitq_wait_fast): a message through a queue
+ * costs one lock round trip fewer.  So weft_queue_free takes the lock once
+ * before freeing: the put, get or close that granted a waiter which then
+ * frees the queue may not have unlocked yet.
  * A waiter granted at the moment it is cancelled or times out keeps the
  * grant: its item was moved, so it returns 0 (nothing lost or doubled); a
  * waiter not granted leaves the line having moved nothing.
@@ -100,6 +106,11 @@ void weft_queue_free(weft_queue *q)
 {
     if (!live(q))
         return;
+    /* A getter that saw its grant may free the queue while the put or
+     * close that granted it has yet to unlock (waitq.h,
+     * weft__waiter_grant_last): wait for that unlock. */
+    weft__spin_lock(&q->lock);
+    weft__spin_unlock(&q->lock);
     q->magic = 0;
     if (q->ring != q->inline_ring)
         free(q->ring);
@@ -239,7 +250,7 @@ static void refill_from_putter(weft_queue *q)
             return;  /* no memory: the putter waits on (cannot happen: the slot was free) */
         weft__waitq_remove(&q->putters, w);
         w->kind = 0;
-        weft__waiter_grant(w);
+        weft__waiter_grant_last(w);  /* putters wait with waitq_wait_fast */
     }
 }
 
@@ -260,7 +271,7 @@ static inline __attribute__((always_inline)) int put_now(weft_queue *q, void *it
         q->unfinished++;
         g->value = item;
         g->kind = 0;
-        weft__waiter_grant(g);
+        weft__waiter_grant_last(g);  /* getters wait with waitq_wait_fast */
         return 0;
     }
     if (full(q))
@@ -287,10 +298,12 @@ int weft_queue_put_prio(weft_queue *q, void *item, int64_t prio, int64_t deadlin
     }
     weft__waiter w = {.task = self, .value = item, .prio = prio};
     weft__waitq_push(&q->putters, &w);
-    rc = weft__waitq_wait(&q->lock, &q->putters, &w, "queue put", deadline, true);
+    bool locked;
+    rc = weft__waitq_wait_fast(&q->lock, &q->putters, &w, "queue put", deadline, true, &locked);
     if (rc == 0)
         rc = w.kind;  /* 0: the item went in; -EPIPE: closed, it did not */
-    weft__spin_unlock(&q->lock);
+    if (locked)
+        weft__spin_unlock(&q->lock);
     return rc;
 }
 
@@ -353,13 +366,15 @@ int weft_queue_get(weft_queue *q, void **item, int64_t deadline)
     }
     weft__waiter w = {.task = self};
     weft__waitq_push(&q->getters, &w);
-    rc = weft__waitq_wait(&q->lock, &q->getters, &w, "queue get", deadline, true);
+    bool locked;
+    rc = weft__waitq_wait_fast(&q->lock, &q->getters, &w, "queue get", deadline, true, &locked);
     if (rc == 0) {
         rc = w.kind;  /* 0: an item was handed over; -EPIPE: closed */
         if (rc == 0 && item)
             *item = w.value;
     }
-    weft__spin_unlock(&q->lock);
+    if (locked)
+        weft__spin_unlock(&q->lock);
     return rc;
 }
 
@@ -416,11 +431,11 @@ void weft_queue_close(weft_queue *q)
     weft__waiter *w;
     while ((w = weft__waitq_pop(&q->getters))) {
         w->kind = -EPIPE;
-        weft__waiter_grant(w);
+        weft__waiter_grant_last(w);
     }
     while ((w = weft__waitq_pop(&q->putters))) {
         w->kind = -EPIPE;
-        weft__waiter_grant(w);
+        weft__waiter_grant_last(w);
     }
     weft__spin_unlock(&q->lock);
 }
