@@ -234,11 +234,30 @@ static struct io_uring_sqe *sqe_get(struct io_uring *ring)
     return s;
 }
 
+/* A multishot accept's completion: the new connection ready to read from,
+ * or -1 (an error, or a descriptor past the per-connection arrays). */
+static int u_accepted(int res)
+{
+    if (res < 0)
+        return -1;
+    if (res >= maxfd) {
+        close(res);
+        return -1;
+    }
+    nodelay(res);
+    return res;
+}
+
+static void u_prep_accept(struct io_uring *ring, int lfd)
+{
+    struct io_uring_sqe *s = sqe_get(ring);
+    io_uring_prep_multishot_accept(s, lfd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(s, ud(OP_ACCEPT, 0, lfd));
+}
+
 static void u_arm_accept(struct uring_state *u)
 {
-    struct io_uring_sqe *s = sqe_get(&u->ring);
-    io_uring_prep_multishot_accept(s, u->lfd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(s, ud(OP_ACCEPT, 0, u->lfd));
+    u_prep_accept(&u->ring, u->lfd);
 }
 
 static void u_arm_recv(struct uring_state *u, int fd)
@@ -334,14 +353,9 @@ static void *uring_thread(void *arg)
             int op = (int)(d & 3), bid = (int)(d >> 2 & 0xffff), fd = (int)(d >> 32);
             int res = cqe->res;
             if (op == OP_ACCEPT) {
-                if (res >= 0) {
-                    if (res >= maxfd)
-                        close(res);
-                    else {
-                        nodelay(res);
-                        u_arm_recv(u, res);
-                    }
-                }
+                int c = u_accepted(res);
+                if (c >= 0)
+                    u_arm_recv(u, c);
                 if (!(cqe->flags & IORING_CQE_F_MORE))
                     u_arm_accept(u);
             } else if (op == OP_RECV) {
@@ -438,9 +452,7 @@ static void *uring1_thread(void *arg)
     if (!bufs)
         die("malloc");
     int lfd = listener();
-    struct io_uring_sqe *s = sqe_get(&ring);
-    io_uring_prep_multishot_accept(s, lfd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(s, ud(OP_ACCEPT, 0, lfd));
+    u_prep_accept(&ring, lfd);
     for (;;) {
         rc = io_uring_submit_and_wait(&ring, 1);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
@@ -455,19 +467,11 @@ static void *uring1_thread(void *arg)
             uint64_t d = cqe->user_data;
             int op = (int)(d & 3), fd = (int)(d >> 32), res = cqe->res;
             if (op == OP_ACCEPT) {
-                if (res >= 0) {
-                    if (res >= maxfd)
-                        close(res);
-                    else {
-                        nodelay(res);
-                        u1_arm_recv(&ring, bufs, res);
-                    }
-                }
-                if (!(cqe->flags & IORING_CQE_F_MORE)) {
-                    s = sqe_get(&ring);
-                    io_uring_prep_multishot_accept(s, lfd, NULL, NULL, SOCK_CLOEXEC);
-                    io_uring_sqe_set_data64(s, ud(OP_ACCEPT, 0, lfd));
-                }
+                int c = u_accepted(res);
+                if (c >= 0)
+                    u1_arm_recv(&ring, bufs, c);
+                if (!(cqe->flags & IORING_CQE_F_MORE))
+                    u_prep_accept(&ring, lfd);
                 continue;
             }
             if (res <= 0) {

@@ -147,17 +147,32 @@ bool weft__waiter_commit(weft_task *t, void *arg);
  * parks until granted, the deadline or (cancellable) cancellation, and
  * re-locks.  Returns 0 when granted (whatever else happened), else
  * -ETIMEDOUT / -ECANCELED with w removed from q.
+ *
+ * With locked non-NULL, for a waiter that every waker grants with
+ * weft__waiter_grant_last: returns 0 WITHOUT the lock once it sees its
+ * grant (acquire: pairs with the release there; the waker is done with w
+ * and the task), else as above, with the lock held; *locked says which.  A
+ * queue's getters and putters wait this way: one lock round trip fewer a
+ * message in a ping-pong (docs/scheduler.md, section 13).
+ *
  * Inline: a waiting coroutine's stack at its park is what it must bring
  * back into the cache when it resumes, and one frame fewer is a cache line
- * or two fewer per wake-up (docs/scheduler.md, section 13). */
+ * or two fewer per wake-up (docs/scheduler.md, section 13); and locked is
+ * a constant at each call site. */
 static inline __attribute__((always_inline)) int
-weft__waitq_wait(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *what,
-                 int64_t deadline, bool cancellable)
+weft__waitq_wait_fast(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *what,
+                      int64_t deadline, bool cancellable, bool *locked)
 {
     for (;;) {
         weft__spin_unlock(lock);
         int rc = weft__park_ex(what, weft__waiter_commit, w, deadline, cancellable);
+        if (locked && atomic_load_explicit(&w->granted, memory_order_acquire)) {
+            *locked = false;
+            return 0;
+        }
         weft__spin_lock(lock);
+        if (locked)
+            *locked = true;
         if (atomic_load_explicit(&w->granted, memory_order_relaxed))
             return 0;
         if (rc != 0) {
@@ -168,33 +183,11 @@ weft__waitq_wait(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *
     }
 }
 
-/* May suspend.  As weft__waitq_wait, for a waiter that every waker grants
- * with weft__waiter_grant_last: returns 0 WITHOUT the lock once it sees its
- * grant (acquire: pairs with the release there; the waker is done with w
- * and the task), else as weft__waitq_wait, with the lock held (*locked
- * says which).  A queue's getter waits this way: one lock round trip fewer
- * a message in a ping-pong (docs/scheduler.md, section 13). */
 static inline __attribute__((always_inline)) int
-weft__waitq_wait_fast(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *what,
-                      int64_t deadline, bool cancellable, bool *locked)
+weft__waitq_wait(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *what,
+                 int64_t deadline, bool cancellable)
 {
-    for (;;) {
-        weft__spin_unlock(lock);
-        int rc = weft__park_ex(what, weft__waiter_commit, w, deadline, cancellable);
-        if (atomic_load_explicit(&w->granted, memory_order_acquire)) {
-            *locked = false;
-            return 0;
-        }
-        weft__spin_lock(lock);
-        *locked = true;
-        if (atomic_load_explicit(&w->granted, memory_order_relaxed))
-            return 0;
-        if (rc != 0) {
-            weft__waitq_remove(q, w);
-            return rc;
-        }
-        /* spurious: wait on */
-    }
+    return weft__waitq_wait_fast(lock, q, w, what, deadline, cancellable, NULL);
 }
 
 #endif

@@ -267,7 +267,10 @@ WEFT_API void    weft_waitgroup_destroy(weft_waitgroup *wg);
  * join_until (extension): join with a deadline; also -ETIMEDOUT.
  * close: see above.  Any thread.
  * free: frees the queue (items still in it are dropped; the caller owns
- *       what they point to).  No call may be in progress or follow.
+ *       what they point to).  No call may be in progress or follow, with
+ *       one allowance: a getter may free the queue as soon as its get has
+ *       returned, even if the put or close that ended that get has not
+ *       returned yet (a one-shot reply queue; free waits for it to let go).
  */
 enum { WEFT_QUEUE_FIFO, WEFT_QUEUE_LIFO, WEFT_QUEUE_PRIORITY };
 typedef struct weft_queue weft_queue;
