@@ -315,8 +315,10 @@ struct weft_task {
      * section 13).  Clean on free: the park fields (set by every park before
      * it reads them), timer (park_ex leaves it off its wheel, fired clear),
      * tsan_fiber and asan_fake (set when it first runs, tsan_fiber cleared
-     * when it finishes), and the rare fields after name, which whoever sets
-     * them flags in rare for the free to scrub (weft__task_scrub).  Checked
+     * when it finishes), and the rare fields (locals, nlocals, caplocals,
+     * blocking, queued, pool, group, gprev, gnext, trace_flow), which
+     * whoever sets them flags in rare for the free to scrub
+     * (weft__task_scrub, which clears exactly these).  Checked
      * builds poison what weft__task_new resets (registry.c,
      * weft__task_poison) and check a new task's clean fields
      * (weft__task_check_reset). */
@@ -755,8 +757,7 @@ static inline bool weft__is_cancelled(weft_task *t)
  * set (self may be NULL). */
 static inline int weft__suspend_enter(weft_task **self)
 {
-    weft__worker *w = weft__cur_worker();  /* one call: weft__cur_task() would be two */
-    weft_task *t = w ? w->current : NULL;
+    weft_task *t = weft__cur_task();
     if (!t)
         return -EPERM;
     if (weft__is_cancelled(t))
@@ -857,15 +858,16 @@ static inline int64_t weft__timers_next(weft__timers *ts)
     return atomic_load_explicit(&ts->next, memory_order_relaxed);
 }
 
-/* Any thread.  Asks for the cache lines the resumption of t reads first:
- * the registers the switch saved at its stack pointer and the frames just
- * above (the switch's caller, the park, the sync call), and the timer line
- * park_ex reads.  For a task about to be handed on (a waker whose CAS won,
- * the owner taking the ring's head): it usually runs later, not at once,
- * time enough for them to arrive; without this, resuming one of many
- * parked tasks starts with a miss per line.  Prefetch never faults: a
- * task not yet run (sp NULL) or a stale read asks for nothing useful and
- * costs nothing more. */
+/* Any thread; called by a waker whose CAS won (sched.c, wake), so t is
+ * parked and its saved context stays put.  Asks for the cache lines the
+ * resumption of t reads first: the registers the switch saved at its stack
+ * pointer and the frames just above (the switch's caller, the park, the
+ * sync call), and the timer line park_ex reads.  The woken task usually
+ * runs later, not at once, time enough for them to arrive; without this,
+ * resuming one of many parked tasks starts with a miss per line.  (Also
+ * prefetching in the ring's pop was measured slower: docs/scheduler.md,
+ * section 13.)  Prefetch never faults: a task not yet run (sp NULL) asks
+ * for nothing. */
 static inline __attribute__((always_inline)) void weft__prefetch_context(weft_task *t)
 {
     /* relaxed: a hint; whoever hands t on has acquired its saved sp. */
@@ -982,6 +984,36 @@ static inline weft_task *weft__task_alloc(weft__runtime *rt, weft__worker *w)
     }
     return weft__task_alloc_slow(rt, w);
 }
+/* The slot's owner (its spawner filling it, its last holder freeing it):
+ * makes seq odd before the slot's fields change, so that registry walkers
+ * (registry.c, observe.c) skip or retry it, and returns the even seq it had;
+ * weft__slot_close(t, seq) makes it even again after the change (release:
+ * pairs with the walkers' acquire loads).  The fence orders the odd store
+ * before the field stores that follow (release: the walkers' seqlock
+ * read).  ThreadSanitizer does not model fences, and GCC's warning that
+ * says so would repeat in every file that includes this: silenced.  The
+ * walkers' reads are atomics checked against seq, so TSan reports nothing
+ * either way. */
+static inline uint32_t weft__slot_open(weft_task *t)
+{
+    uint32_t seq = atomic_load_explicit(&t->seq, memory_order_relaxed);
+    atomic_store_explicit(&t->seq, seq + 1, memory_order_relaxed);
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
+    atomic_thread_fence(memory_order_release);
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic pop
+#endif
+    return seq;
+}
+
+static inline void weft__slot_close(weft_task *t, uint32_t seq)
+{
+    atomic_store_explicit(&t->seq, seq + 2, memory_order_release);
+}
+
 /* Any thread.  Returns a slot whose last reference was dropped (its rare
  * fields scrubbed first, when it used any): to the
  * calling worker's cache when it is one of t's runtime (beyond twice a
@@ -994,25 +1026,12 @@ static inline void weft__task_dealloc(weft_task *t)
     if (WEFT__UNLIKELY(t->rare))
         weft__task_scrub(t);
     /* seq odd around the change: walkers never report a torn slot. */
-    uint32_t seq = atomic_load_explicit(&t->seq, memory_order_relaxed);
-    atomic_store_explicit(&t->seq, seq + 1, memory_order_relaxed);
-    /* ThreadSanitizer does not model fences, and GCC's warning that says
-     * so would repeat in every file that includes this: silenced.  The
-     * walkers' reads are atomics checked against seq, so TSan reports
-     * nothing either way. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-    atomic_thread_fence(memory_order_release);
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#pragma GCC diagnostic pop
-#endif
+    uint32_t seq = weft__slot_open(t);
     /* release: a walker that reads FREE sees nothing of the old task. */
     atomic_store_explicit(&t->state, WEFT__TASK_FREE, memory_order_release);
     if (WEFT_CHECKS)
         weft__task_poison(t);
-    atomic_store_explicit(&t->seq, seq + 2, memory_order_release);
+    weft__slot_close(t, seq);
     weft__worker *w = weft__cur_worker();
     if (WEFT__UNLIKELY(!w || w->rt != rt)) {
         weft__task_dealloc_remote(t);

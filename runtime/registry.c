@@ -307,14 +307,10 @@ static bool spare_refill(weft__runtime *rt, weft__worker *w)
 weft_task *weft__task_alloc_slow(weft__runtime *rt, weft__worker *w)
 {
     if (w && w->rt == rt) {
-        weft_task *t = w->tasks.free;
-        if (!t && spare_refill(rt, w))
-            t = w->tasks.free;
-        if (t) {
-            w->tasks.free = t->next;
-            weft__cache_set(&w->tasks.n, &w->tasks.low, weft__cache_n(&w->tasks.n) - 1);
-            return t;
-        }
+        /* The inline fast path found the cache empty: refill it from the
+         * spare batches and let that path pop. */
+        if (spare_refill(rt, w))
+            return weft__task_alloc(rt, w);
     } else {
         w = NULL;
     }

@@ -50,11 +50,8 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
     weft_task *t = weft__task_alloc(rt, w);
     if (!t)
         return NULL;
-    /* seq odd while the slot is filled: registry walkers skip or retry.
-     * release: pairs with their acquire loads (observe.c). */
-    uint32_t seq = atomic_load_explicit(&t->seq, memory_order_relaxed);
-    atomic_store_explicit(&t->seq, seq + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
+    /* seq odd while the slot is filled: registry walkers skip or retry. */
+    uint32_t seq = weft__slot_open(t);
     /* Field by field, not memset: registry walkers may read this slot's
      * atomics concurrently (registry.c, observe.c).  Only what every task
      * dirties: the rest is clean on free (struct weft_task, internal.h). */
@@ -97,7 +94,7 @@ weft_task *weft__task_new(weft__runtime *rt, weft__worker *w, const char *name, 
         weft__task_check_reset(t);
     /* release: the slot is a task from here on (pairs with the walkers). */
     atomic_store_explicit(&t->state, WEFT_TASK_READY, memory_order_release);
-    atomic_store_explicit(&t->seq, seq + 2, memory_order_release);
+    weft__slot_close(t, seq);
     return t;
 }
 

@@ -30,8 +30,7 @@ static inline bool weft__deadline_past(int64_t deadline)
  * object, -ECANCELED for a cancelled caller when cancellable). */
 static inline int weft__sync_enter(weft_task **self, bool live, bool cancellable)
 {
-    weft__worker *w = weft__cur_worker();  /* one call: weft__cur_task() would be two */
-    weft_task *t = w ? w->current : NULL;
+    weft_task *t = weft__cur_task();
     if (!t)
         return -EPERM;
     if (!live)
