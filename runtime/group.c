@@ -185,7 +185,7 @@ static void drain_locked(weft_group *g, weft_task *self)
     while (g->nrunning) {
         weft__waiter w = {.task = self};
         weft__waitq_push(&g->waiters, &w);
-        weft__waitq_wait(&g->lock, &g->waiters, &w, "group drain", WEFT_FOREVER, false);
+        weft__waitq_wait(&g->lock, &g->waiters, &w, "group drain", WEFT_FOREVER, false, NULL);
     }
 }
 
@@ -235,7 +235,7 @@ int weft_group_next(weft_group *g, void **result, int64_t deadline)
         }
         weft__waiter w = {.task = self};
         weft__waitq_push(&g->waiters, &w);
-        int rc = weft__waitq_wait(&g->lock, &g->waiters, &w, "group next", deadline, true);
+        int rc = weft__waitq_wait(&g->lock, &g->waiters, &w, "group next", deadline, true, NULL);
         if (rc == -ETIMEDOUT) {
             weft__spin_unlock(&g->lock);
             return -ETIMEDOUT;

@@ -241,7 +241,7 @@ int weft__op_wait(weft__fdop *op, int dir, uint32_t seq, int64_t deadline)
      * so no string is formatted on this path. */
     WEFT__OBS(atomic_store_explicit(&self->wait_fd, op->fd, memory_order_relaxed));
     rc = weft__waitq_wait(&st->lock, q, &w, dir == WEFT__POLL_IN ? "read fd" : "write fd",
-                          deadline, true);
+                          deadline, true, NULL);
     if (atomic_load_explicit(&st->gen, memory_order_relaxed) != op->gen)
         rc = -EBADF;
     weft__spin_unlock(&st->lock);

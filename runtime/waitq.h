@@ -126,9 +126,9 @@ static inline void weft__waiter_grant(weft__waiter *w)
 }
 
 /* Under the lock: as weft__waiter_grant, for a waiter that waits with
- * weft__waitq_wait_fast and may leave without re-taking the lock once it
+ * weft__waitq_wait and may leave without re-taking the lock once it
  * sees its grant.  So the wake comes first and the grant last (release:
- * pairs with the acquire in weft__waitq_wait_fast, and publishes what the
+ * pairs with the acquire in weft__waitq_wait, and publishes what the
  * grant hands over): after the store the waker touches neither the record
  * nor the task.  A waiter that runs between the two sees no grant and
  * re-takes the lock, which the waker still holds.  The waker's last touch
@@ -146,7 +146,7 @@ bool weft__waiter_commit(weft_task *t, void *arg);
 /* May suspend.  Called with *lock held and w pushed on a queue: unlocks,
  * parks until granted, the deadline or (cancellable) cancellation, and
  * re-locks.  Returns 0 when granted (whatever else happened), else
- * -ETIMEDOUT / -ECANCELED with w removed from q.
+ * -ETIMEDOUT / -ECANCELED with w removed from q.  locked is NULL but for:
  *
  * With locked non-NULL, for a waiter that every waker grants with
  * weft__waiter_grant_last: returns 0 WITHOUT the lock once it sees its
@@ -158,10 +158,12 @@ bool weft__waiter_commit(weft_task *t, void *arg);
  * Inline: a waiting coroutine's stack at its park is what it must bring
  * back into the cache when it resumes, and one frame fewer is a cache line
  * or two fewer per wake-up (docs/scheduler.md, section 13); and locked is
- * a constant at each call site. */
+ * a constant at each call site, so each caller gets only its own path.  (One
+ * function, not a wrapper: an inline frame in an inline frame would be one
+ * more level for debuggers to show.) */
 static inline __attribute__((always_inline)) int
-weft__waitq_wait_fast(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *what,
-                      int64_t deadline, bool cancellable, bool *locked)
+weft__waitq_wait(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *what,
+                 int64_t deadline, bool cancellable, bool *locked)
 {
     for (;;) {
         weft__spin_unlock(lock);
@@ -181,13 +183,6 @@ weft__waitq_wait_fast(weft__spin *lock, weft__waitq *q, weft__waiter *w, const c
         }
         /* spurious: wait on */
     }
-}
-
-static inline __attribute__((always_inline)) int
-weft__waitq_wait(weft__spin *lock, weft__waitq *q, weft__waiter *w, const char *what,
-                 int64_t deadline, bool cancellable)
-{
-    return weft__waitq_wait_fast(lock, q, w, what, deadline, cancellable, NULL);
 }
 
 #endif

@@ -66,7 +66,7 @@ int weft_cond_wait(weft_cond *c, weft_mutex *m, int64_t deadline)
         weft__spin_unlock(&x->lock);
         return rc;
     }
-    rc = weft__waitq_wait(&x->lock, &x->q, &w, "cond", deadline, true);
+    rc = weft__waitq_wait(&x->lock, &x->q, &w, "cond", deadline, true, NULL);
     weft__spin_unlock(&x->lock);
     /* Re-acquire m whatever happened: deaf to cancellation, no deadline. */
     (void)weft__mutex_lock(m, WEFT_FOREVER, false);

@@ -93,7 +93,7 @@ int weft_event_wait(weft_event *e, int64_t deadline)
     }
     weft__waiter w = {.task = self};
     weft__waitq_push(&x->q, &w);
-    rc = weft__waitq_wait(&x->lock, &x->q, &w, "event", deadline, true);
+    rc = weft__waitq_wait(&x->lock, &x->q, &w, "event", deadline, true, NULL);
     weft__spin_unlock(&x->lock);
     return rc;
 }

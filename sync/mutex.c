@@ -119,7 +119,7 @@ int weft__mutex_lock(weft_mutex *m, int64_t deadline, bool cancellable)
     weft__waiter w = {.task = self, .prio = weft_now()};
     weft__waitq_push(&x->q, &w);
     for (;;) {
-        rc = weft__waitq_wait(&x->lock, &x->q, &w, "mutex", deadline, cancellable);
+        rc = weft__waitq_wait(&x->lock, &x->q, &w, "mutex", deadline, cancellable, NULL);
         if (rc || w.kind == GRANT_HANDOFF)
             break;  /* timed out / cancelled (not queued), or handed the mutex */
         /* GRANT_RETRY */

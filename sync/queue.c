@@ -17,7 +17,7 @@
  *  - close grants every getter and putter with -EPIPE (kind field).
  * Getters and putters are granted last, after their wake-up
  * (weft__waiter_grant_last), and one that sees its grant returns without
- * re-taking the lock (weft__waitq_wait_fast): a message through a queue
+ * re-taking the lock (weft__waitq_wait with a locked flag): a message through a queue
  * costs one lock round trip fewer.  So weft_queue_free takes the lock once
  * before freeing: the put, get or close that granted a waiter which then
  * frees the queue may not have unlocked yet.
@@ -250,7 +250,7 @@ static void refill_from_putter(weft_queue *q)
             return;  /* no memory: the putter waits on (cannot happen: the slot was free) */
         weft__waitq_remove(&q->putters, w);
         w->kind = 0;
-        weft__waiter_grant_last(w);  /* putters wait with waitq_wait_fast */
+        weft__waiter_grant_last(w);  /* putters wait with a locked flag (waitq.h) */
     }
 }
 
@@ -271,7 +271,7 @@ static inline __attribute__((always_inline)) int put_now(weft_queue *q, void *it
         q->unfinished++;
         g->value = item;
         g->kind = 0;
-        weft__waiter_grant_last(g);  /* getters wait with waitq_wait_fast */
+        weft__waiter_grant_last(g);  /* getters wait with a locked flag (waitq.h) */
         return 0;
     }
     if (full(q))
@@ -299,7 +299,7 @@ int weft_queue_put_prio(weft_queue *q, void *item, int64_t prio, int64_t deadlin
     weft__waiter w = {.task = self, .value = item, .prio = prio};
     weft__waitq_push(&q->putters, &w);
     bool locked;
-    rc = weft__waitq_wait_fast(&q->lock, &q->putters, &w, "queue put", deadline, true, &locked);
+    rc = weft__waitq_wait(&q->lock, &q->putters, &w, "queue put", deadline, true, &locked);
     if (rc == 0)
         rc = w.kind;  /* 0: the item went in; -EPIPE: closed, it did not */
     if (locked)
@@ -367,7 +367,7 @@ int weft_queue_get(weft_queue *q, void **item, int64_t deadline)
     weft__waiter w = {.task = self};
     weft__waitq_push(&q->getters, &w);
     bool locked;
-    rc = weft__waitq_wait_fast(&q->lock, &q->getters, &w, "queue get", deadline, true, &locked);
+    rc = weft__waitq_wait(&q->lock, &q->getters, &w, "queue get", deadline, true, &locked);
     if (rc == 0) {
         rc = w.kind;  /* 0: an item was handed over; -EPIPE: closed */
         if (rc == 0 && item)
@@ -481,7 +481,7 @@ int weft_queue_join_until(weft_queue *q, int64_t deadline)
     }
     weft__waiter w = {.task = self};
     weft__waitq_push(&q->joiners, &w);
-    rc = weft__waitq_wait(&q->lock, &q->joiners, &w, "queue join", deadline, true);
+    rc = weft__waitq_wait(&q->lock, &q->joiners, &w, "queue join", deadline, true, NULL);
     weft__spin_unlock(&q->lock);
     return rc;
 }

@@ -108,7 +108,7 @@ static int lock_until(weft_rwlock *rw, int kind, int64_t deadline)
     weft__waiter w = {.task = self, .kind = kind};
     weft__waitq_push(&x->q, &w);
     rc = weft__waitq_wait(&x->lock, &x->q, &w, kind == WRITER ? "rwlock write" : "rwlock read",
-                          deadline, true);
+                          deadline, true, NULL);
     if (rc)
         grant_next(x);  /* w no longer blocks those behind it */
     weft__spin_unlock(&x->lock);

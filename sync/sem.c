@@ -63,7 +63,7 @@ int weft_sem_acquire_until(weft_sem *s, int64_t deadline)
     }
     weft__waiter w = {.task = self};
     weft__waitq_push(&x->q, &w);
-    rc = weft__waitq_wait(&x->lock, &x->q, &w, "semaphore", deadline, true);
+    rc = weft__waitq_wait(&x->lock, &x->q, &w, "semaphore", deadline, true, NULL);
     weft__spin_unlock(&x->lock);
     return rc;  /* 0: granted a permit, whatever else happened */
 }

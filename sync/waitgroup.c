@@ -102,7 +102,7 @@ int weft_waitgroup_wait(weft_waitgroup *g, int64_t deadline)
     }
     weft__waiter w = {.task = self};
     weft__waitq_push(&x->q, &w);
-    rc = weft__waitq_wait(&x->lock, &x->q, &w, "waitgroup", deadline, true);
+    rc = weft__waitq_wait(&x->lock, &x->q, &w, "waitgroup", deadline, true, NULL);
     weft__spin_unlock(&x->lock);
     return rc;
 }

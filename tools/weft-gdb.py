@@ -152,22 +152,20 @@ def _describe(pc, is_return):
     """'function (file:line)' for a code address; for return addresses the
     call instruction's line (pc - 1)."""
     look = pc - 1 if is_return and pc > 0 else pc
-    func = None
     try:
         block = gdb.block_for_pc(look)
     except RuntimeError:
         block = None
-    inner = None
+    # The innermost function, then each one it is inlined into, out to the
+    # real one: "f [inlined into g, into h]" (h holds the code).
+    names = []
     while block is not None:
         if block.function is not None:
-            if inner is None:
-                inner = block.function.print_name
-            else:
-                func = block.function.print_name
-                break
+            names.append(block.function.print_name)
         block = block.superblock
-    if inner is not None and func is not None and func != inner:
-        name = "%s [inlined into %s]" % (inner, func)
+    inner = names[0] if names else None
+    if len(names) > 1 and names[-1] != inner:
+        name = "%s [inlined into %s]" % (inner, ", into ".join(names[1:]))
     elif inner is not None:
         name = inner
     else:

@@ -4,7 +4,7 @@
  *
  * A queue's getter that sees its grant returns without re-taking the
  * queue's lock (sync/queue.c, runtime/waitq.h: weft__waiter_grant_last,
- * weft__waitq_wait_fast), so the put that granted it may not have unlocked
+ * weft__waitq_wait with a locked flag), so the put that granted it may not have unlocked
  * yet when the getter frees the queue; weft_queue_free waits for that
  * unlock.  This program makes that race as often as it can:
  *
