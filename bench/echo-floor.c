@@ -255,11 +255,6 @@ static void u_prep_accept(struct io_uring *ring, int lfd)
     io_uring_sqe_set_data64(s, ud(OP_ACCEPT, 0, lfd));
 }
 
-static void u_arm_accept(struct uring_state *u)
-{
-    u_prep_accept(&u->ring, u->lfd);
-}
-
 static void u_arm_recv(struct uring_state *u, int fd)
 {
     struct io_uring_sqe *s = sqe_get(&u->ring);
@@ -336,7 +331,7 @@ static void *uring_thread(void *arg)
     for (int i = 0; i < maxfd; i++)
         u->conns[i] = (struct uconn){.head = -1, .tail = -1};
     u->lfd = listener();
-    u_arm_accept(u);
+    u_prep_accept(&u->ring, u->lfd);
 
     for (;;) {
         rc = io_uring_submit_and_wait(&u->ring, 1);
@@ -357,7 +352,7 @@ static void *uring_thread(void *arg)
                 if (c >= 0)
                     u_arm_recv(u, c);
                 if (!(cqe->flags & IORING_CQE_F_MORE))
-                    u_arm_accept(u);
+                    u_prep_accept(&u->ring, u->lfd);
             } else if (op == OP_RECV) {
                 struct uconn *c = &u->conns[fd];
                 if (res > 0) {

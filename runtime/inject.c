@@ -184,9 +184,8 @@ weft_task *weft__inject_pop_slow(weft__worker *w, unsigned max)
              * mostly slab neighbours, allocated in the order they were
              * linked, so the record 32 slots on is likely the one 32 links
              * on: asking for it early overlaps the misses.  A wrong guess
-             * costs one useless line (a prefetch never faults).  Measured
-             * on spawn: 0.81 of the time at 32 slots, 0.84 at 64, 0.86 at
-             * 16, 0.93 at 4 (docs/scheduler.md, section 13). */
+             * costs one useless line (a prefetch never faults).  The
+             * distance was measured (docs/scheduler.md, section 13). */
             __builtin_prefetch((const char *)t + 32 * sizeof(weft_task));
             weft_task *nx = t->next;
             if (t != first)

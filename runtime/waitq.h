@@ -18,6 +18,10 @@
  * it was handed: a hand-off is never lost.  Waking under the lock keeps the
  * waiter's record (on its stack) and the task alive while the waker uses
  * them: the waiter cannot leave before it re-takes the lock.
+ * One variant (queues only): the waker wakes first and grants last
+ * (weft__waiter_grant_last), and a waiter that sees its grant leaves
+ * without the lock (weft__waitq_wait with locked non-NULL); the functions
+ * below say why that is safe and what it costs the primitive's destroy.
  * A grant that lands between unlock and park leaves the task a permit (its
  * token is still RUNNING), so its park returns at once (protocol 5); the
  * commit's look at `granted` only saves that round trip.
@@ -126,8 +130,8 @@ static inline void weft__waiter_grant(weft__waiter *w)
 }
 
 /* Under the lock: as weft__waiter_grant, for a waiter that waits with
- * weft__waitq_wait and may leave without re-taking the lock once it
- * sees its grant.  So the wake comes first and the grant last (release:
+ * weft__waitq_wait (locked non-NULL) and may leave without re-taking the
+ * lock once it sees its grant.  So the wake comes first and the grant last (release:
  * pairs with the acquire in weft__waitq_wait, and publishes what the
  * grant hands over): after the store the waker touches neither the record
  * nor the task.  A waiter that runs between the two sees no grant and
@@ -146,7 +150,8 @@ bool weft__waiter_commit(weft_task *t, void *arg);
 /* May suspend.  Called with *lock held and w pushed on a queue: unlocks,
  * parks until granted, the deadline or (cancellable) cancellation, and
  * re-locks.  Returns 0 when granted (whatever else happened), else
- * -ETIMEDOUT / -ECANCELED with w removed from q.  locked is NULL but for:
+ * -ETIMEDOUT / -ECANCELED with w removed from q.  locked is NULL for
+ * every primitive but the queue.
  *
  * With locked non-NULL, for a waiter that every waker grants with
  * weft__waiter_grant_last: returns 0 WITHOUT the lock once it sees its

@@ -17,10 +17,10 @@
  *  - close grants every getter and putter with -EPIPE (kind field).
  * Getters and putters are granted last, after their wake-up
  * (weft__waiter_grant_last), and one that sees its grant returns without
- * re-taking the lock (weft__waitq_wait with a locked flag): a message through a queue
- * costs one lock round trip fewer.  So weft_queue_free takes the lock once
- * before freeing: the put, get or close that granted a waiter which then
- * frees the queue may not have unlocked yet.
+ * re-taking the lock (weft__waitq_wait with a locked flag): a message
+ * through a queue costs one lock round trip fewer.  So weft_queue_free
+ * takes the lock once before freeing: the put, get or close that granted a
+ * waiter which then frees the queue may not have unlocked yet.
  * A waiter granted at the moment it is cancelled or times out keeps the
  * grant: its item was moved, so it returns 0 (nothing lost or doubled); a
  * waiter not granted leaves the line having moved nothing.

@@ -128,12 +128,13 @@ static void *stats_main(void *arg)
      * Warm or clean: a burst slowed past the trim window (1 s; seen under
      * ThreadSanitizer on a loaded machine, 30 s for the burst) has had its
      * first stacks given back before the last were joined. */
-    if (b.s.stacks_idle_warm + b.s.stacks_idle_clean + 2 * 64 + 1 < (uint64_t)BURST)
+    uint64_t idle = b.s.stacks_idle_warm + b.s.stacks_idle_clean;
+    if (idle + 2 * 64 + 1 < (uint64_t)BURST)
         fprintf(stderr, "stacks: reserved %llu, idle warm %llu, idle clean %llu, trimmed %llu\n",
                 (unsigned long long)b.s.stacks_reserved, (unsigned long long)b.s.stacks_idle_warm,
                 (unsigned long long)b.s.stacks_idle_clean, (unsigned long long)b.s.stacks_trimmed);
-    T_CHECK(b.s.stacks_idle_warm + b.s.stacks_idle_clean + 2 * 64 + 1 >= (uint64_t)BURST);
-    T_CHECK(b.s.stacks_idle_warm + b.s.stacks_idle_clean <= b.s.stacks_reserved);
+    T_CHECK(idle + 2 * 64 + 1 >= (uint64_t)BURST);
+    T_CHECK(idle <= b.s.stacks_reserved);
     return NULL;
 }
 

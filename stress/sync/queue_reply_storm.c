@@ -16,7 +16,9 @@
  *  - RESPONDERS coroutines, and one plain thread (try_get / try_put, so its
  *    grant and unlock run on a thread that is not a worker), take requests
  *    and put the id into the request's queue, after a random yield or
- *    none;
+ *    none; one request in eight asks instead to be answered by
+ *    weft_queue_close, whose grant (-EPIPE) lets the getter free the queue
+ *    while close still holds the lock;
  *  - the other way round for putters: the client puts two items into a
  *    queue of one, so that the second waits as a putter until the
  *    responder's get grants it (the putter's side of the same path); the
@@ -25,8 +27,9 @@
  *    when its put returns: the get that granted it may still be running,
  *    and nothing tells the putter when it is done.)
  *
- * Invariant: every request is answered exactly once, with its own id
- * (nothing lost, doubled or crossed); counts and sums agree.  A free that
+ * Invariant: every request is answered exactly once, with its own id or,
+ * when it asked for it, by close (nothing lost, doubled or crossed); counts
+ * and sums agree.  A free that
  * did not wait for the granter's unlock is a use after free, which
  * ThreadSanitizer and AddressSanitizer report.
  */
@@ -40,10 +43,11 @@ typedef struct {
     long id;
     bool reverse;  /* the responder gets two items from q, then puts id into ack */
     weft_queue *ack;
+    bool by_close; /* the responder closes q instead of putting into it */
 } request;
 
 static weft_queue *requests;
-static _Atomic long sent, answered, sum_sent, sum_answered, timeouts, putter_waits;
+static _Atomic long sent, answered, sum_sent, sum_answered, timeouts, putter_waits, closes;
 static _Atomic bool stopping;
 
 /* A responder's half of one request.  Coroutine (may_wait) or plain thread. */
@@ -72,6 +76,10 @@ static void answer(request *req, bool may_wait, uint64_t *rng)
     }
     if (may_wait && rng_below(rng, 4) == 0)
         weft_yield();
+    if (r->by_close) {
+        weft_queue_close(r->q);
+        return;
+    }
     int rc = may_wait ? weft_queue_put(r->q, (void *)(intptr_t)r->id, WEFT_FOREVER)
                       : weft_queue_try_put(r->q, (void *)(intptr_t)r->id);
     CHECK(rc == 0, "reply put: %d", rc);
@@ -125,7 +133,8 @@ static void *client(void *arg)
         if (reverse && !ack)
             return NULL;
         long id = atomic_fetch_add(&sent, 2) * 2 + 1;  /* odd, unique; id + 1 for reverse */
-        request r = {q, id, reverse, ack};
+        bool by_close = !reverse && rng_below(&rng, 8) == 0;
+        request r = {q, id, reverse, ack, by_close};
         atomic_fetch_add(&sum_sent, id);
         int rc = weft_queue_put(requests, &r, WEFT_FOREVER);
         CHECK(rc == 0, "request put: %d", rc);
@@ -154,8 +163,13 @@ static void *client(void *arg)
                 atomic_fetch_add(&timeouts, 1);
                 rc = weft_queue_get(q, &it, WEFT_FOREVER);
             }
-            CHECK(rc == 0, "reply get: %d", rc);
-            CHECK((long)(intptr_t)it == id, "reply %ld, want %ld", (long)(intptr_t)it, id);
+            if (by_close) {
+                CHECK(rc == -EPIPE, "reply get from a closed queue: %d", rc);
+                atomic_fetch_add(&closes, 1);
+            } else {
+                CHECK(rc == 0, "reply get: %d", rc);
+                CHECK((long)(intptr_t)it == id, "reply %ld, want %ld", (long)(intptr_t)it, id);
+            }
         }
         weft_queue_free(q);  /* at once: the granter may not have unlocked */
         atomic_fetch_add(&answered, 1);
@@ -192,6 +206,7 @@ static void *stress_main(void *arg)
           "sent %ld requests (sum %ld), answered %ld (sum %ld)", atomic_load(&sent) / 2,
           atomic_load(&sum_sent), atomic_load(&answered), atomic_load(&sum_answered));
     CHECK(atomic_load(&answered) > 0, "no request answered");
+    CHECK(atomic_load(&closes) > 0, "no request answered by close");
     return NULL;
 }
 
@@ -199,7 +214,9 @@ int main(void)
 {
     ss_begin("stress_queue_reply_storm", 4.0);
     ss_run(stress_main, NULL, 2);
-    printf("stress_queue_reply_storm: %ld requests, %ld through waiting putters, %ld timeouts\n",
-           atomic_load(&answered), atomic_load(&putter_waits), atomic_load(&timeouts));
+    printf("stress_queue_reply_storm: %ld requests, %ld through waiting putters, %ld answered "
+           "by close, %ld timeouts\n",
+           atomic_load(&answered), atomic_load(&putter_waits), atomic_load(&closes),
+           atomic_load(&timeouts));
     return ss_end();
 }
