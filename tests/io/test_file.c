@@ -470,7 +470,16 @@ static void test_file_cancel(void **state)
 /* ------------------------------------------------------------------ */
 
 /* Threads of this process that are not the kernel's io_uring workers
- * (which are listed as our threads too, named iou-wrk-*). */
+ * (which are listed as our threads too). A worker is known by the
+ * PF_IO_WORKER bit in its flags (field 9 of stat), not by its name: the
+ * kernel names it iou-wrk-* only once it runs, so a worker just made
+ * still carries its creator's name, and a thread that exits between
+ * readdir and open has no name at all; neither is counted. A thread
+ * that has been joined may stay listed for a moment, marked PF_EXITING
+ * (a wake of pthread_join comes before the kernel reaps it): not
+ * counted either. */
+#define T_PF_EXITING 0x4u
+#define T_PF_IO_WORKER 0x10u
 static int user_threads(void)
 {
     DIR *d = opendir("/proc/self/task");
@@ -481,15 +490,20 @@ static int user_threads(void)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
-        char p[300], comm[32] = {0};
-        snprintf(p, sizeof p, "/proc/self/task/%s/comm", e->d_name);
+        char p[300], line[512];
+        snprintf(p, sizeof p, "/proc/self/task/%s/stat", e->d_name);
         FILE *f = fopen(p, "r");
-        if (f) {
-            if (!fgets(comm, sizeof comm, f))
-                comm[0] = 0;
-            fclose(f);
-        }
-        if (strncmp(comm, "iou-", 4) != 0)
+        if (!f)
+            continue;                   /* exited since readdir */
+        size_t len = fread(line, 1, sizeof line - 1, f);
+        fclose(f);
+        line[len] = 0;
+        /* fields after "(comm)": state ppid pgrp session tty_nr tpgid flags */
+        char *r = strrchr(line, ')');
+        unsigned long flags = 0;
+        if (!r || sscanf(r + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+            continue;                   /* exited mid-read */
+        if (!(flags & (T_PF_IO_WORKER | T_PF_EXITING)))
             n++;
     }
     closedir(d);
