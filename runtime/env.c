@@ -258,6 +258,15 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
             return bad("WEFT_IO_URING", u, "auto, async or off");
     }
 
+    const char *mb = getenv("WEFT_MEMBARRIER");
+    out->membarrier = true;
+    if (mb && *mb) {
+        if (strcmp(mb, "off") == 0)
+            out->membarrier = false;
+        else if (strcmp(mb, "auto") != 0)
+            return bad("WEFT_MEMBARRIER", mb, "auto or off");
+    }
+
     if ((rc = resolve_testing(&c, out)) < 0)
         return rc;
 

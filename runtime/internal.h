@@ -388,6 +388,11 @@ typedef struct weft__runq {
     _Atomic uint32_t head WEFT__ALIGNED;  /* consumers: owner pop, thieves */
     _Atomic uint32_t tail;                /* written by the owner only */
     _Atomic(weft_task *) runnext;         /* LIFO slot */
+    /* The owner's take of runnext without a read-modify-write (runq.c,
+     * "Taking runnext"): taking is written by the owner only, steal_req
+     * by thieves only (a count: several may ask at once). */
+    _Atomic uint32_t taking;
+    _Atomic uint32_t steal_req;
     _Atomic(weft_task *) slots[WEFT__RUNQ_SIZE];
 } weft__runq;
 
@@ -500,6 +505,7 @@ struct weft__worker {
     int id;
     uint32_t ticks;                       /* local_next() calls (cadence) */
     unsigned lifo_streak;                 /* runnext runs in a row */
+    bool runnext_plain;                   /* takes runnext without an RMW (runq.c) */
     bool searching;
     bool polling;                         /* in drive(): wakes defer notify */
     int64_t spread_due;                   /* idle.c weft__spread_check, 0: none */
@@ -586,6 +592,7 @@ typedef struct weft__settings {
     int64_t trim_ns;            /* WEFT_TRIM_MS: the trimmer's window (trim.c); 0: never */
     int64_t spread_ns;          /* WEFT_SPREAD_US (idle.c weft__spread_check) */
     int aio;                    /* WEFT_IO_URING: WEFT__AIO_* (runtime/aio.h) */
+    bool membarrier;            /* WEFT_MEMBARRIER not off (runq.c, "Taking runnext") */
     int dump_signal;            /* WEFT_DUMP_SIGNAL, 0 for none */
     const char *trace_path;     /* WEFT_TRACE, NULL for none */
     bool vclock;                /* WEFT_CLOCK=virtual (vclock.c) */
@@ -840,6 +847,38 @@ static inline weft_task *weft__inject_pop(weft__worker *w, unsigned max)
 
 /* runq.c */
 bool weft__runq_put(weft__worker *w, weft_task *t);         /* owner; false: overflowed */
+/* Owner worker only.  Empties runnext and returns what it held (NULL when
+ * empty): the light side of the protocol in runq.c, "Taking runnext" (no
+ * read-modify-write unless a thief is asking).  Inline: one per schedule. */
+static inline __attribute__((always_inline)) weft_task *weft__runnext_take(weft__worker *w)
+{
+    weft__runq *q = &w->q;
+    if (!atomic_load_explicit(&q->runnext, memory_order_relaxed))
+        return NULL;
+    if (!w->runnext_plain)
+        /* acq_rel: pairs with a thief's CAS on runnext. */
+        return atomic_exchange_explicit(&q->runnext, NULL, memory_order_acq_rel);
+    /* relaxed, then only a compiler barrier: the thief's membarrier is
+     * the fence of this Dekker pair (taking here, steal_req there). */
+    atomic_store_explicit(&q->taking, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    weft_task *t;
+    /* acquire: pairs with the release decrement at the end of a steal, so
+     * a zero seen here also shows that steal's CAS on runnext. */
+    if (WEFT__LIKELY(!atomic_load_explicit(&q->steal_req, memory_order_acquire))) {
+        /* Reloaded inside: a thief may have emptied it before taking was
+         * set.  relaxed: only this thread writes anything but NULL here. */
+        t = atomic_load_explicit(&q->runnext, memory_order_relaxed);
+        atomic_store_explicit(&q->runnext, NULL, memory_order_relaxed);
+    } else {
+        /* acq_rel: pairs with the asking thief's CAS. */
+        t = atomic_exchange_explicit(&q->runnext, NULL, memory_order_acq_rel);
+    }
+    /* release: pairs with the thief's acquire load of taking after its
+     * membarrier, which then sees runnext emptied. */
+    atomic_store_explicit(&q->taking, 0, memory_order_release);
+    return t;
+}
 weft_task *weft__runq_get(weft__worker *w);                 /* owner */
 unsigned weft__runq_steal(weft__worker *thief, weft__worker *victim, bool take_runnext, weft_task **out);
 uint32_t weft__runq_len(weft__worker *w);                   /* any thread, approximate */

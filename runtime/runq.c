@@ -13,6 +13,7 @@
  *   when empty, else     |               |
  *   exchange)            |               |
  *   runnext CAS to NULL  | any worker    | owner exchange, other thieves
+ *   runnext take         | owner only    | runnext CAS by a thief (below)
  *   runq_len / _empty    | any thread    | everything (an approximate answer)
  *
  * The owner is the only writer of tail; head moves by CAS from the owner's
@@ -26,8 +27,38 @@
  * batches of half, which also feeds idle workers), steals a half in one CAS,
  * and keeps FIFO order for fairness, which a deque's LIFO owner pop loses.
  * The ring is not the bottleneck (docs/scheduler.md, section 13).
+ *
+ * Taking runnext.  The owner empties runnext at nearly every schedule and a
+ * thief almost never (the last steal round, after a back-off, or a blocked
+ * worker's: sched.c essay, 3 and 6).  An exchange a take was a tenth of a
+ * ping-pong's time (docs/scheduler.md, section 13), so the owner takes it
+ * with plain loads and stores, and the rare thief pays for both sides
+ * with membarrier(2) (os.h), the asymmetric Dekker pair that liburcu's
+ * urcu-memb flavour uses:
+ *
+ *   owner (weft__runnext_take)          thief (steal_runnext)
+ *   1. taking = 1                        1. steal_req += 1
+ *   2. compiler barrier                  2. membarrier(): every running
+ *   3. steal_req == 0 ?                     thread passes a full barrier
+ *        t = runnext; runnext = NULL     3. wait while taking == 1 (give
+ *      else                                 up after a bounded spin)
+ *        t = exchange(runnext, NULL)     4. CAS(runnext, t, NULL)
+ *   4. taking = 0 (release)              5. steal_req -= 1 (release)
+ *
+ * The membarrier falls somewhere in the owner's program: if before the
+ * owner's step 1, the owner's step 3 sees steal_req and exchanges; if
+ * after, the thief's step 3 sees taking = 1 until the plain take is done
+ * (and then sees runnext emptied: release/acquire on taking).  Either way
+ * a plain take never overlaps the thief's CAS, so a task is taken once.
+ * A thief that spins out gives up the steal (the owner, preempted inside
+ * its take, will run the task itself).  Where membarrier is missing or
+ * refused, or WEFT_MEMBARRIER=off, the owner exchanges and thieves skip
+ * steps 1-3 and 5 (weft__worker.runnext_plain, set before the workers
+ * start).  ThreadSanitizer cannot see the membarrier: it sees atomics on
+ * both sides and reports no race; stress_runnext_steal checks the count.
  */
 #include "internal.h"
+#include "os.h"
 
 /* Owner worker only.  Appends t at the tail; when the ring is full, moves
  * half of it plus t to the injection queue.  Returns false when it
@@ -101,6 +132,48 @@ weft_task *weft__runq_get(weft__worker *w)
     }
 }
 
+/* Any worker but the victim's owner.  The thief's side of "Taking runnext"
+ * (above): 1 with *out, or 0 (empty, or the owner was inside its take).
+ * May block the thread (membarrier: microseconds), only when runnext holds
+ * a task. */
+static unsigned steal_runnext(weft__worker *victim, weft_task **out)
+{
+    weft__runq *vq = &victim->q;
+    /* acquire: pairs with the owner's release store filling runnext. */
+    weft_task *t = atomic_load_explicit(&vq->runnext, memory_order_acquire);
+    if (!t)
+        return 0;
+    unsigned got = 0;
+    if (victim->runnext_plain) {
+        /* seq_cst: the membarrier below is the fence; this only must come
+         * before it. */
+        atomic_fetch_add_explicit(&vq->steal_req, 1, memory_order_seq_cst);
+        weft__os_membarrier();
+        /* acquire: pairs with the release store ending the owner's take. */
+        for (int i = 0; atomic_load_explicit(&vq->taking, memory_order_acquire); i++) {
+            if (i == 1000)
+                goto out;
+            weft__cpu_relax();
+        }
+        t = atomic_load_explicit(&vq->runnext, memory_order_acquire);
+    }
+    /* acq_rel: pairs with the owner's exchange of runnext (and its fill). */
+    while (t && !atomic_compare_exchange_weak_explicit(&vq->runnext, &t, NULL,
+                                                       memory_order_acq_rel,
+                                                       memory_order_acquire))
+        ;
+    if (t) {
+        *out = t;
+        got = 1;
+    }
+out:
+    if (victim->runnext_plain)
+        /* release: pairs with the owner's acquire load of steal_req, which
+         * then sees this CAS. */
+        atomic_fetch_sub_explicit(&vq->steal_req, 1, memory_order_release);
+    return got;
+}
+
 /* Any worker (thief != victim; thief is the calling worker).  Steals half of
  * victim's ring into thief's ring (at most what fits there: a busy worker
  * helping a blocked one may have tasks of its own) and returns one task in
@@ -120,21 +193,8 @@ unsigned weft__runq_steal(weft__worker *thief, weft__worker *victim, bool take_r
         uint32_t tl = atomic_load_explicit(&vq->tail, memory_order_acquire);
         uint32_t n = tl - h;
         n -= n / 2;
-        if (n == 0) {
-            if (!take_runnext)
-                return 0;
-            weft_task *t = atomic_load_explicit(&vq->runnext, memory_order_acquire);
-            if (!t)
-                return 0;
-            /* acq_rel: pairs with the owner's exchange of runnext. */
-            if (atomic_compare_exchange_strong_explicit(&vq->runnext, &t, NULL,
-                                                        memory_order_acq_rel,
-                                                        memory_order_relaxed)) {
-                *out = t;
-                return 1;
-            }
-            continue;
-        }
+        if (n == 0)
+            return take_runnext ? steal_runnext(victim, out) : 0;
         if (n > WEFT__RUNQ_SIZE / 2)
             continue;  /* torn read of head and tail: retry */
         if (n > room)

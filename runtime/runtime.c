@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "aio.h"
+#include "os.h"
 #include "poller.h"
 #include "internal.h"
 
@@ -271,6 +272,12 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     }
     free(cpus);
     cpus = NULL;
+    /* Owners take runnext without a read-modify-write where thieves can
+     * fence for them (runq.c, "Taking runnext"); set before any worker
+     * starts, read-only after. */
+    bool plain = set.membarrier && weft__os_membarrier_register() == 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        rt->workers[i]->runnext_plain = plain;
     if ((rc = weft__topo_victims(rt)) < 0 || (rc = weft__stacks_init(rt)) < 0 ||
         (rc = weft__slabs_init(rt)) < 0)
         goto fail_early;

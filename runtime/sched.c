@@ -54,7 +54,10 @@
  *  round it may take a victim's runnext too, after a short back-off while the
  *  victim runs (Go's rule: a wakee parked in runnext of a busy worker would
  *  otherwise be stuck there - the Tokio stall of tokio#4941 - yet an
- *  immediate steal would break the ping-pong locality).  At most half of the
+ *  immediate steal would break the ping-pong locality).  Such a steal is
+ *  rare and the owner's take of its runnext is at nearly every schedule, so
+ *  the thief pays for both: a membarrier lets the owner take with plain
+ *  loads and stores (runq.c, "Taking runnext").  At most half of the
  *  busy workers search at once, so one new task does not stir every worker.
  *
  * 4. Parking and the wake-up protocol for workers
@@ -726,16 +729,12 @@ static weft_task *local_next(weft__worker *w)
     }
     if (WEFT__UNLIKELY(w->seeded))
         return weft__seed_next(w);  /* any ready task may run next */
-    t = atomic_load_explicit(&w->q.runnext, memory_order_relaxed);
-    if (t) {
-        t = atomic_exchange_explicit(&w->q.runnext, NULL, memory_order_acq_rel);
-        if (t) {
-            if (w->lifo_streak < WEFT__LIFO_MAX) {
-                w->lifo_streak++;
-                return t;
-            }
-            weft__runq_put(w, t);  /* fairness: to the back of the line */
+    if ((t = weft__runnext_take(w))) {
+        if (w->lifo_streak < WEFT__LIFO_MAX) {
+            w->lifo_streak++;
+            return t;
         }
+        weft__runq_put(w, t);  /* fairness: to the back of the line */
     }
     w->lifo_streak = 0;
     return weft__runq_get(w);

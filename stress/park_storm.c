@@ -23,9 +23,13 @@
  *  - a task that runs after a park is never PARKED, and a park without a
  *    deadline never reports a timeout.
  *
+ * Also: the workers take runnext as WEFT_MEMBARRIER says (the program runs
+ * twice in CTest, the second time with it off).
+ *
  * Default 3 s; WEFT_STRESS_SECONDS for longer.
  */
 #include "internal.h"
+#include "os.h"
 #include "stress.h"
 #include "rng.h"
 
@@ -144,6 +148,12 @@ static void *main_task(void *arg)
 {
     (void)arg;
     uint64_t seed = rng_seed();
+    /* WEFT_MEMBARRIER reaches the workers (runq.c, "Taking runnext"):
+     * stress_park_storm_membarrier_off runs this program with it off. */
+    const char *mb = getenv("WEFT_MEMBARRIER");
+    bool plain = !(mb && strcmp(mb, "off") == 0) && weft__os_membarrier_register() == 0;
+    CHECK(weft__cur_worker()->runnext_plain == plain, "WEFT_MEMBARRIER=%s: runnext_plain %d",
+          mb ? mb : "(unset)", (int)weft__cur_worker()->runnext_plain);
     CHECK(weft_event_init(&round_done) == 0, "event");
     do {
         atomic_store(&next_post, 0);

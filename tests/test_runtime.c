@@ -382,6 +382,8 @@ static void test_env_invalid(void **state)
         {"WEFT_IO_URING", "1"},
         {"WEFT_IO_URING", "on"},
         {"WEFT_IO_URING", "AUTO"},
+        {"WEFT_MEMBARRIER", "on"},
+        {"WEFT_MEMBARRIER", "1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_env_einval(bad[i][0], bad[i][1]);
@@ -430,6 +432,8 @@ static void test_env_valid(void **state)
         {"WEFT_IO_URING", "auto"},
         {"WEFT_IO_URING", "async"},
         {"WEFT_IO_URING", "off"},
+        {"WEFT_MEMBARRIER", "auto"},
+        {"WEFT_MEMBARRIER", "off"},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         expect_env_ok(good[i][0], good[i][1]);

@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "os.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define P_SANITIZED 1
@@ -87,6 +88,9 @@ static inline p_world *p_world_new(unsigned nworkers, size_t ntasks)
         w->wake_rt = pw->rt;  /* untraced: a wake-up on w queues on w */
         w->id = (int)i;
         w->cpu = -1;
+        /* The owner's take of runnext as the runtime makes it here
+         * (runq.c, "Taking runnext"). */
+        w->runnext_plain = weft__os_membarrier_register() == 0;
         pw->w[i] = w;
     }
     pw->rt->nworkers = nworkers;

@@ -19,7 +19,9 @@
  *    while two thieves steal from it and from each other and pop their own
  *    rings (each thread the owner of its own worker, as in the runtime):
  *    every task is taken exactly once, with what the producer wrote into
- *    it before queueing it, and every queue ends empty.  ThreadSanitizer
+ *    it before queueing it, and every queue ends empty.  Each owner takes
+ *    its runnext as the scheduler does (weft__runnext_take: plain, behind
+ *    the thieves' membarrier, where the kernel has it).  ThreadSanitizer
  *    checks the memory orders of the slots, head and tail (that write is a
  *    plain one: a missing release/acquire shows as a race on it).
  *
@@ -541,7 +543,7 @@ static bool c_find(conc *c, weft__worker *self, uint64_t *seed, bool steal_first
 {
     weft_task *t = steal_first ? c_steal(c, self, seed) : NULL;
     if (!t)
-        t = atomic_exchange(&self->q.runnext, NULL);
+        t = weft__runnext_take(self);  /* the owner's take (plain where membarrier is) */
     if (!t)
         t = q_get(self);
     if (!t)

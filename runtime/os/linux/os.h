@@ -13,7 +13,9 @@
 #ifndef WEFT_OS_H
 #define WEFT_OS_H
 
+#include <errno.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/prctl.h>
@@ -52,6 +54,29 @@ static inline long weft__os_wait(_Atomic uint32_t *addr, uint32_t val, const str
 static inline void weft__os_wake(_Atomic uint32_t *addr, int n)
 {
     syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+/* The heavy side of an asymmetric fence (membarrier(2), Linux 4.14+).
+ * weft__os_membarrier_register: once a process, before the first
+ * weft__os_membarrier; 0, or -errno when the kernel lacks the call or a
+ * seccomp filter refuses it (then the caller keeps the read-modify-write
+ * the fence would have replaced).  weft__os_membarrier: when it returns,
+ * every thread of the process that was running has passed a full memory
+ * barrier, and every other one a context switch (which is one); so a
+ * thread whose side of a Dekker pair is only a compiler barrier (the
+ * light side) is ordered against the caller.  Costs an interprocessor
+ * interrupt to each CPU running one of our threads: for rare paths only.
+ * Any thread; may block the thread (microseconds). */
+static inline int weft__os_membarrier_register(void)
+{
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0
+                                                                                   : -errno;
+}
+
+static inline void weft__os_membarrier(void)
+{
+    /* Cannot fail once registered (EPERM is for the unregistered). */
+    (void)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 }
 
 /* A pool thread's timers fire on time (no 50 us slack): its sleeps are
