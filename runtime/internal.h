@@ -867,9 +867,11 @@ static inline __attribute__((always_inline)) weft_task *weft__runnext_take(weft_
      * a zero seen here also shows that steal's CAS on runnext. */
     if (WEFT__LIKELY(!atomic_load_explicit(&q->steal_req, memory_order_acquire))) {
         /* Reloaded inside: a thief may have emptied it before taking was
-         * set.  relaxed: only this thread writes anything but NULL here. */
+         * set.  relaxed: only this thread writes anything but NULL here.
+         * release: a take is a release, as the exchange was (vclock.c's
+         * last look relies on it). */
         t = atomic_load_explicit(&q->runnext, memory_order_relaxed);
-        atomic_store_explicit(&q->runnext, NULL, memory_order_relaxed);
+        atomic_store_explicit(&q->runnext, NULL, memory_order_release);
     } else {
         /* acq_rel: pairs with the asking thief's CAS. */
         t = atomic_exchange_explicit(&q->runnext, NULL, memory_order_acq_rel);

@@ -12,7 +12,8 @@
  *   runnext fill (store  | owner only    | runnext CAS by a thief
  *   when empty, else     |               |
  *   exchange)            |               |
- *   runnext CAS to NULL  | any worker    | owner exchange, other thieves
+ *   runnext CAS to NULL  | other workers | owner exchange and take, other
+ *                        |               | thieves
  *   runnext take         | owner only    | runnext CAS by a thief (below)
  *   runq_len / _empty    | any thread    | everything (an approximate answer)
  *
@@ -51,8 +52,9 @@
  * (and then sees runnext emptied: release/acquire on taking).  Either way
  * a plain take never overlaps the thief's CAS, so a task is taken once.
  * A thief that spins out gives up the steal (the owner, preempted inside
- * its take, will run the task itself).  Where membarrier is missing or
- * refused, or WEFT_MEMBARRIER=off, the owner exchanges and thieves skip
+ * its take, will run the task itself), as does one whose membarrier
+ * fails.  Where membarrier is missing or refused (runtime.c registers and
+ * tries one), or WEFT_MEMBARRIER=off, the owner exchanges and thieves skip
  * steps 1-3 and 5 (weft__worker.runnext_plain, set before the workers
  * start).  ThreadSanitizer cannot see the membarrier: it sees atomics on
  * both sides and reports no race; stress_runnext_steal checks the count.
@@ -148,7 +150,8 @@ static unsigned steal_runnext(weft__worker *victim, weft_task **out)
         /* seq_cst: the membarrier below is the fence; this only must come
          * before it. */
         atomic_fetch_add_explicit(&vq->steal_req, 1, memory_order_seq_cst);
-        weft__os_membarrier();
+        if (weft__os_membarrier() != 0)
+            goto out;  /* no fence, no steal (runtime.c tried one first) */
         /* acquire: pairs with the release store ending the owner's take. */
         for (int i = 0; atomic_load_explicit(&vq->taking, memory_order_acquire); i++) {
             if (i == 1000)

@@ -275,7 +275,10 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     /* Owners take runnext without a read-modify-write where thieves can
      * fence for them (runq.c, "Taking runnext"); set before any worker
      * starts, read-only after. */
-    bool plain = set.membarrier && weft__os_membarrier_register() == 0;
+    /* One fence tried as well: a seccomp filter may let the registration
+     * through and refuse the fence, and a thief without it may not steal. */
+    bool plain = set.membarrier && weft__os_membarrier_register() == 0 &&
+                 weft__os_membarrier() == 0;
     for (unsigned i = 0; i < rt->nworkers; i++)
         rt->workers[i]->runnext_plain = plain;
     if ((rc = weft__topo_victims(rt)) < 0 || (rc = weft__stacks_init(rt)) < 0 ||

@@ -237,7 +237,7 @@ bool weft__vclock_idle(weft__worker *w, int64_t *sleep_ns)
     /* The last look (point 1).  work_anywhere has just come back empty,
      * above or as weft__poll_ready's result.  A worker that left its park
      * and took a task moved its tick first and then took the task with a
-     * release (runnext exchange, head CAS, inject pop): if those loads
+     * release (runnext take, head CAS, inject pop): if those loads
      * missed the task because it was taken, this acquire fence makes the
      * tick's move visible. */
     atomic_thread_fence(memory_order_acquire);

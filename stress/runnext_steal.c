@@ -8,7 +8,7 @@
  * The owner (worker 0, this program's main thread) fills its runnext with
  * task i, as weft__ready_on does when the slot is empty (a release store),
  * leaves it there for a drawn 0-2 us, and takes it back; the thieves
- * (THIEVES plain threads, each the owner of a worker of its own) watch
+ * (one or two plain threads, each the owner of a worker of its own) watch
  * the slot and steal whatever they see in it, so most steals race a take:
  * a thief is in its membarrier, or waiting out the owner's `taking`, while
  * the owner takes.  Each round runs twice: with the plain take (when the
@@ -32,7 +32,9 @@
 
 #include <sched.h>
 
-#define THIEVES 1 /* plus the owner: one thread per CPU on the 2-CPU target */
+/* Thieves: one (with the owner, a thread per CPU on the 2-CPU target) in
+ * odd rounds, two in even ones (several requests at once). */
+#define THIEVES 2
 #define ROUND_TASKS STRESS_SCALE(20000, 4000)
 
 static weft__runtime *rt;
@@ -93,7 +95,7 @@ static void *thief_main(void *arg)
 
 /* One round of ROUND_TASKS fills and takes; plain: the owner's take
  * without a read-modify-write. */
-static void run_round(bool plain, uint64_t *seed)
+static void run_round(bool plain, int nthieves, uint64_t *seed)
 {
     for (unsigned i = 0; i <= THIEVES; i++)
         ws[i]->runnext_plain = plain;  /* before the thieves start, as runtime.c */
@@ -101,12 +103,12 @@ static void run_round(bool plain, uint64_t *seed)
     atomic_store(&round_over, false);
     atomic_store(&thieves_ready, 0);
     pthread_t th[THIEVES];
-    for (int i = 0; i < THIEVES; i++)
+    for (int i = 0; i < nthieves; i++)
         if (pthread_create(&th[i], NULL, thief_main, ws[1 + i]) != 0) {
             fprintf(stderr, "stress_runnext_steal: pthread_create failed\n");
             exit(2);
         }
-    while (atomic_load(&thieves_ready) < THIEVES)
+    while (atomic_load(&thieves_ready) < nthieves)
         sched_yield();
 
     weft__worker *w = ws[0];
@@ -126,7 +128,7 @@ static void run_round(bool plain, uint64_t *seed)
         stress_progress();
     }
     atomic_store_explicit(&round_over, true, memory_order_release);
-    for (int i = 0; i < THIEVES; i++)
+    for (int i = 0; i < nthieves; i++)
         pthread_join(th[i], NULL);
     weft__set_cur_worker(NULL);
 
@@ -165,7 +167,7 @@ int main(void)
     while (!stress_failed()) {
         for (int plain = have_mb; plain >= 0 && !stress_failed(); plain--) {
             uint64_t o = atomic_load(&taken_owner), th = atomic_load(&taken_thief);
-            run_round(plain, &seed);
+            run_round(plain, 1 + (int)(rounds[plain] % THIEVES), &seed);
             rounds[plain]++;
             owner[plain] += atomic_load(&taken_owner) - o;
             thief[plain] += atomic_load(&taken_thief) - th;

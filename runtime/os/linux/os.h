@@ -60,7 +60,8 @@ static inline void weft__os_wake(_Atomic uint32_t *addr, int n)
  * weft__os_membarrier_register: once a process, before the first
  * weft__os_membarrier; 0, or -errno when the kernel lacks the call or a
  * seccomp filter refuses it (then the caller keeps the read-modify-write
- * the fence would have replaced).  weft__os_membarrier: when it returns,
+ * the fence would have replaced).  weft__os_membarrier: 0 or -errno; when
+ * it returns 0,
  * every thread of the process that was running has passed a full memory
  * barrier, and every other one a context switch (which is one); so a
  * thread whose side of a Dekker pair is only a compiler barrier (the
@@ -73,10 +74,11 @@ static inline int weft__os_membarrier_register(void)
                                                                                    : -errno;
 }
 
-static inline void weft__os_membarrier(void)
+static inline int weft__os_membarrier(void)
 {
-    /* Cannot fail once registered (EPERM is for the unregistered). */
-    (void)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+    /* Fails only unregistered (EPERM), or where a seccomp filter lets the
+     * registration through and refuses this. */
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0 : -errno;
 }
 
 /* A pool thread's timers fire on time (no 50 us slack): its sleeps are
