@@ -5,7 +5,7 @@
 #   bench/sched-floor.sh WORKLOAD ARGS...     spawn N | chain D I | pingpong P R
 #
 # Runs, ROUNDS times (default 5), each of: bench/sched-floor (no runtime;
-# for pingpong both its plain and its ATOMIC=1 form), weft-bench, and
+# for pingpong its plain, ATOMIC=1 and ATOMIC=2 forms), weft-bench, and
 # ../shared/peers' Tokio and Go programs, with WORKERS workers (default 2)
 # for the three runtimes; each round starts one further along the list, so
 # that drift on a shared machine hits all alike.  One line per run, then
@@ -25,12 +25,13 @@ done
 "$build/bench/sched-floor" switch 1 >/dev/null 2>&1
 [ $? = 77 ] && { echo "sched-floor.sh: no floor on this CPU (x86-64 only)" >&2; exit 77; }
 names=(floor weft tokio go)
-[ "$wl" = pingpong ] && names=(floor atomic-floor weft tokio go)
+[ "$wl" = pingpong ] && names=(floor atomic-floor atomic4-floor weft tokio go)
 run() { # name ARGS... -> ns/op of one run
     local name=$1; shift
     case $name in
     floor) "$build/bench/sched-floor" "$wl" "$@" ;;
     atomic-floor) ATOMIC=1 "$build/bench/sched-floor" "$wl" "$@" ;;
+    atomic4-floor) ATOMIC=2 "$build/bench/sched-floor" "$wl" "$@" ;;
     weft) WEFT_WORKERS=$W "$build/bench/weft-bench" "$wl" "$@" ;;
     tokio) TOKIO_WORKER_THREADS=$W "$out/peer-tokio" "$wl" "$@" ;;
     go) GOMAXPROCS=$W "$out/peer-go" "$wl" "$@" ;;

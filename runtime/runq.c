@@ -181,7 +181,8 @@ out:
  * victim's ring into thief's ring (at most what fits there: a busy worker
  * helping a blocked one may have tasks of its own) and returns one task in
  * *out.  With take_runnext, also takes the victim's LIFO slot
- * when the ring is empty.  Returns the number of tasks taken. */
+ * when the ring is empty (which may block the thread for microseconds:
+ * steal_runnext).  Returns the number of tasks taken. */
 unsigned weft__runq_steal(weft__worker *thief, weft__worker *victim, bool take_runnext,
                           weft_task **out)
 {
