@@ -31,8 +31,9 @@
  *
  * Taking runnext.  The owner empties runnext at nearly every schedule and a
  * thief almost never (the last steal round, after a back-off, or a blocked
- * worker's: sched.c essay, 3 and 6).  An exchange a take was a tenth of a
- * ping-pong's time (docs/scheduler.md, section 13), so the owner takes it
+ * worker's: sched.c essay, 3 and 6).  A locked instruction a take was a
+ * good share of a ping-pong's time (docs/scheduler.md, section 13, has the
+ * measurements), so the owner takes it
  * with plain loads and stores, and the rare thief pays for both sides
  * with membarrier(2) (os.h), the asymmetric Dekker pair that liburcu's
  * urcu-memb flavour uses:

@@ -274,9 +274,9 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     cpus = NULL;
     /* Owners take runnext without a read-modify-write where thieves can
      * fence for them (runq.c, "Taking runnext"); set before any worker
-     * starts, read-only after. */
-    /* One fence tried as well: a seccomp filter may let the registration
-     * through and refuse the fence, and a thief without it may not steal. */
+     * starts, read-only after.  One fence is tried besides the
+     * registration: a seccomp filter may let one through and refuse the
+     * other, and a thief without the fence may not steal. */
     bool plain = set.membarrier && weft__os_membarrier_register() == 0 &&
                  weft__os_membarrier() == 0;
     for (unsigned i = 0; i < rt->nworkers; i++)

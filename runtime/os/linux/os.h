@@ -61,11 +61,10 @@ static inline void weft__os_wake(_Atomic uint32_t *addr, int n)
  * weft__os_membarrier; 0, or -errno when the kernel lacks the call or a
  * seccomp filter refuses it (then the caller keeps the read-modify-write
  * the fence would have replaced).  weft__os_membarrier: 0 or -errno; when
- * it returns 0,
- * every thread of the process that was running has passed a full memory
- * barrier, and every other one a context switch (which is one); so a
- * thread whose side of a Dekker pair is only a compiler barrier (the
- * light side) is ordered against the caller.  Costs an interprocessor
+ * it returns 0, every thread of the process that was running has passed a
+ * full memory barrier, and every other one a context switch (which is
+ * one); so a thread whose side of a Dekker pair is only a compiler
+ * barrier (the light side) is ordered against the caller.  Costs an interprocessor
  * interrupt to each CPU running one of our threads: for rare paths only.
  * Any thread; may block the thread (microseconds). */
 static inline int weft__os_membarrier_register(void)
