@@ -148,8 +148,7 @@ static void hand_off(weft__worker *w)
 {
     weft_task *head = NULL, *tail = NULL;
     size_t n = 0;
-    /* acq_rel: pairs with a thief's CAS on runnext. */
-    weft_task *t = atomic_exchange_explicit(&w->q.runnext, NULL, memory_order_acq_rel);
+    weft_task *t = weft__runnext_take(w);  /* runq.c, "Taking runnext" */
     for (; t || (t = weft__runq_get(w)); t = NULL) {
         if (tail)
             tail->next = t;

@@ -80,6 +80,23 @@ static int env_bool(const char *var, bool *out)
     return 0;
 }
 
+/* A variable that takes one of a few words (words[0] is the default, also
+ * for an empty value): *out is the index of the one given. */
+static int env_word(const char *var, const char *const *words, int n, const char *want,
+                    int *out)
+{
+    const char *v = getenv(var);
+    *out = 0;
+    if (!v || !*v)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, words[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    return bad(var, v, want);
+}
+
 static size_t round_page(size_t n)
 {
     size_t ps = (size_t)sysconf(_SC_PAGESIZE);
@@ -247,25 +264,15 @@ int weft__settings_resolve(const weft_config *cfg, weft__settings *out)
     const char *con = getenv("WEFT_CONSOLE");
     out->console_path = con && *con ? con : NULL;
 
-    const char *u = getenv("WEFT_IO_URING");
-    out->aio = WEFT__AIO_AUTO;
-    if (u && *u) {
-        if (strcmp(u, "async") == 0)
-            out->aio = WEFT__AIO_ASYNC;
-        else if (strcmp(u, "off") == 0)
-            out->aio = WEFT__AIO_OFF;
-        else if (strcmp(u, "auto") != 0)
-            return bad("WEFT_IO_URING", u, "auto, async or off");
-    }
-
-    const char *mb = getenv("WEFT_MEMBARRIER");
-    out->membarrier = true;
-    if (mb && *mb) {
-        if (strcmp(mb, "off") == 0)
-            out->membarrier = false;
-        else if (strcmp(mb, "auto") != 0)
-            return bad("WEFT_MEMBARRIER", mb, "auto or off");
-    }
+    /* In the order of WEFT__AIO_* (runtime/aio.h). */
+    static const char *const aio_words[] = {"auto", "async", "off"};
+    if ((rc = env_word("WEFT_IO_URING", aio_words, 3, "auto, async or off", &out->aio)) < 0)
+        return rc;
+    static const char *const mb_words[] = {"auto", "off"};
+    int mb;
+    if ((rc = env_word("WEFT_MEMBARRIER", mb_words, 2, "auto or off", &mb)) < 0)
+        return rc;
+    out->membarrier = mb == 0;
 
     if ((rc = resolve_testing(&c, out)) < 0)
         return rc;

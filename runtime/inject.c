@@ -36,8 +36,10 @@
  *  (perf: nearly all of inject_pop_slow's samples, before and after); it
  *  brings in the line the task's switch-in needs anyway, and it is no
  *  longer done while every other pusher and popper waits.  It prefetches
- *  the slab neighbour 32 slots on, which in a burst is usually the task 32
- *  links on, so that the misses overlap instead of following each other.
+ *  the slab neighbour PREFETCH_AHEAD slots on: a burst's records were
+ *  allocated in the order they were linked, so that is usually the task as
+ *  many links on, and the misses overlap instead of following each other
+ *  (the distance was measured: docs/scheduler.md, section 13).
  *
  * inject_len and the wake-up protocol (essay 4c).  inject_len counts the
  * tasks owed to the queue: those in its descriptors and the rest of a split
@@ -82,6 +84,7 @@
 #include "internal.h"
 
 #define SEG_MASK (WEFT__INJECT_SEGS - 1)
+#define PREFETCH_AHEAD 32  /* slots: the walk's prefetch (the comment above) */
 
 /* Any thread.  Appends a linked batch head..tail of n tasks and notifies. */
 void weft__inject_push(weft__runtime *rt, weft_task *head, weft_task *tail, size_t n)
@@ -179,14 +182,9 @@ weft_task *weft__inject_pop_slow(weft__worker *w, unsigned max)
         size_t n = split ? keep_last : got[i].n;
         weft_task *t = got[i].head;
         for (size_t j = 0; j < n; j++) {
-            /* The walk chases links, one miss at a time (the records were
-             * just written on the spawner's CPU).  A burst's records are
-             * mostly slab neighbours, allocated in the order they were
-             * linked, so the record 32 slots on is likely the one 32 links
-             * on: asking for it early overlaps the misses.  A wrong guess
-             * costs one useless line (a prefetch never faults).  The
-             * distance was measured (docs/scheduler.md, section 13). */
-            __builtin_prefetch((const char *)t + 32 * sizeof(weft_task));
+            /* The slab neighbour (the comment at the top): a wrong guess
+             * costs one useless line, and a prefetch never faults. */
+            __builtin_prefetch((const char *)t + PREFETCH_AHEAD * sizeof(weft_task));
             weft_task *nx = t->next;
             if (t != first)
                 weft__runq_put(w, t);

@@ -54,10 +54,10 @@
  * a plain take never overlaps the thief's CAS, so a task is taken once.
  * A thief that spins out gives up the steal (the owner, preempted inside
  * its take, will run the task itself), as does one whose membarrier
- * fails.  Where membarrier is missing or refused (runtime.c registers and
- * tries one), or WEFT_MEMBARRIER=off, the owner exchanges and thieves skip
- * steps 1-3 and 5 (weft__worker.runnext_plain, set before the workers
- * start).  ThreadSanitizer cannot see the membarrier: it sees atomics on
+ * fails.  Where membarrier is missing or refused (os.h,
+ * weft__os_membarrier_usable), or WEFT_MEMBARRIER=off, the owner exchanges
+ * and thieves skip steps 1-3 and 5 (weft__worker.runnext_plain, set before
+ * the workers start).  ThreadSanitizer cannot see the membarrier: it sees atomics on
  * both sides and reports no race; stress_runnext_steal checks the count.
  */
 #include "internal.h"
@@ -135,6 +135,19 @@ weft_task *weft__runq_get(weft__worker *w)
     }
 }
 
+/* Any worker but the victim's owner.  Empties vq's runnext if it holds a
+ * task, and returns it (or NULL).  acq_rel: pairs with the owner's fill
+ * and exchange of runnext (and, after a membarrier, its plain take). */
+static weft_task *cas_runnext(weft__runq *vq)
+{
+    weft_task *t = atomic_load_explicit(&vq->runnext, memory_order_acquire);
+    while (t && !atomic_compare_exchange_weak_explicit(&vq->runnext, &t, NULL,
+                                                       memory_order_acq_rel,
+                                                       memory_order_acquire))
+        ;
+    return t;
+}
+
 /* Any worker but the victim's owner.  The thief's side of "Taking runnext"
  * (above): 1 with *out, or 0 (empty, or the owner was inside its take).
  * May block the thread (membarrier: microseconds), only when runnext holds
@@ -142,40 +155,34 @@ weft_task *weft__runq_get(weft__worker *w)
 static unsigned steal_runnext(weft__worker *victim, weft_task **out)
 {
     weft__runq *vq = &victim->q;
-    /* acquire: pairs with the owner's release store filling runnext. */
-    weft_task *t = atomic_load_explicit(&vq->runnext, memory_order_acquire);
-    if (!t)
+    /* relaxed: a look; the CAS decides. */
+    if (!atomic_load_explicit(&vq->runnext, memory_order_relaxed))
         return 0;
-    unsigned got = 0;
-    if (victim->runnext_plain) {
+    weft_task *t = NULL;
+    if (!victim->runnext_plain) {
+        t = cas_runnext(vq);
+    } else {
         /* seq_cst: the membarrier below is the fence; this only must come
          * before it. */
         atomic_fetch_add_explicit(&vq->steal_req, 1, memory_order_seq_cst);
-        if (weft__os_membarrier() != 0)
-            goto out;  /* no fence, no steal (runtime.c tried one first) */
-        /* acquire: pairs with the release store ending the owner's take. */
-        for (int i = 0; atomic_load_explicit(&vq->taking, memory_order_acquire); i++) {
-            if (i == 1000)
-                goto out;
-            weft__cpu_relax();
+        /* No fence, no steal (weft__os_membarrier_usable tried one). */
+        if (weft__os_membarrier() == 0) {
+            /* acquire: pairs with the release store ending the owner's
+             * take.  An owner still inside after the spin keeps its task. */
+            int i = 0;
+            while (atomic_load_explicit(&vq->taking, memory_order_acquire) && i++ < 1000)
+                weft__cpu_relax();
+            if (i <= 1000)
+                t = cas_runnext(vq);
         }
-        t = atomic_load_explicit(&vq->runnext, memory_order_acquire);
-    }
-    /* acq_rel: pairs with the owner's exchange of runnext (and its fill). */
-    while (t && !atomic_compare_exchange_weak_explicit(&vq->runnext, &t, NULL,
-                                                       memory_order_acq_rel,
-                                                       memory_order_acquire))
-        ;
-    if (t) {
-        *out = t;
-        got = 1;
-    }
-out:
-    if (victim->runnext_plain)
         /* release: pairs with the owner's acquire load of steal_req, which
          * then sees this CAS. */
         atomic_fetch_sub_explicit(&vq->steal_req, 1, memory_order_release);
-    return got;
+    }
+    if (!t)
+        return 0;
+    *out = t;
+    return 1;
 }
 
 /* Any worker (thief != victim; thief is the calling worker).  Steals half of

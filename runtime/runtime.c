@@ -274,11 +274,8 @@ int weft_run_config(const weft_config *cfg, weft_fn main_fn, void *arg, void **r
     cpus = NULL;
     /* Owners take runnext without a read-modify-write where thieves can
      * fence for them (runq.c, "Taking runnext"); set before any worker
-     * starts, read-only after.  One fence is tried besides the
-     * registration: a seccomp filter may let one through and refuse the
-     * other, and a thief without the fence may not steal. */
-    bool plain = set.membarrier && weft__os_membarrier_register() == 0 &&
-                 weft__os_membarrier() == 0;
+     * starts, read-only after. */
+    bool plain = set.membarrier && weft__os_membarrier_usable();
     for (unsigned i = 0; i < rt->nworkers; i++)
         rt->workers[i]->runnext_plain = plain;
     if ((rc = weft__topo_victims(rt)) < 0 || (rc = weft__stacks_init(rt)) < 0 ||

@@ -258,8 +258,7 @@ weft_task *weft__seed_next(weft__worker *w)
                 det_deliver(w);
         }
     }
-    /* acq_rel: pairs with a thief's CAS on runnext (as in local_next). */
-    weft_task *rn = atomic_exchange_explicit(&w->q.runnext, NULL, memory_order_acq_rel);
+    weft_task *rn = weft__runnext_take(w);  /* as local_next (runq.c, "Taking runnext") */
     if (rn)
         weft__runq_put(w, rn);
     uint32_t n = weft__runq_len(w);

@@ -131,10 +131,10 @@ static inline void weft__waiter_grant(weft__waiter *w)
 
 /* Under the lock: as weft__waiter_grant, for a waiter that waits with
  * weft__waitq_wait (locked non-NULL) and may leave without re-taking the
- * lock once it sees its grant.  So the wake comes first and the grant last (release:
- * pairs with the acquire in weft__waitq_wait, and publishes what the
- * grant hands over): after the store the waker touches neither the record
- * nor the task.  A waiter that runs between the two sees no grant and
+ * lock once it sees its grant.  So the wake comes first and the grant last
+ * (release: pairs with the acquire in weft__waitq_wait, and publishes what
+ * the grant hands over): after the store the waker touches neither the
+ * record nor the task.  A waiter that runs between the two sees no grant and
  * re-takes the lock, which the waker still holds.  The waker's last touch
  * of the primitive is its unlock, so the primitive's destroy takes the lock
  * once before it frees (a waiter may free it on the strength of a grant). */

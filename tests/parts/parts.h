@@ -90,7 +90,7 @@ static inline p_world *p_world_new(unsigned nworkers, size_t ntasks)
         w->cpu = -1;
         /* The owner's take of runnext as the runtime makes it here
          * (runq.c, "Taking runnext"). */
-        w->runnext_plain = weft__os_membarrier_register() == 0;
+        w->runnext_plain = weft__os_membarrier_usable();
         pw->w[i] = w;
     }
     pw->rt->nworkers = nworkers;

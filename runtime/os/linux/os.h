@@ -17,6 +17,7 @@
 #include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -57,27 +58,28 @@ static inline void weft__os_wake(_Atomic uint32_t *addr, int n)
 }
 
 /* The heavy side of an asymmetric fence (membarrier(2), Linux 4.14+).
- * weft__os_membarrier_register: once a process, before the first
- * weft__os_membarrier; 0, or -errno when the kernel lacks the call or a
- * seccomp filter refuses it (then the caller keeps the read-modify-write
- * the fence would have replaced).  weft__os_membarrier: 0 or -errno; when
- * it returns 0, every thread of the process that was running has passed a
- * full memory barrier, and every other one a context switch (which is
- * one); so a thread whose side of a Dekker pair is only a compiler
- * barrier (the light side) is ordered against the caller.  Costs an interprocessor
- * interrupt to each CPU running one of our threads: for rare paths only.
- * Any thread; may block the thread (microseconds). */
-static inline int weft__os_membarrier_register(void)
-{
-    return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0
-                                                                                   : -errno;
-}
-
+ * weft__os_membarrier: 0 or -errno; when it returns 0, every thread of the
+ * process that was running has passed a full memory barrier, and every
+ * other one a context switch (which is one); so a thread whose side of a
+ * Dekker pair is only a compiler barrier (the light side) is ordered
+ * against the caller.  Costs an interprocessor interrupt to each CPU
+ * running one of our threads: for rare paths only.  Any thread; may block
+ * the thread (microseconds). */
 static inline int weft__os_membarrier(void)
 {
     /* Fails only unregistered (EPERM), or where a seccomp filter lets the
      * registration through and refuses this. */
     return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0 : -errno;
+}
+
+/* Registers the process for weft__os_membarrier (idempotent) and tries one
+ * fence: true when both work; false when the kernel lacks the call or a
+ * seccomp filter refuses either, and then the caller keeps the
+ * read-modify-write the fence would have replaced.  Any thread. */
+static inline bool weft__os_membarrier_usable(void)
+{
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+           weft__os_membarrier() == 0;
 }
 
 /* A pool thread's timers fire on time (no 50 us slack): its sleeps are
