@@ -90,41 +90,49 @@ static void *probe_task(void *arg)
     return NULL;
 }
 
-/* Steal attempts made by workers other than the caller's (or -1 where the
+/* Steal attempts made by workers other than worker me (or -1 where the
  * counters are compiled out). */
-static long long others_attempts(void)
+static long long others_attempts(int me)
 {
     static weft_stats st;
     if (weft_stats_get(&st) != 0)
         return -1;
     long long n = 0;
     for (unsigned i = 0; i < st.workers; i++)
-        if ((int)i != weft_worker_id())
+        if ((int)i != me)
             n += (long long)st.worker[i].steal_attempts;
     return n;
 }
 
 /* From a coroutine: spawns the probe into this worker's runnext, then
  * blocks the thread (never suspends) until the probe has run or limit_ms
- * have passed.  Returns whether it ran meanwhile; it has run exactly once
- * when this returns either way. */
-static bool block_for_probe(long limit_ms, long long *attempts)
+ * have passed, and, with until_tried, for as long after (up to 10 s) as no
+ * other worker has tried a steal.  Returns whether it ran meanwhile; it has
+ * run exactly once when this returns either way. */
+static bool block_for_probe(long limit_ms, bool until_tried, long long *attempts)
 {
     atomic_store(&b_runs, 0);
     atomic_store(&b_worker, -1);
-    long long a0 = others_attempts();
+    int me = weft_worker_id();  /* the join below may resume elsewhere */
+    long long a0 = others_attempts(me), a1 = a0;
     weft_task *b = weft_spawn(probe_task, NULL);
     T_CHECK(b != NULL);
-    int64_t end = t_mono_ns() + limit_ms * WEFT_MS;
-    while (!atomic_load(&b_runs) && t_mono_ns() < end)
+    int64_t start = t_mono_ns(), end = start + limit_ms * WEFT_MS;
+    int64_t end_tried = start + 10 * WEFT_SEC;
+    for (;;) {
+        a1 = others_attempts(me);
+        int64_t now = t_mono_ns();
+        if (atomic_load(&b_runs) ||
+            (now >= end && (!until_tried || a0 < 0 || a1 > a0 || now >= end_tried)))
+            break;
         t_nap_ms(1);
+    }
     bool ran = atomic_load(&b_runs) > 0;
-    long long a1 = others_attempts();
     *attempts = a0 < 0 || a1 < 0 ? -1 : a1 - a0;
     T_CHECK_EQ(weft_join(b, NULL), 0);
     T_CHECK_EQ(atomic_load(&b_runs), 1);
     if (ran)
-        T_CHECK(atomic_load(&b_worker) != weft_worker_id());
+        T_CHECK(atomic_load(&b_worker) != me);
     return ran;
 }
 
@@ -217,13 +225,13 @@ static void *child_main(void *arg)
     long long attempts = 0;
     if (mode == REFUSE_FENCE) {
         /* No thief may take it: it waits out the whole block. */
-        T_CHECK(!block_for_probe(300, &attempts));
+        T_CHECK(!block_for_probe(300, true, &attempts));
         /* ...though the other worker tried (else this proves nothing). */
         if (attempts >= 0)
             T_CHECK(attempts > 0);
     } else {
         /* Rescued, with the fence (ALLOW) or the exchange (REFUSE_ALL). */
-        T_CHECK(block_for_probe(10000, &attempts));
+        T_CHECK(block_for_probe(10000, false, &attempts));
     }
     workload();
     return NULL;
