@@ -9,6 +9,11 @@
  *                           weft-bench's format
  *   POPULATE=1 stack-floor  the same, the pages made present in batches of
  *                           1024 with process_madvise(MADV_POPULATE_WRITE)
+ *   RECORD=B stack-floor    each coroutine also writes a B-byte record, the
+ *                           records packed side by side in a mapping of
+ *                           their own (as weft's task slabs: B=384), so
+ *                           that the pair of runs measures what a record
+ *                           beside the stack costs
  *
  * No runtime, no task, no timer: a million coroutines alive at once need
  * at least a million touched pages, and here that is all that is done.  On
@@ -31,7 +36,7 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-static size_t per;
+static size_t per, record;
 static int populate;
 #define SPAN ((size_t)(128 + 4) * 1024)
 
@@ -65,8 +70,20 @@ static void *toucher(void *arg)
         }
         close(pfd);
     }
-    for (size_t i = 0; i < per; i++)
+    char *r = NULL;
+    if (record) {
+        r = mmap(NULL, record * per, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (r == MAP_FAILED) {
+            perror("mmap");
+            exit(1);
+        }
+    }
+    for (size_t i = 0; i < per; i++) {
         p[(i + 1) * SPAN - 64] = 1;
+        if (r)
+            r[i * record] = 1;  /* a record's first line: its page's first touch */
+    }
     return NULL;
 }
 
@@ -82,6 +99,7 @@ int main(int argc, char **argv)
     if (t < 1 || t > 64 || n < (size_t)t)
         return 2;
     populate = getenv("POPULATE") && atoi(getenv("POPULATE"));
+    record = getenv("RECORD") ? strtoull(getenv("RECORD"), NULL, 10) : 0;
     per = n / (size_t)t;
     double t0 = now();
     pthread_t th[64];
