@@ -15,7 +15,8 @@
 # present per coroutine stack, then the sleep: docs/scheduler.md, section
 # 8), the figures are wall milliseconds, the medians of peak RSS follow,
 # and the last ratio says whether the best peer is faster than the floor
-# (then no runtime whose coroutines have stacks can match it here).  BUILD (default build) is the build directory; PEERS_OUT (default
+# (then no runtime whose coroutines have stacks can match it here).
+# BUILD (default build) is the build directory; PEERS_OUT (default
 # /tmp/weft-peers) holds the peers (../shared/peers/build.sh).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -505,7 +505,10 @@ struct weft__worker {
     int id;
     uint32_t ticks;                       /* local_next() calls (cadence) */
     unsigned lifo_streak;                 /* runnext runs in a row */
-    bool runnext_plain;                   /* takes runnext without an RMW (runq.c) */
+    /* Takes runnext without an RMW (runq.c, "Taking runnext"): the same in
+     * every worker, set before they start; kept per worker because the
+     * owner's take reads this line anyway and a thief the victim's. */
+    bool runnext_plain;
     bool searching;
     bool polling;                         /* in drive(): wakes defer notify */
     int64_t spread_due;                   /* idle.c weft__spread_check, 0: none */

@@ -148,6 +148,25 @@ static weft_task *cas_runnext(weft__runq *vq)
     return t;
 }
 
+/* Spins a thief waits for an owner's take in progress (a few
+ * instructions, unless the owner's thread was preempted inside it). */
+#define TAKE_WAIT_SPINS 1000
+
+/* Any worker but the victim's owner, after its membarrier.  True when the
+ * owner is not inside a take (any more); false when it still was after
+ * TAKE_WAIT_SPINS: then it keeps its task.  acquire: pairs with the
+ * release store ending the owner's take, so runnext is seen emptied. */
+static bool take_done(weft__runq *vq)
+{
+    for (int i = 0;; i++) {
+        if (!atomic_load_explicit(&vq->taking, memory_order_acquire))
+            return true;
+        if (i == TAKE_WAIT_SPINS)
+            return false;
+        weft__cpu_relax();
+    }
+}
+
 /* Any worker but the victim's owner.  The thief's side of "Taking runnext"
  * (above): 1 with *out, or 0 (empty, or the owner was inside its take).
  * May block the thread (membarrier: microseconds), only when runnext holds
@@ -162,19 +181,13 @@ static unsigned steal_runnext(weft__worker *victim, weft_task **out)
     if (!victim->runnext_plain) {
         t = cas_runnext(vq);
     } else {
-        /* seq_cst: the membarrier below is the fence; this only must come
-         * before it. */
-        atomic_fetch_add_explicit(&vq->steal_req, 1, memory_order_seq_cst);
+        /* relaxed: the membarrier below is the fence of this Dekker pair,
+         * and the kernel orders what its caller did before it (a full
+         * barrier on entry) ahead of the barriers it puts on the owner. */
+        atomic_fetch_add_explicit(&vq->steal_req, 1, memory_order_relaxed);
         /* No fence, no steal (weft__os_membarrier_usable tried one). */
-        if (weft__os_membarrier() == 0) {
-            /* acquire: pairs with the release store ending the owner's
-             * take.  An owner still inside after the spin keeps its task. */
-            int i = 0;
-            while (atomic_load_explicit(&vq->taking, memory_order_acquire) && i++ < 1000)
-                weft__cpu_relax();
-            if (i <= 1000)
-                t = cas_runnext(vq);
-        }
+        if (weft__os_membarrier() == 0 && take_done(vq))
+            t = cas_runnext(vq);
         /* release: pairs with the owner's acquire load of steal_req, which
          * then sees this CAS. */
         atomic_fetch_sub_explicit(&vq->steal_req, 1, memory_order_release);

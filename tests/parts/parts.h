@@ -82,15 +82,16 @@ static inline p_world *p_world_new(unsigned nworkers, size_t ntasks)
     pw->nworkers = nworkers;
     pw->w = calloc(nworkers, sizeof *pw->w);
     assert_non_null(pw->w);
+    /* The owner's take of runnext as the runtime makes it here (runq.c,
+     * "Taking runnext"). */
+    bool plain = weft__os_membarrier_usable();
     for (unsigned i = 0; i < nworkers; i++) {
         weft__worker *w = p_zalloc(sizeof *w);
         w->rt = pw->rt;
         w->wake_rt = pw->rt;  /* untraced: a wake-up on w queues on w */
         w->id = (int)i;
         w->cpu = -1;
-        /* The owner's take of runnext as the runtime makes it here
-         * (runq.c, "Taking runnext"). */
-        w->runnext_plain = weft__os_membarrier_usable();
+        w->runnext_plain = plain;
         pw->w[i] = w;
     }
     pw->rt->nworkers = nworkers;

@@ -60,9 +60,11 @@ static inline void weft__os_wake(_Atomic uint32_t *addr, int n)
 /* The heavy side of an asymmetric fence (membarrier(2), Linux 4.14+).
  * weft__os_membarrier: 0 or -errno; when it returns 0, every thread of the
  * process that was running has passed a full memory barrier, and every
- * other one a context switch (which is one); so a thread whose side of a
- * Dekker pair is only a compiler barrier (the light side) is ordered
- * against the caller.  Costs an interprocessor interrupt to each CPU
+ * other one a context switch (which is one), and the caller's own earlier
+ * accesses come before those barriers (the kernel puts a full barrier on
+ * entry); so a thread whose side of a Dekker pair is only a compiler
+ * barrier (the light side) is ordered against the caller, whose side may
+ * then be relaxed.  Costs an interprocessor interrupt to each CPU
  * running one of our threads: for rare paths only.  Any thread; may block
  * the thread (microseconds). */
 static inline int weft__os_membarrier(void)
